@@ -1,0 +1,1 @@
+"""Orchestration: the Prefect flow that runs dvc.yaml's stages, its deployment, and the CLI."""

@@ -1,0 +1,174 @@
+"""The ``transferlab`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from transferlab.errors import TransferlabError
+
+DEFAULT_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+}
+
+
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise TransferlabError(f"--set expects KEY=VALUE, got '{item}'")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def cmd_stage(args) -> int:
+    from tasks.stages import run_stage
+
+    summary = run_stage(args.name, args.params)
+    print(json.dumps({"stage": args.name, **summary}, default=str))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from flows.pipeline import transfer_pipeline
+    from flows.summary import print_summary
+
+    result = transfer_pipeline(project_dir=str(Path(args.project).resolve()), overrides=_parse_set(args.set))
+    print_summary(Path(args.project), result["stages"])
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from flows.pipeline import transfer_pipeline
+
+    if not os.environ.get("PREFECT_API_URL"):
+        print("note: PREFECT_API_URL is not set, so the deployment is served against a temporary server "
+              "that no UI sees. Start `prefect server start` (http://127.0.0.1:4200) and "
+              "`export PREFECT_API_URL=http://127.0.0.1:4200/api` first.", file=sys.stderr)
+    transfer_pipeline.serve(name=args.name, parameters={"project_dir": str(Path(args.project).resolve())})
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from transferlab.data import list_datasets
+
+    rows = [(d.name, "yes" if d.needs_path else "no", "-" if d.n_samples is None else str(d.n_samples),
+             "-" if d.classes is None else str(len(d.classes)), "-" if d.shape is None else "x".join(map(str, d.shape)),
+             d.description) for d in list_datasets()]
+    _table(["name", "needs path", "samples", "classes", "shape", "description"], rows)
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from transferlab.methods import list_methods
+
+    rows = []
+    for m in list_methods():
+        needs = [n for n, flag in (("target labels", m.needs_target_labels),
+                                   ("unlabelled target", m.uses_unlabelled_target),
+                                   ("source data", m.uses_source)) if flag]
+        rows.append((m.name, ", ".join(needs) or "-", m.description))
+    _table(["method", "needs", "description"], rows)
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from tasks.standalone import similarity_table
+
+    _table(["measure", "value"], similarity_table(args.source, args.target, source_path=args.source_path,
+                                                  target_path=args.target_path, image_size=args.image_size,
+                                                  permutations=args.permutations, max_samples=args.max_samples,
+                                                  seed=args.seed))
+    return 0
+
+
+def _table(header: list[str], rows: list[tuple]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*header))
+    print(fmt.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(fmt.format(*map(str, row)))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="transferlab",
+        description="Transfer learning with evidence: pretrain on a labelled source domain, measure how far the "
+                    "target domain is (MMD with a permutation test), select a transfer method, adapt, and prove "
+                    "on held-out target data whether transfer helped. Parameters live in params.yaml; the stage "
+                    "DAG in dvc.yaml; runs and model versions in MLflow (sqlite:///mlflow.db).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the whole pipeline as the Prefect flow 'transfer-pipeline'",
+                       description="Run every dvc.yaml stage in order as a Prefect flow (temporary Prefect server "
+                                   "unless PREFECT_API_URL is set). Up-to-date stages are skipped, exactly as "
+                                   "`dvc repro` would; afterwards `dvc status` is clean.")
+    p.add_argument("--project", default=".", help="project folder holding dvc.yaml and params.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter (dotted key, YAML value) and write it into params.yaml; repeatable")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="serve the flow as a deployment, triggerable with parameters from the Prefect UI")
+    p.add_argument("--project", default=".")
+    p.add_argument("--name", default="transfer-pipeline", help="deployment name")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("stage", help="run one stage (what dvc.yaml calls)")
+    p.add_argument("name", help="prepare | validate | pretrain | similarity | select | adapt | evaluate")
+    p.add_argument("--params", default="params.yaml")
+    p.set_defaults(func=cmd_stage)
+
+    p = sub.add_parser("datasets", help="list the domain registry with sizes and classes")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("methods", help="list every registered transfer method and the data it needs")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("similarity", help="measure the distance between two datasets without the pipeline")
+    p.add_argument("--source", required=True, help="dataset name (see `transferlab datasets`)")
+    p.add_argument("--target", required=True)
+    p.add_argument("--source-path", default=None)
+    p.add_argument("--target-path", default=None)
+    p.add_argument("--image-size", type=int, default=28)
+    p.add_argument("--permutations", type=int, default=200)
+    p.add_argument("--max-samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_similarity)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    for key, value in DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except TransferlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failed stage inside the flow surfaces here
+        from flows.pipeline import StageFailed
+
+        if isinstance(exc, StageFailed):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""What `transferlab run` prints at the end: the answer, and where to look."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tasks.paths import EVALUATION, SELECTION, SIMILARITY
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * float(value):.2f} %"
+
+
+def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[str]:
+    evaluation = _load(project / EVALUATION)
+    selection = _load(project / SELECTION)
+    mmd = _load(project / SIMILARITY).get("mmd", {})
+    models = evaluation.get("models", {})
+    lines = ["", "transferlab: pipeline finished", ""]
+    if stages:
+        lines.append("stages: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
+    lines += [
+        f"chosen method          : {selection.get('method', '-')}",
+        f"target test accuracy   : adapted {_pct(evaluation.get('adapted_accuracy'))}"
+        f"  vs source-only {_pct(evaluation.get('source_only_accuracy'))}"
+        + (f"  vs target-only {_pct(models['target-only']['accuracy'])}" if "target-only" in models else ""),
+        f"transfer gain          : {evaluation.get('transfer_gain', 0) * 100:+.2f} points "
+        f"(CI {', '.join(f'{100 * c:+.2f}' for c in evaluation.get('transfer_gain_ci', []))})"
+        + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),
+        f"domain distance        : MMD² = {mmd.get('mmd2', float('nan')):.4g}, p = {mmd.get('p_value', float('nan')):.3g}",
+        f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}"
+        f"  (champion: {evaluation.get('champion_version', '-')}; {evaluation.get('champion_reason', '')})",
+        "",
+        f"reports                : {project / 'reports/evaluation/evaluation.md'} (and .html)",
+        "MLflow UI              : make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db), "
+        "then http://127.0.0.1:5000",
+        "Prefect UI             : prefect server start   (http://127.0.0.1:4200), then "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api transferlab serve",
+    ]
+    return lines
+
+
+def print_summary(project: Path, stages: dict[str, str] | None = None) -> None:
+    print("\n".join(summary_lines(Path(project), stages)))

@@ -1,0 +1,41 @@
+"""Small pieces several stages share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from transferlab.config import PipelineParams, TrainParams
+from transferlab.data import Domain
+from transferlab.models import ModelSpec
+from transferlab.training import TrainSettings
+
+
+def train_settings(params: PipelineParams, train: TrainParams) -> TrainSettings:
+    return TrainSettings(**train.model_dump(), seed=params.seed, device=params.device)
+
+
+def model_spec(params: PipelineParams, domain: Domain) -> ModelSpec:
+    if domain.is_image:
+        _, channels, size, _ = domain.x.shape
+        arch = params.model.arch if params.model.arch != "mlp" else "lenet"
+        return params.model.spec(in_channels=channels, image_size=size, input_dim=None,
+                                 num_classes=domain.num_classes).model_copy(update={"arch": arch})
+    return params.model.spec(in_channels=1, image_size=28, input_dim=domain.x.shape[1],
+                             num_classes=domain.num_classes).model_copy(update={"arch": "mlp"})
+
+
+def input_example(domain: Domain) -> np.ndarray:
+    """Two real samples: a batch of one would make the exported graph fix the batch size at 1."""
+    return np.ascontiguousarray(domain.x[:2])
+
+
+def epoch_logger(run_, prefix: str = ""):
+    def log(step: int, metrics: dict[str, float]) -> None:
+        run_.log_metrics({f"{prefix}{k}": v for k, v in metrics.items()}, step=step)
+    return log
+
+
+def rel(path: Path) -> str:
+    return str(path).rstrip("/")

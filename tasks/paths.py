@@ -1,0 +1,23 @@
+"""Where every stage reads and writes, relative to the project root. dvc.yaml names the same paths
+(tests/tasks/test_dag.py checks that they agree)."""
+
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+PREPARED_SOURCE = Path("data/prepared/source")
+PREPARED_TARGET = Path("data/prepared/target")
+# The target test split lives in its own folder so that DVC's deps show exactly which stages read
+# it (validate, for integrity only, and evaluate) and so that tests can lock it away from the rest.
+PREPARED_TEST = Path("data/prepared/target_test")
+VALIDATION = Path("reports/validation.json")
+SOURCE_MODEL = Path("models/source")
+SIMILARITY = Path("reports/similarity.json")
+SIMILARITY_PLOTS = Path("reports/similarity")
+SIMILARITY_METRICS = Path("reports/similarity_metrics.json")
+PRETRAIN_METRICS = Path("reports/pretrain.json")
+SELECTION = Path("reports/selection.json")
+ADAPTED_MODEL = Path("models/adapted")
+BASELINE_MODELS = Path("models/baselines")
+EVALUATION = Path("reports/evaluation.json")
+EVALUATION_DIR = Path("reports/evaluation")
+MANIFEST = "manifest.json"

@@ -1,0 +1,35 @@
+"""The stage registry: name -> module with ``NAME``, ``DEPS`` and ``run(params, root)``.
+
+The order of the pipeline is dvc.yaml's; this only says which code a name runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from transferlab.config import load_params
+from transferlab.errors import ConfigError
+
+STAGE_MODULES = {
+    "prepare": "tasks.prepare",
+    "validate": "tasks.validate",
+    "pretrain": "tasks.pretrain",
+    "similarity": "tasks.similarity",
+    "select": "tasks.select",
+    "adapt": "tasks.adapt",
+    "evaluate": "tasks.evaluate",
+}
+
+
+def stage_module(name: str):
+    if name not in STAGE_MODULES:
+        raise ConfigError(f"unknown stage '{name}'; stages are: {', '.join(STAGE_MODULES)}")
+    return importlib.import_module(STAGE_MODULES[name])
+
+
+def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Path = ".") -> dict:
+    module = stage_module(name)
+    root = Path(root)
+    params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
+    return module.run(params, root)

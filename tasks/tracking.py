@@ -1,0 +1,150 @@
+"""MLflow: a parent run per pipeline run, a nested run per stage, registered model versions.
+
+Tracking and registry live in ``sqlite:///mlflow.db`` and artifacts under ``mlruns/`` at the
+project root unless ``MLFLOW_TRACKING_URI`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import mlflow  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from tasks import lineage  # noqa: E402
+
+PARENT_ROLE = "pipeline"
+STAGE_ROLE = "stage"
+
+
+def configure(root: Path, experiment: str) -> str:
+    """Point MLflow at the project's store; return the experiment id."""
+    root = Path(root).resolve()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        exp_id = found.experiment_id
+    else:
+        exp_id = client.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _parent_run(exp_id: str, key: str | None, tags: dict[str, str]) -> str:
+    client = MlflowClient()
+    if key is not None:
+        found = client.search_runs(
+            [exp_id], filter_string=f"tags.`transferlab.pipeline_key` = '{key}'",
+            max_results=1, order_by=["attributes.start_time DESC"],
+        )
+        if found:
+            return found[0].info.run_id
+    key = key or f"standalone-{uuid.uuid4().hex[:12]}"
+    run = client.create_run(exp_id, run_name=f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                            tags={"transferlab.role": PARENT_ROLE, "transferlab.pipeline_key": key, **tags})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+@dataclass
+class StageRun:
+    """Handle to the active stage run that stages log through."""
+
+    run_id: str
+    parent_id: str
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        flat = _flatten(params)
+        for start in range(0, len(flat), 90):
+            mlflow.log_params(dict(list(flat.items())[start:start + 90]))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and _is_number(v)}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=folder)
+        elif path.exists():
+            mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def tag_parent(self, tags: dict[str, Any]) -> None:
+        client = MlflowClient()
+        for k, v in tags.items():
+            client.set_tag(self.parent_id, k, str(v))
+
+    def register_model(self, model: Any, name: str, example: Any, tags: dict[str, Any]) -> int:
+        """Log ``model`` in MLflow's PyTorch flavour (pt2, no pickle) and register it as a new version."""
+        import torch
+
+        info = mlflow.pytorch.log_model(
+            model.eval(), name="model", input_example=example, serialization_format="pt2",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        version = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        return int(version.version)
+
+
+def lineage_tags(root: Path, stage: str, deps: list[Path]) -> dict[str, str]:
+    commit, dirty = lineage.git_commit(root)
+    tags = {"git.commit": commit, "git.dirty": str(dirty).lower(), "transferlab.stage": stage}
+    tags.update(lineage.data_tags(root, deps))
+    flow_run = lineage.flow_run_id()
+    if flow_run:
+        tags["prefect.flow_run_id"] = flow_run
+    return tags
+
+
+@contextmanager
+def stage_run(root: Path, experiment: str, stage: str, deps: list[Path]) -> Iterator[StageRun]:
+    """A nested MLflow run for ``stage`` under this pipeline run's parent (created if needed)."""
+    exp_id = configure(root, experiment)
+    tags = lineage_tags(root, stage, deps)
+    commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
+    parent_id = _parent_run(exp_id, lineage.pipeline_key(), commit_tags)
+    # Resuming the parent for the length of the stage keeps its status true at every moment:
+    # RUNNING while a stage runs, FINISHED (or FAILED) after.
+    with mlflow.start_run(run_id=parent_id):
+        with mlflow.start_run(run_name=stage, nested=True,
+                              tags={"transferlab.role": STAGE_ROLE, **tags}) as run:
+            yield StageRun(run.info.run_id, parent_id)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def model_name(prefix: str, role: str) -> str:
+    return f"{prefix}-{role}"

@@ -1,0 +1,147 @@
+"""validate: Great Expectations over per-sample metadata of every prepared split.
+
+Each sample becomes one row (domain, split, label, shape, value range, non-finite count, content
+hash). Critical expectations stop the pipeline with a message naming the expectation and the
+domain; warnings are reported only. The target test split is read for integrity checks alone:
+nothing but the pass/fail verdict leaves this stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from transferlab.config import PipelineParams
+from transferlab.data import Domain
+from transferlab.errors import DataError
+from tasks import tracking
+from tasks.data_files import source_splits, target_splits, target_test
+from tasks.io import read_json, write_json
+from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, VALIDATION
+
+NAME = "validate"
+DEPS = [PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST]
+
+
+def sample_metadata(domain: Domain, role: str, split: str) -> pd.DataFrame:
+    flat = domain.x.reshape(len(domain), -1)
+    finite = np.isfinite(flat)
+    safe = np.where(finite, flat, 0.0)
+    return pd.DataFrame({
+        "domain": role,
+        "split": split,
+        "label": domain.y,
+        "shape": ["x".join(map(str, domain.x.shape[1:]))] * len(domain),
+        "vmin": safe.min(axis=1) if flat.size else np.zeros(len(domain)),
+        "vmax": safe.max(axis=1) if flat.size else np.zeros(len(domain)),
+        "n_nonfinite": (~finite).sum(axis=1),
+        "hash": [hashlib.blake2b(row.tobytes(), digest_size=12).hexdigest() for row in flat],
+    })
+
+
+def _expectations(gx, frame: pd.DataFrame, classes: list[str], shape: str, is_image: bool) -> list:
+    E = gx.expectations
+    labels = list(range(len(classes)))
+    exps = [
+        E.ExpectColumnValuesToBeInSet(column="label", value_set=labels, severity="critical",
+                                      meta={"what": "labels lie in the declared class set"}),
+        E.ExpectColumnValuesToBeInSet(column="shape", value_set=[shape], severity="critical",
+                                      meta={"what": "every sample has the common shape"}),
+        E.ExpectColumnValuesToBeBetween(column="n_nonfinite", min_value=0, max_value=0, severity="critical",
+                                        meta={"what": "no NaN or infinite values"}),
+        E.ExpectColumnValuesToNotBeNull(column="label", severity="critical", meta={"what": "every sample has a label"}),
+        E.ExpectColumnValuesToBeUnique(column="cross_split_hash", severity="critical",
+                                       meta={"what": "no sample appears in two splits that must be disjoint"}),
+        E.ExpectTableRowCountToBeBetween(min_value=1, severity="critical", meta={"what": "the domain is not empty"}),
+    ]
+    if is_image:
+        exps += [
+            E.ExpectColumnValuesToBeBetween(column="vmin", min_value=0.0, max_value=1.0, severity="critical",
+                                            meta={"what": "pixel values lie in [0, 1]"}),
+            E.ExpectColumnValuesToBeBetween(column="vmax", min_value=0.0, max_value=1.0, severity="critical",
+                                            meta={"what": "pixel values lie in [0, 1]"}),
+        ]
+    exps.append(E.ExpectColumnDistinctValuesToContainSet(
+        column="label", value_set=labels, severity="warning",
+        meta={"what": "every class is present in the domain"}))
+    return exps
+
+
+def _guarded_hashes(frame: pd.DataFrame, disjoint_from: dict[str, set[str]]) -> pd.Series:
+    """A column that repeats exactly when a sample of a guarded split also occurs in a split it must be
+    disjoint from (duplicates inside one split, or between the labelled and unlabelled pools, are fine)."""
+    out = frame["split"] + ":" + frame.index.astype(str)
+    for split, others in disjoint_from.items():
+        mine = frame["split"] == split
+        other_hashes = set(frame.loc[frame["split"].isin(others), "hash"])
+        clash = mine & frame["hash"].isin(other_hashes)
+        out[clash] = "dup:" + frame.loc[clash, "hash"]
+        rivals = frame["split"].isin(others) & frame["hash"].isin(set(frame.loc[clash, "hash"]))
+        out[rivals] = "dup:" + frame.loc[rivals, "hash"]
+    return out
+
+
+def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+    train, val = source_splits(root)
+    labelled, unlabelled = target_splits(root)
+    test = target_test(root)
+    manifests = {p: read_json(root / p / MANIFEST, f"manifest of {p}") for p in DEPS}
+    classes = manifests[PREPARED_SOURCE]["classes"]
+    if manifests[PREPARED_TARGET]["classes"] != classes or manifests[PREPARED_TEST]["classes"] != classes:
+        raise DataError("source and target declare different label sets; both domains must share one label space")
+    shape = "x".join(map(str, train.x.shape[1:]))
+
+    source = pd.concat([sample_metadata(train, "source", "train"), sample_metadata(val, "source", "val")],
+                       ignore_index=True)
+    target_parts = [sample_metadata(test, "target", "test")]
+    target_parts += [sample_metadata(d, "target", s) for d, s in ((labelled, "labelled"), (unlabelled, "unlabelled")) if d is not None]
+    target = pd.concat(target_parts, ignore_index=True)
+    source["cross_split_hash"] = _guarded_hashes(source, {"val": {"train"}})
+    target["cross_split_hash"] = _guarded_hashes(target, {"test": {"labelled", "unlabelled"}})
+
+    import great_expectations as gx  # slow import (~4 s): only this stage pays for it
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    batch = context.data_sources.add_pandas("samples").add_dataframe_asset("metadata") \
+        .add_batch_definition_whole_dataframe("all")
+    report: dict = {"success": True, "domains": {}}
+    failures: list[str] = []
+    for role, frame, domain_name in (("source", source, manifests[PREPARED_SOURCE]["domain"]),
+                                     ("target", target, manifests[PREPARED_TARGET]["domain"])):
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{role}-samples"))
+        for exp in _expectations(gx, frame, classes, shape, train.is_image):
+            suite.add_expectation(exp)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch, suite=suite, name=f"{role}-validation"))
+        result = definition.run(batch_parameters={"dataframe": frame})
+        rows = []
+        for item in result.results:
+            cfg = item.expectation_config
+            severity = str(getattr(cfg, "severity", "critical")).split(".")[-1].lower()
+            rows.append({"expectation": cfg.type, "column": cfg.kwargs.get("column"), "what": cfg.meta.get("what"),
+                         "severity": severity, "success": bool(item.success),
+                         "unexpected_count": item.result.get("unexpected_count"),
+                         "examples": [str(v) for v in (item.result.get("partial_unexpected_list") or [])[:5]]})
+            if not item.success and severity == "critical":
+                failures.append(f"{cfg.type} failed on the {role} domain '{domain_name}' ({cfg.meta.get('what')}; "
+                                f"{item.result.get('unexpected_count', 'some')} unexpected)")
+        report["domains"][role] = {"name": domain_name, "rows": len(frame), "expectations": rows,
+                                   "critical_failures": sum(1 for r in rows if r["severity"] == "critical" and not r["success"]),
+                                   "warnings": sum(1 for r in rows if r["severity"] != "critical" and not r["success"])}
+    report["success"] = not failures
+    report["failures"] = failures
+    report_path = root / VALIDATION
+    if failures:
+        # The full result stays beside the verdict for inspection, under a name DVC does not track.
+        write_json(report_path.with_name("validation.failed.json"), report)
+        raise DataError(failures[0] + f"; full report in {report_path.with_name('validation.failed.json')}")
+    write_json(report_path, report)
+    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+        run_.log_metrics({"validation_warnings": sum(d["warnings"] for d in report["domains"].values()),
+                          "validation_rows": len(source) + len(target)})
+        run_.log_artifact(report_path)
+    return {"success": True, "warnings": sum(d["warnings"] for d in report["domains"].values())}

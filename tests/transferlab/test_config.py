@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+
+from transferlab.config import PipelineParams, load_params, parse_params
+from transferlab.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_params_parse_and_match_defaults_for_the_default_pair():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.source.name == "mnist5k"
+    assert params.data.target.name == "uci-digits"
+    assert params.data.target_labels_per_class == 0
+    assert isinstance(params, PipelineParams)
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key 'data.taget'"):
+        parse_params({"data": {"taget": {"name": "usps"}}})
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match=r"data.target_labels_per_class"):
+        parse_params({"data": {"target_labels_per_class": -1}})
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ConfigError, match="nope"):
+        parse_params({"select": {"force_method": "nope"}})
+
+
+def test_overrides_use_dotted_keys(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    params = load_params(path, {"data.target_labels_per_class": 5, "seed": 3})
+    assert params.data.target_labels_per_class == 5 and params.seed == 3
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_params(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
