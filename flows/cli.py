@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
+import time
+
+_STARTED = time.time()
+
+import argparse  # noqa: E402
 import json
 import os
 import sys
@@ -34,7 +38,7 @@ def _parse_set(items: list[str]) -> dict:
 def cmd_stage(args) -> int:
     from tasks.stages import run_stage
 
-    summary = run_stage(args.name, args.params)
+    summary = run_stage(args.name, args.params, started=_STARTED)
     print(json.dumps({"stage": args.name, **summary}, default=str))
     return 0
 

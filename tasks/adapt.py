@@ -10,7 +10,7 @@ from transferlab.config import PipelineParams
 from transferlab.errors import ConfigError
 from transferlab.methods import AdaptationData, get_method
 from transferlab.models import load_model, save_model
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.common import epoch_logger, input_example, train_settings
 from tasks.data_files import source_splits, target_splits
 from tasks.io import atomic_dir, read_json, write_manifest
@@ -45,14 +45,16 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
                          "train": params.adapt.train.model_dump(), "seed": params.seed})
-        result = method_cls().fit(source_model, data, config, settings, log=epoch_logger(run_))
+        with timing.work():
+            result = method_cls().fit(source_model, data, config, settings, log=epoch_logger(run_))
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})
         trained = {}
         for name in baselines:
             base_cls = get_method(name)
-            trained[name] = base_cls().fit(source_model, data, method_config(base_cls, params.adapt.methods.get(name, {})),
-                                           settings, log=epoch_logger(run_, f"{name}."))
+            with timing.work():
+                trained[name] = base_cls().fit(source_model, data, method_config(base_cls, params.adapt.methods.get(name, {})),
+                                               settings, log=epoch_logger(run_, f"{name}."))
         version = None
         if params.mlflow.register:
             version = run_.register_model(

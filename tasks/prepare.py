@@ -7,7 +7,7 @@ from pathlib import Path
 from transferlab.config import PipelineParams
 from transferlab.data import check_same_label_space, harmonise, load_domain, save_domain, split_source, split_target
 from transferlab.errors import DataError
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.io import atomic_dir, write_manifest
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
@@ -16,6 +16,17 @@ DEPS: list[Path] = []
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+    d = params.data
+    with timing.work():
+        counts, source, target = _prepare(params, root)
+    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+        run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
+        run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
+        run_.set_tags({"source.domain": source, "target.domain": target})
+    return {"source": source, "target": target, **counts}
+
+
+def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str, str]:
     d = params.data
     source = harmonise(load_domain(d.source, seed=params.seed), d.image_size, d.channels)
     target = harmonise(load_domain(d.target, seed=params.seed), d.image_size, d.channels)
@@ -45,8 +56,4 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
     counts = {"source_train": len(train), "source_val": len(val), "target_labelled": len(tsplits.labelled),
               "target_unlabelled": len(tsplits.unlabelled), "target_test": len(tsplits.test)}
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
-        run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
-        run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
-        run_.set_tags({"source.domain": source.name, "target.domain": target.name})
-    return {"source": source.name, "target": target.name, **counts}
+    return counts, source.name, target.name

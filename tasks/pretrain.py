@@ -7,7 +7,7 @@ from pathlib import Path
 from transferlab.config import PipelineParams
 from transferlab.models import build_model, save_model
 from transferlab.training import train_classifier
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.common import epoch_logger, input_example, model_spec, train_settings
 from tasks.data_files import source_splits
 from tasks.io import atomic_dir, read_json, write_json, write_manifest
@@ -25,8 +25,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "device": params.device, "model": spec.model_dump(),
                          "pretrain": params.pretrain.model_dump()})
-        result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
-                                  log=epoch_logger(run_))
+        with timing.work():
+            result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
+                                      log=epoch_logger(run_))
         summary = {"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                    "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
         version = None

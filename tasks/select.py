@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transferlab.config import PipelineParams
 from transferlab.selection import SelectionConfig, select_by_rules
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.io import read_json, write_json
 from tasks.paths import MANIFEST, PREPARED_TARGET, SELECTION, SIMILARITY
 
@@ -27,7 +27,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     n_classes = len(manifest["classes"])
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(), "labels_per_class": k})
-        selection = select_by_rules(report, k, n_classes, selection_config(params))
+        with timing.work():
+            selection = select_by_rules(report, k, n_classes, selection_config(params))
         payload = selection.to_dict()
         payload["method_params"] = {**params.adapt.methods.get(selection.method, {}), **(payload.get("settings") or {})}
         write_json(root / SELECTION, payload)

@@ -9,7 +9,7 @@ from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.models import load_model
 from transferlab.similarity import SimilarityConfig, similarity_report
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.data_files import source_splits, target_splits
 from tasks.io import atomic_dir, write_json
 from tasks.paths import (PREPARED_SOURCE, PREPARED_TARGET, SIMILARITY, SIMILARITY_METRICS, SIMILARITY_PLOTS,
@@ -40,8 +40,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"similarity": params.similarity.model_dump(), "seed": params.seed})
         with atomic_dir(root / SIMILARITY_PLOTS) as plots:
-            report = similarity_report(model, train, target, labelled, config=similarity_config(params),
-                                       plots_dir=plots if params.similarity.plots else None)
+            with timing.work():
+                report = similarity_report(model, train, target, labelled, config=similarity_config(params),
+                                           plots_dir=plots if params.similarity.plots else None)
             write_json(root / SIMILARITY, report)
         mmd = report["mmd"]
         headline = {"mmd2": mmd["mmd2"], "mmd_p_value": mmd["p_value"], "mmd_normalised": mmd.get("normalised"),

@@ -6,10 +6,14 @@ The order of the pipeline is dvc.yaml's; this only says which code a name runs.
 from __future__ import annotations
 
 import importlib
+import time
 from pathlib import Path
 
 from transferlab.config import load_params
 from transferlab.errors import ConfigError
+from tasks import timing
+
+_STARTED = time.time()
 
 STAGE_MODULES = {
     "prepare": "tasks.prepare",
@@ -28,8 +32,14 @@ def stage_module(name: str):
     return importlib.import_module(STAGE_MODULES[name])
 
 
-def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Path = ".") -> dict:
+def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Path = ".",
+              started: float | None = None) -> dict:
+    """Run one stage; ``started`` is when the process began (for the work/overhead split)."""
     module = stage_module(name)
+    from tasks import tracking  # after the stage module: it is what decides MLflow's start-up cost
     root = Path(root)
     params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
-    return module.run(params, root)
+    summary = module.run(params, root)
+    if (run_id := tracking.last_stage_run_id()) is not None:
+        tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - (started or _STARTED))
+    return summary

@@ -58,12 +58,29 @@ def _parent_run(exp_id: str, key: str | None, tags: dict[str, str]) -> str:
     return run.info.run_id
 
 
+_last_stage_run: list[str] = []
+
+
+def last_stage_run_id() -> str | None:
+    return _last_stage_run[-1] if _last_stage_run else None
+
+
+def log_timing(run_id: str, *, work_seconds: float, process_seconds: float) -> None:
+    client = MlflowClient()
+    client.log_metric(run_id, "time.work_s", work_seconds)
+    client.log_metric(run_id, "time.process_s", process_seconds)
+
+
 @dataclass
 class StageRun:
     """Handle to the active stage run that stages log through."""
 
     run_id: str
     parent_id: str
+
+    def ui_url(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
+        exp_id = mlflow.get_run(run_id).info.experiment_id
+        return f"{base}/#/experiments/{exp_id}/runs/{run_id}"
 
     def log_params(self, params: dict[str, Any]) -> None:
         flat = _flatten(params)
@@ -124,6 +141,7 @@ def stage_run(root: Path, experiment: str, stage: str, deps: list[Path]) -> Iter
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(run_name=stage, nested=True,
                               tags={"transferlab.role": STAGE_ROLE, **tags}) as run:
+            _last_stage_run.append(run.info.run_id)
             yield StageRun(run.info.run_id, parent_id)
 
 

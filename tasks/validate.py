@@ -17,7 +17,7 @@ import pandas as pd
 from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.errors import DataError
-from tasks import tracking
+from tasks import timing, tracking
 from tasks.data_files import source_splits, target_splits, target_test
 from tasks.io import read_json, write_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, VALIDATION
@@ -85,6 +85,19 @@ def _guarded_hashes(frame: pd.DataFrame, disjoint_from: dict[str, set[str]]) -> 
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+    with timing.work():
+        report, n_rows = _validate(root)
+    report_path = root / VALIDATION
+    write_json(report_path, report)
+    report_path.with_name("validation.failed.json").unlink(missing_ok=True)
+    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+        run_.log_metrics({"validation_warnings": sum(d["warnings"] for d in report["domains"].values()),
+                          "validation_rows": n_rows})
+        run_.log_artifact(report_path)
+    return {"success": True, "warnings": sum(d["warnings"] for d in report["domains"].values())}
+
+
+def _validate(root: Path) -> tuple[dict, int]:
     train, val = source_splits(root)
     labelled, unlabelled = target_splits(root)
     test = target_test(root)
@@ -139,9 +152,4 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         # The full result stays beside the verdict for inspection, under a name DVC does not track.
         write_json(report_path.with_name("validation.failed.json"), report)
         raise DataError(failures[0] + f"; full report in {report_path.with_name('validation.failed.json')}")
-    write_json(report_path, report)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
-        run_.log_metrics({"validation_warnings": sum(d["warnings"] for d in report["domains"].values()),
-                          "validation_rows": len(source) + len(target)})
-        run_.log_artifact(report_path)
-    return {"success": True, "warnings": sum(d["warnings"] for d in report["domains"].values())}
+    return report, len(source) + len(target)

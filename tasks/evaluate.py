@@ -1,0 +1,182 @@
+"""evaluate: the only stage that reads the target test split. Scores the adapted model and the
+baselines on it, computes the transfer gain with a bootstrap CI and the negative-transfer verdict,
+writes the report a person reads before shipping, and moves the MLflow ``champion`` alias only
+when the adapted version beats the baselines and the current champion on the same test split."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transferlab.config import PipelineParams
+from transferlab.data import Domain
+from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
+                                    render_evaluation_markdown, summarise_model, transfer_gain)
+from transferlab.models import load_model
+from tasks import timing, tracking
+from tasks.data_files import target_test
+from tasks.io import atomic_dir, input_hash, read_json, write_json
+from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_TEST,
+                         SELECTION, SOURCE_MODEL)
+
+NAME = "evaluate"
+DEPS = [SOURCE_MODEL, ADAPTED_MODEL, BASELINE_MODELS, PREPARED_TEST, SELECTION]
+CHAMPION = "champion"
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, domain: Domain, batch_size: int = 512) -> np.ndarray:
+    model.eval()
+    out = [torch.softmax(model(torch.from_numpy(domain.x[i:i + batch_size])), dim=1)
+           for i in range(0, len(domain), batch_size)]
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def _models(root: Path) -> dict[str, tuple[str, torch.nn.Module]]:
+    """name -> (role, model): the adapted model, then the baselines (source-only always)."""
+    adapted = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
+    models = {adapted["method"]: ("chosen", load_model(root / ADAPTED_MODEL))}
+    if "source-only" not in models:
+        models["source-only"] = ("baseline", load_model(root / SOURCE_MODEL))
+    baselines = read_json(root / BASELINE_MODELS / MANIFEST, "the baselines' manifest")
+    for name in baselines.get("baselines", []):
+        if name not in models:
+            models[name] = ("baseline", load_model(root / BASELINE_MODELS / name))
+    return models
+
+
+def champion_decision(client, name: str, version: int | None, accuracy: float, beats_baselines: bool,
+                      test_hash: str, score_version) -> dict:
+    """Whether ``version`` takes the champion alias, and why (or why not)."""
+    if version is None:
+        return {"moved": False, "version": None, "reason": "model registration is off (mlflow.register: false)"}
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # noqa: BLE001 - MLflow raises a generic error when the alias is unset
+        current = None
+    if not beats_baselines:
+        return {"moved": False, "version": current.version if current else None,
+                "reason": "the adapted model did not beat every baseline on the target test split"}
+    if current is not None and int(current.version) != version:
+        tags = current.tags or {}
+        if tags.get("test_split_sha256") == test_hash and "test_accuracy" in tags:
+            champion_acc, how = float(tags["test_accuracy"]), "recorded on this same test split"
+        else:
+            champion_acc, how = score_version(current.version), "re-scored on this test split"
+        if champion_acc is None:
+            return {"moved": False, "version": current.version,
+                    "reason": f"the current champion v{current.version} could not be scored on this test split"}
+        if accuracy <= champion_acc:
+            return {"moved": False, "version": current.version,
+                    "reason": f"the current champion v{current.version} is as good or better "
+                              f"({100 * champion_acc:.2f} % vs {100 * accuracy:.2f} %, {how})"}
+    return {"moved": True, "version": str(version),
+            "reason": "it beats every baseline" + (" and the previous champion" if current is not None else "")
+                      + " on the target test split"}
+
+
+def _score_registered(name: str, test: Domain):
+    def score(version: str) -> float | None:
+        import mlflow
+
+        try:
+            model = mlflow.pytorch.load_model(f"models:/{name}/{version}")
+            probs = predict_proba(model, test)
+        except Exception:  # noqa: BLE001 - an old version of another shape cannot be scored here
+            return None
+        return float((probs.argmax(1) == test.y).mean())
+    return score
+
+
+def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+    test = target_test(root)
+    selection = read_json(root / SELECTION, "the selection report")
+    adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
+    models = _models(root)
+    chosen = adapted_manifest["method"]
+    classes = list(test.classes)
+
+    with timing.work():
+        probs = {name: predict_proba(model, test) for name, (_, model) in models.items()}
+        summaries = {name: summarise_model(test.y, [p], classes, role=role) for name, ((role, _), p)
+                     in zip(models.items(), probs.values())}
+    baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
+    if baselines:
+        gain = transfer_gain(test.y, summaries[chosen]["predictions"], baselines, chosen=chosen,
+                             n_boot=params.evaluate.bootstrap, confidence=params.evaluate.confidence, seed=params.seed)
+    else:  # the chosen method is source-only itself: it is its own baseline
+        gain = {"baseline": chosen, "estimate": 0.0, "ci": [0.0, 0.0], "confidence": params.evaluate.confidence,
+                "verdict": {"label": "no-significant-difference", "negative_transfer": False,
+                            "sentence": "No adaptation was chosen: the source model is evaluated as is."}}
+    accuracy = {n: s["accuracy"]["mean"] for n, s in summaries.items()}
+    beats = all(accuracy[chosen] > accuracy[n] for n in baselines) if baselines else False
+    test_hash = input_hash(root / PREPARED_TEST / "test.npz")
+    registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
+    version = adapted_manifest.get("mlflow_version")
+
+    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
+        champion = champion_decision(client, registered, version, accuracy[chosen], beats, test_hash,
+                                     _score_registered(registered, test))
+        evaluation = {
+            "target": read_json(root / PREPARED_TEST / MANIFEST, "the test manifest").get("domain"),
+            "test": {"n": len(test), "split": "target test", "sha256": test_hash},
+            "seeds": [params.seed],
+            "chosen": chosen, "method": chosen,
+            "models": {n: {k: v for k, v in s.items() if k != "predictions"} for n, s in summaries.items()},
+            "gain": gain,
+            "champion": champion,
+            # Flat headline numbers: what `dvc metrics show` and `dvc metrics diff` compare.
+            "adapted_accuracy": accuracy[chosen],
+            "source_only_accuracy": accuracy["source-only"],
+            "transfer_gain": gain["estimate"],
+            "transfer_gain_ci": gain["ci"],
+            "negative_transfer": bool(gain["verdict"]["negative_transfer"]),
+            "verdict": gain["verdict"]["label"],
+            "registered_model": registered,
+            "adapted_version": version,
+            "champion_moved": champion["moved"],
+            "champion_version": champion["version"],
+            "champion_reason": champion["reason"],
+            "mlflow_run_id": run_.run_id,
+        }
+        for name in models:
+            evaluation["models"][name]["accuracy_mean"] = accuracy[name]
+        with atomic_dir(root / EVALUATION_DIR) as tmp:
+            chosen_probs = probs[chosen]
+            plot_confusion_matrix(summaries[chosen]["confusion_matrix"], classes, tmp / "confusion.png",
+                                  title=f"{chosen} on target test")
+            plot_reliability_diagram(chosen_probs, test.y, tmp / "reliability.png", title=f"{chosen} calibration")
+            evaluation["models"][chosen]["plots"] = {"confusion_matrix": "confusion.png",
+                                                      "reliability": "reliability.png"}
+            with open(tmp / "predictions.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["actual", "predicted"])
+                writer.writerows(zip((classes[i] for i in test.y), (classes[i] for i in chosen_probs.argmax(1))))
+            links = {"MLflow run (make ui)": run_.ui_url(run_.run_id),
+                     "MLflow pipeline run": run_.ui_url(run_.parent_id)}
+            (tmp / "evaluation.md").write_text(render_evaluation_markdown(evaluation, selection, links))
+            (tmp / "evaluation.html").write_text(render_evaluation_html(evaluation, selection, links, base_dir=tmp))
+            write_json(root / EVALUATION, evaluation)
+
+        if version is not None:
+            client.set_model_version_tag(registered, str(version), "test_accuracy", f"{accuracy[chosen]:.6f}")
+            client.set_model_version_tag(registered, str(version), "test_split_sha256", test_hash)
+            client.set_model_version_tag(registered, str(version), "verdict", gain["verdict"]["label"])
+            if champion["moved"]:
+                client.set_registered_model_alias(registered, CHAMPION, str(version))
+        run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy["source-only"],
+                          "transfer_gain": gain["estimate"], "transfer_gain_ci_low": gain["ci"][0],
+                          "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()}})
+        run_.set_tags({"verdict": gain["verdict"]["label"], "negative_transfer": evaluation["negative_transfer"],
+                       "champion_moved": champion["moved"]})
+        run_.tag_parent({"verdict": gain["verdict"]["label"], "adapted_accuracy": f"{accuracy[chosen]:.4f}"})
+        run_.log_artifact(root / EVALUATION)
+        run_.log_artifact(root / EVALUATION_DIR, "evaluation")
+    return {"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy["source-only"],
+            "verdict": gain["verdict"]["label"], "champion": champion}

@@ -1,0 +1,105 @@
+"""The real pipeline, run by `dvc repro` on a tiny configuration in a temporary git repo."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.e2e.project import BIN, make_project, set_param, sh
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    path = make_project(tmp_path_factory.mktemp("dvc") / "proj")
+    first = sh([str(BIN / "dvc"), "repro"], path)
+    return path, first.stdout + first.stderr
+
+
+def _ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([\w-]+)'", output)
+
+
+def test_first_repro_runs_every_stage_in_order(project):
+    _, output = project
+    assert _ran(output) == ["prepare", "validate", "pretrain", "similarity", "select", "adapt", "evaluate"]
+
+
+def test_outputs_and_manifests_appear(project):
+    path, _ = project
+    for folder in ("data/prepared/source", "data/prepared/target", "data/prepared/target_test",
+                   "models/source", "models/adapted", "models/baselines"):
+        manifest = json.loads((path / folder / "manifest.json").read_text())
+        assert manifest["kind"]
+    assert (path / "models/source/model.safetensors").stat().st_size > 1000
+    for report in ("validation.json", "similarity.json", "selection.json", "evaluation.json",
+                   "evaluation/evaluation.md", "evaluation/evaluation.html", "evaluation/confusion.png",
+                   "similarity_metrics.json"):
+        assert (path / "reports" / report).exists(), report
+
+
+def test_metrics_are_real_numbers(project):
+    path, _ = project
+    evaluation = json.loads((path / "reports/evaluation.json").read_text())
+    assert 0.0 <= evaluation["adapted_accuracy"] <= 1.0
+    assert 0.15 < evaluation["source_only_accuracy"] <= 1.0  # well above chance (0.1) even when tiny
+    assert evaluation["transfer_gain"] == pytest.approx(
+        evaluation["adapted_accuracy"] - evaluation["source_only_accuracy"], abs=1e-9) or \
+        evaluation["gain"]["baseline"] != "source-only"
+    lo, hi = evaluation["transfer_gain_ci"]
+    assert lo <= evaluation["transfer_gain"] <= hi
+    similarity = json.loads((path / "reports/similarity.json").read_text())
+    assert similarity["mmd"]["mmd2"] > 0 and 0 <= similarity["mmd"]["p_value"] <= 1
+    selection = json.loads((path / "reports/selection.json").read_text())
+    assert selection["method"] == evaluation["method"]
+    assert selection["reasons"]
+    shown = sh([str(BIN / "dvc"), "metrics", "show", "--json"], path).stdout
+    assert "adapted_accuracy" in shown
+
+
+def test_models_are_registered_with_lineage_tags_and_alias(project):
+    path, _ = project
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlflow.db'}")
+    client = MlflowClient()
+    source = client.get_latest_versions("transferlab-source")
+    adapted = client.search_model_versions("name='transferlab-adapted'")
+    assert len(source) == 1 and len(adapted) == 1
+    evaluation = json.loads((path / "reports/evaluation.json").read_text())
+    if evaluation["champion_moved"]:
+        assert client.get_model_version_by_alias("transferlab-adapted", "champion").version == adapted[0].version
+    assert evaluation["champion_reason"]
+    run = client.get_run(adapted[0].run_id)
+    commit = sh(["git", "rev-parse", "HEAD"], path).stdout.strip()
+    assert run.data.tags["git.commit"] == commit
+    assert any(k.startswith("dvc.md5.models/source") for k in run.data.tags)
+    assert any(k.startswith("data.sha256.data/prepared/target") for k in run.data.tags)
+    assert not any("target_test" in k for k in run.data.tags), "adapt must not read the test split"
+    parent_id = run.data.tags["mlflow.parentRunId"]
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert sorted(r.data.tags["transferlab.stage"] for r in children) == sorted(
+        ["prepare", "validate", "pretrain", "similarity", "select", "adapt", "evaluate"])
+    assert client.get_run(parent_id).info.status == "FINISHED"
+
+
+def test_second_repro_does_nothing_and_status_is_clean(project):
+    path, _ = project
+    again = sh([str(BIN / "dvc"), "repro"], path)
+    assert _ran(again.stdout + again.stderr) == []
+    status = sh([str(BIN / "dvc"), "status"], path).stdout
+    assert "up to date" in status
+
+
+def test_changing_one_param_reruns_that_stage_and_later_only(project):
+    path, _ = project
+    set_param(path, "similarity.permutations", 60)
+    out = sh([str(BIN / "dvc"), "repro"], path)
+    ran = _ran(out.stdout + out.stderr)
+    assert ran[0] == "similarity"
+    assert not {"prepare", "validate", "pretrain"} & set(ran)
+    assert "up to date" in sh([str(BIN / "dvc"), "status"], path).stdout

@@ -1,0 +1,126 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transferlab.data.types import Domain
+from transferlab.errors import ConfigError
+from transferlab.methods import AdaptationData
+from transferlab.models import ModelSpec, build_model
+from transferlab.selection import (
+    SelectionConfig,
+    build_arms,
+    mean_rank_scores,
+    plan_scoring,
+    select_by_trials,
+    successive_halving_schedule,
+)
+from transferlab.training import TrainSettings, train_classifier
+
+C, D = 3, 8
+CLASSES = ("a", "b", "c")
+MEANS = np.random.default_rng(0).normal(0, 3, (C, D))
+SETTINGS = TrainSettings(epochs=4, batch_size=32, lr=1e-2, max_steps_per_epoch=8, min_steps_per_epoch=4, seed=0)
+
+
+def blobs(name, n, seed, shift=0.0, relabel=None):
+    r = np.random.default_rng(seed)
+    y = np.repeat(np.arange(C), n // C)
+    x = (MEANS[y] + r.normal(0, 1, (len(y), D)) + shift).astype(np.float32)
+    if relabel is not None:
+        y = np.asarray(relabel)[y]
+    return Domain(name, x, y, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def source():
+    torch.set_num_threads(1)
+    train, val = blobs("src-train", 300, 1), blobs("src-val", 90, 2)
+    model = build_model(ModelSpec(arch="mlp", input_dim=D, num_classes=C, hidden=16), seed=0)
+    trained = train_classifier(model, train, val, SETTINGS.model_copy(update={"epochs": 3})).model
+    return trained, train, val
+
+
+def test_schedule_halves_arms_and_grows_epochs():
+    assert successive_halving_schedule(8, 24, 2, 10) == [(8, 1), (4, 2), (2, 4)]
+    assert successive_halving_schedule(1, 24, 2, 10) == [(1, 10)]
+    assert successive_halving_schedule(5, 12, 2, 3) == [(5, 1), (3, 1), (2, 2)]
+
+
+def test_arms_search_a_hyperparameter_inside_the_same_list():
+    arms = build_arms(["source-only", "dann"], SelectionConfig(search={"dann": {"trade_off": [0.1, 1.0]}}))
+    assert [a.label for a in arms] == ["source-only", "dann(trade_off=0.1)", "dann(trade_off=1.0)"]
+
+
+def test_mean_rank_is_order_free_and_shares_ties():
+    rows = [{"im": 1, "snd": 1, "dev": 3}, {"im": 2, "snd": 2, "dev": 1}, {"im": 2, "snd": 0, "dev": 2}]
+    assert mean_rank_scores(rows) == pytest.approx([(0 + 1 + 2) / 6, (1.5 + 2 + 0) / 6, (1.5 + 0 + 1) / 6])
+    assert mean_rank_scores(rows[::-1]) == pytest.approx(mean_rank_scores(rows)[::-1])
+
+
+def test_scoring_plan_follows_the_label_budget():
+    cfg = SelectionConfig(cv_folds=3, holdout_min_per_class=20)
+    assert plan_scoring(None, cfg).kind == "validators"
+    assert plan_scoring(blobs("t", 3, 0), cfg).kind == "validators"  # one label per class
+    cv = plan_scoring(blobs("t", 15, 0), cfg)
+    assert cv.kind == "cv" and len(cv.folds) == 3
+    held = np.concatenate([te for _, te in cv.folds])
+    assert sorted(held.tolist()) == list(range(15))  # every labelled sample is held out exactly once
+    assert plan_scoring(blobs("t", 2 * C, 0), cfg).folds[0][1].size == 2 * C // 2  # K shrinks to 2
+    hold = plan_scoring(blobs("t", 60, 0), cfg)
+    assert hold.kind == "holdout" and len(hold.folds) == 1 and hold.folds[0][1].size == 20
+
+
+def test_trials_pick_the_clearly_best_method_with_few_target_labels(source):
+    # The target renames the classes: the source model is wrong on it, only a method that uses
+    # target labels can fix that. finetune must win, scored on held-out labelled target only.
+    model, train, val = source
+    perm = [1, 2, 0]
+    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3, perm), blobs("t-unl", 90, 4, 0.3, perm))
+    calls, seen = [], []
+
+    def map_fn(fn, jobs):
+        calls.append(len(jobs))
+        return [fn(j) for j in jobs]
+
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann", "finetune"], budget_epochs=12,
+                          search={"dann": {"trade_off": [1.0]}})
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn, on_trial=seen.append)
+    assert sel.method == "finetune" and sel.mode == "trial"
+    assert "cross-validated" in sel.decided_by
+    assert calls == [3, 2] and len(seen) == 5 == len(sel.trials)
+    acc = {t["method"]: t["scores"]["accuracy"] for t in sel.trials if t["round"] == 1}
+    assert acc["finetune"] > acc["source-only"] + 0.5
+    assert all(t["fits"] == 3 for t in sel.trials if t["method"] == "finetune")
+    assert 0 < sel.cost["cost_epochs"] <= 12 and sel.cost["full_sweep_epochs"] == 12
+    again = select_by_trials(model, data, SETTINGS, cfg)
+    assert [t["scores"] for t in again.trials] == [t["scores"] for t in sel.trials]  # deterministic
+
+
+def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
+    cfg = SelectionConfig(mode="trial", candidates=["target-only", "source-only", "dann"], budget_epochs=6,
+                          validator="im", search={})
+    sel = select_by_trials(model, data, SETTINGS, cfg)
+    assert "label-free validator IM" in sel.decided_by
+    by = {c["method"]: c for c in sel.candidates}
+    assert by["target-only"]["eligible"] is False and "refused" in by["target-only"]["why"]
+    assert sel.method in {"source-only", "dann"}
+    winner = next(t for t in sel.trials if t["method"] == sel.method and t["round"] == max(x["round"] for x in sel.trials))
+    assert set(winner["scores"]) >= {"im", "snd", "dev"}
+    assert winner["score"] == winner["scores"]["im"]
+    assert json.loads(json.dumps(sel.to_dict()))["method"] == sel.method
+
+
+def test_rule_shortlist_and_unknown_candidates(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 60, 4, 1.0))
+    report = {"mmd": {"p_value": 0.001, "normalised": 0.3}, "a_distance": 1.0}
+    sel = select_by_trials(model, data, SETTINGS, SelectionConfig(budget_epochs=4, search={}), report=report)
+    assert any("rule mode alone would pick 'dann'" in r for r in sel.reasons)
+    assert "mean rank of IM, SND and DEV" in sel.decided_by
+    assert {c["method"] for c in sel.candidates} <= {"dann", "cdan", "dan", "deep-coral", "source-only"}
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        select_by_trials(model, data, SETTINGS, SelectionConfig(candidates=["nope"]))

@@ -1,0 +1,69 @@
+"""Typed settings of the select stage (rule thresholds, trial budget), with their defaults."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Scalar = float | int | str | bool
+
+
+class SelectionConfig(BaseModel):
+    """Every knob of method selection. Thresholds apply to the similarity report's numbers.
+
+    "normalised" distances are the similarity report's scores in [0, 1] (comparable across
+    feature sizes and datasets); the proxy A-distance is in [0, 2]; transferability is LEEP
+    (or NCE) rescaled to [0, 1] by 1 + score / log C (0 = chance, 1 = perfect).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["rule", "trial"] = "rule"
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level of the MMD permutation test")
+    small_shift: float = Field(0.2, ge=0, le=1, description="normalised MMD below this is a small shift")
+    large_shift: float = Field(0.6, ge=0, le=1, description="normalised MMD at or above this is a large shift")
+    large_a_distance: float = Field(1.6, ge=0, le=2, description="proxy A-distance at or above this is a large shift")
+    low_transferability: float = Field(
+        0.3, ge=0, le=1, description="rescaled LEEP/NCE below this predicts the source features transfer badly"
+    )
+    layer_shift: float = Field(
+        0.3, ge=0, le=1, description="a block whose normalised MMD stays below this is shared (frozen)"
+    )
+    layer_jump: float = Field(
+        0.15, ge=0, le=1, description="a rise of normalised MMD between consecutive blocks this large ends the shared blocks"
+    )
+    plenty_labels_per_class: int = Field(50, ge=1, description="this many target labels per class or more is 'plenty'")
+    target_only_min_labels_per_class: int = Field(
+        10, ge=1, description="fewest labels per class for which training on the target alone is recommended"
+    )
+    force_method: str | None = Field(None, description="use this method whatever the evidence says")
+    unsupervised_method: str = Field("dann", description="the method chosen when the target has no labels")
+
+    # Trial mode.
+    budget_epochs: int = Field(
+        24, ge=1, description="total training epochs that successive halving may spend over all trials"
+    )
+    eta: int = Field(2, ge=2, description="successive halving keeps the best 1/eta of the trials each round")
+    candidates: list[str] | None = Field(
+        None, description="methods to try in trial mode; default: the eligible candidates of rule mode"
+    )
+    search: dict[str, dict[str, list[Scalar]]] = Field(
+        default_factory=lambda: {"dann": {"trade_off": [0.3, 1.0]}},
+        description="per method, hyperparameter values tried as separate trials in the same budget",
+    )
+    validator: Literal["im", "snd", "dev", "mean-rank"] = Field(
+        "mean-rank", description="label-free score that ranks trials when the target has no labels"
+    )
+    cv_folds: int = Field(3, ge=2, description="folds for cross-validating on small labelled target sets")
+    holdout_min_per_class: int = Field(
+        20, ge=2, description="with at least this many labels per class a single held-out fold replaces CV"
+    )
+    validator_max_samples: int = Field(1000, ge=10, description="samples per set used by the label-free validators")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SelectionConfig":
+        if self.small_shift > self.large_shift:
+            raise ValueError(f"small_shift ({self.small_shift}) must not exceed large_shift ({self.large_shift})")
+        return self

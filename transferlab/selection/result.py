@@ -1,0 +1,30 @@
+"""What the select stage decides: the method, its settings, the candidates and the reasons."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Selection:
+    """A chosen method with its evidence; ``to_dict()`` is what ``reports/selection.json`` holds.
+
+    ``candidates``: one ``{"method", "score", "eligible", "why"}`` per method considered. In rule
+    mode ``score`` is the rule preference (1 = chosen, lower = less preferred, 0 = not eligible),
+    not a measurement; in trial mode it is the trial score that ranked it (higher is better).
+    """
+
+    method: str
+    settings: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    reasons: list[str]
+    mode: str
+    warnings: list[str] = field(default_factory=list)
+    decided_by: str = "rules"
+    evidence: dict[str, Any] = field(default_factory=dict)
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,414 @@
+"""Trial mode: short runs of candidate methods, pruned by successive halving, ranked without test labels.
+
+Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018). With n arms (a method and one
+setting of its searched hyperparameter, so hyperparameters compete inside the same budget),
+reduction factor η and a budget of B epochs:
+
+    R = ⌈log_η n⌉ rounds;  round r trains each of its surviving arms S_r for
+    e_r = clip(⌊B / (R · Σ_{i∈S_r} fᵢ)⌋, 1, full epochs) epochs (from the source model each
+    time; fᵢ = trainings per score, K under K-fold cross-validation, else 1), scores them
+    (:mod:`transferlab.selection.scoring`), and keeps the best ⌈|S_r| / η⌉.
+
+So each round spends about B/R epochs and later rounds train fewer arms for longer. The
+reported cost counts the epochs actually trained (early stopping and ``source-only``, which
+trains nothing, spend less). The last round's best arm is the selection. Arms that refuse their data (a
+``MethodRequirementError``) or fail are ranked last with the reason recorded.
+
+Trials are plain jobs (:class:`TrialJob`) run by the top-level function :func:`run_trial`
+through a caller-supplied ``map_fn(fn, jobs) -> results in order`` (the pipeline maps them over
+a Prefect task runner; the default is a plain loop), and each finished trial is reported to
+``on_trial(result_dict)`` (the pipeline logs it as an MLflow run).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from transferlab.data.types import Domain
+from transferlab.errors import ConfigError, MethodRequirementError
+from transferlab.methods import AdaptationData, get_method
+from transferlab.selection.config import SelectionConfig
+from transferlab.selection.result import Selection
+from transferlab.selection.rules import LAYER_TRANSFER_K, UNSUPERVISED, select_by_rules
+from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
+from transferlab.training import TrainSettings
+from transferlab.validators import label_free_scores
+
+MapFn = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
+
+
+@dataclass(frozen=True)
+class Arm:
+    method: str
+    settings: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        if not self.settings:
+            return self.method
+        return self.method + "(" + ", ".join(f"{k}={v}" for k, v in sorted(self.settings.items())) + ")"
+
+
+@dataclass
+class TrialJob:
+    """Everything one trial needs; picklable so a process- or thread-based runner can take it."""
+
+    trial_id: str
+    arm: Arm
+    round: int
+    epochs: int
+    source_model: torch.nn.Module
+    data: AdaptationData
+    settings: TrainSettings
+    plan: ScoringPlan
+    config: SelectionConfig
+
+
+@dataclass
+class TrialResult:
+    trial_id: str
+    method: str
+    settings: dict[str, Any]
+    round: int
+    epochs: int
+    fits: int
+    status: str  # "ok" | "refused" | "failed"
+    scores: dict[str, float] = field(default_factory=dict)
+    score: float | None = None  # the number that ranked it (higher is better), set after the round
+    error: str | None = None
+    runtime_s: float = 0.0
+    epochs_trained: int = 0  # summed over fits, from each run's per-epoch history
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id, "method": self.method, "settings": dict(self.settings),
+            "round": self.round, "epochs": self.epochs, "fits": self.fits, "status": self.status,
+            "epochs_trained": self.epochs_trained,
+            "scores": dict(self.scores), "score": self.score, "error": self.error,
+            "runtime_s": round(self.runtime_s, 3),
+        }
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = [
+        model(torch.as_tensor(x[i:i + batch_size], device=device)).argmax(1).cpu().numpy()
+        for i in range(0, len(x), batch_size)
+    ]
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _fit(job: TrialJob, data: AdaptationData, res: TrialResult) -> torch.nn.Module:
+    method = get_method(job.arm.method)()
+    settings = job.settings.model_copy(update={"epochs": job.epochs})
+    # Each trial starts from its own copy, so no trial can disturb another through the model.
+    result = method.fit(copy.deepcopy(job.source_model), data, dict(job.arm.settings), settings)
+    res.fits += 1
+    res.epochs_trained += len(result.history)
+    return result.model
+
+
+def run_trial(job: TrialJob) -> TrialResult:
+    """Train one arm for ``job.epochs`` epochs and score it by ``job.plan`` (never the test split)."""
+    start = time.perf_counter()
+    res = TrialResult(job.trial_id, job.arm.method, dict(job.arm.settings), job.round, job.epochs, 0, "ok")
+    data = job.data
+    try:
+        cls = get_method(job.arm.method)
+        if job.plan.uses_labels:
+            labelled = data.target_labelled
+            if cls.needs_target_labels:
+                correct = np.zeros(len(labelled), dtype=bool)
+                scored = np.zeros(len(labelled), dtype=bool)
+                for train_idx, held_idx in job.plan.folds:
+                    fold_data = replace(data, target_labelled=labelled.subset(train_idx))
+                    model = _fit(job, fold_data, res)
+                    pred = _predict(model, labelled.x[held_idx], job.settings.batch_size)
+                    correct[held_idx] = pred == labelled.y[held_idx]
+                    scored[held_idx] = True
+            else:
+                # No labels needed: train once without any labelled target, score where the
+                # label-using arms are scored (all held-out samples).
+                model = _fit(job, replace(data, target_labelled=None), res)
+                scored = np.zeros(len(labelled), dtype=bool)
+                for _, held_idx in job.plan.folds:
+                    scored[held_idx] = True
+                correct = _predict(model, labelled.x, job.settings.batch_size) == labelled.y
+            res.scores = {"accuracy": float(correct[scored].mean()), "n_scored": float(scored.sum())}
+        else:
+            model = _fit(job, data, res)
+            target = _unlabelled_target_x(data)
+            res.scores = label_free_scores(
+                model.cpu() if _device_of(model).type != "cpu" else model,
+                data.source_train.x, data.source_val.x, data.source_val.y, target,
+                seed=job.config.seed, max_samples=job.config.validator_max_samples,
+                batch_size=job.settings.batch_size,
+            )
+    except MethodRequirementError as exc:
+        res.status, res.error = "refused", str(exc)
+    except (RuntimeError, ValueError, ArithmeticError) as exc:
+        # A diverging or crashing trial must not stop the others; it is ranked last and reported.
+        res.status, res.error = "failed", f"{type(exc).__name__}: {exc}"
+    res.runtime_s = time.perf_counter() - start
+    return res
+
+
+def _unlabelled_target_x(data: AdaptationData) -> np.ndarray:
+    """Target inputs without labels: the unlabelled pool plus the labelled inputs (labels dropped)."""
+    parts = [d.x for d in (data.target_unlabelled, data.target_labelled) if d is not None and len(d)]
+    if not parts:
+        raise MethodRequirementError("label-free validation needs target samples, but the target has none")
+    return np.concatenate(parts)
+
+
+def _labels_per_class(domain: Domain | None) -> int:
+    if domain is None or len(domain) == 0:
+        return 0
+    return int(domain.class_counts().min())
+
+
+def build_arms(
+    methods: list[str], config: SelectionConfig, base_settings: dict[str, dict[str, Any]] | None = None
+) -> list[Arm]:
+    """One arm per method and per combination of its searched hyperparameter values."""
+    arms: list[Arm] = []
+    for name in methods:
+        base = dict((base_settings or {}).get(name, {}))
+        grid = config.search.get(name, {})
+        if not grid:
+            arms.append(Arm(name, base))
+            continue
+        keys = sorted(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            arms.append(Arm(name, {**base, **dict(zip(keys, values))}))
+    return arms
+
+
+def _default_candidates(
+    report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig
+) -> tuple[list[str], dict[str, dict[str, Any]], list[str]]:
+    """(methods, rule settings per method, reasons): the rule shortlist, or the eligible catalogue."""
+    if config.candidates is not None:
+        return list(dict.fromkeys(config.candidates)), {}, ["Candidates come from config.candidates."]
+    if report is not None:
+        rules = select_by_rules(report, labels_per_class, n_classes, config.model_copy(update={"force_method": None}))
+        shortlist = [c["method"] for c in rules.candidates if c["eligible"] and c["score"] >= 0.5]
+        methods = list(dict.fromkeys([rules.method, *shortlist, "source-only"]))
+        settings = {rules.method: rules.settings}
+        if "layer-transfer" in methods and "layer-transfer" not in settings:
+            depth = rules.evidence.get("freeze_depth")
+            if depth is not None:
+                settings["layer-transfer"] = {LAYER_TRANSFER_K: max(1, depth["k"])}
+        return methods, settings, [
+            f"Candidates are rule mode's shortlist ({', '.join(methods)}); rule mode alone would pick '{rules.method}'."
+        ]
+    if labels_per_class == 0:
+        methods = ["source-only", *UNSUPERVISED]
+    else:
+        methods = ["source-only", "target-only", "linear-probe", "l2-sp", "finetune", config.unsupervised_method]
+    return list(dict.fromkeys(methods)), {}, ["Candidates are the default set for this label budget."]
+
+
+def _serial_map(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
+    return [fn(job) for job in jobs]
+
+
+def halving_rounds(n_arms: int, eta: int) -> int:
+    """R = ⌈log_η n⌉ (at least one round)."""
+    rounds, n = 1, n_arms
+    while n > eta:
+        n = math.ceil(n / eta)
+        rounds += 1
+    return rounds if n_arms > 1 else 1
+
+
+def round_epochs(budget_epochs: int, rounds: int, fits: list[int], full_epochs: int) -> int:
+    """Epochs per arm in a round: its share B/R of the budget over the trainings it runs."""
+    return int(min(full_epochs, max(1, budget_epochs // (rounds * max(1, sum(fits))))))
+
+
+def successive_halving_schedule(n_arms: int, budget_epochs: int, eta: int, full_epochs: int) -> list[tuple[int, int]]:
+    """[(arms, epochs per arm)] per round when every arm trains once per score (no CV)."""
+    rounds = halving_rounds(n_arms, eta)
+    schedule, n = [], n_arms
+    for _ in range(rounds):
+        schedule.append((n, round_epochs(budget_epochs, rounds, [1] * n, full_epochs)))
+        n = max(1, math.ceil(n / eta))
+    return schedule
+
+
+def select_by_trials(
+    source_model: torch.nn.Module,
+    data: AdaptationData,
+    settings: TrainSettings,
+    config: SelectionConfig,
+    *,
+    report: dict | None = None,
+    map_fn: MapFn | None = None,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+) -> Selection:
+    """Pick a method (and its searched hyperparameter) by budgeted trials; see the module doc.
+
+    ``settings`` are the full adaptation settings (``settings.epochs`` = a full run, used for the
+    cost comparison with a brute-force sweep). ``report`` (the similarity report), when given,
+    makes the rule shortlist the candidates. ``data.target_labelled`` is the only labelled target
+    data any trial sees; the target test split is not an argument and cannot be reached.
+    """
+    map_fn = map_fn or _serial_map
+    n_classes = data.source_train.num_classes
+    labels_per_class = _labels_per_class(data.target_labelled)
+    methods, rule_settings, reasons = _default_candidates(report, labels_per_class, n_classes, config)
+    registered = []
+    for name in methods:
+        try:
+            get_method(name)
+            registered.append(name)
+        except ConfigError:
+            if config.candidates is not None:
+                raise
+            reasons.append(f"'{name}' is not a registered method and was left out.")
+    if not registered:
+        raise ConfigError("trial-mode selection has no registered candidate method to try")
+    arms = build_arms(registered, config, rule_settings)
+    plan = plan_scoring(data.target_labelled, config)
+    reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
+    rounds = halving_rounds(len(arms), config.eta)
+    fits = [
+        len(plan.folds) if plan.kind == "cv" and get_method(a.method).needs_target_labels else 1 for a in arms
+    ]
+    schedule: list[tuple[int, int]] = []
+
+    survivors = list(range(len(arms)))
+    all_results: list[TrialResult] = []
+    latest: dict[int, TrialResult] = {}
+    eliminated_in: dict[int, int] = {}
+    for r in range(rounds):
+        epochs = round_epochs(config.budget_epochs, rounds, [fits[i] for i in survivors], settings.epochs)
+        schedule.append((len(survivors), epochs))
+        jobs = [
+            TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, epochs, source_model, data,
+                     settings, plan, config)
+            for i in survivors
+        ]
+        results = list(map_fn(run_trial, jobs))
+        if len(results) != len(jobs):
+            raise ConfigError(f"map_fn returned {len(results)} results for {len(jobs)} trials")
+        _rank_round(results, plan, config)
+        for i, res in zip(survivors, results):
+            all_results.append(res)
+            latest[i] = res
+            if on_trial is not None:
+                on_trial(res.to_dict())
+        # Best first; sorted() is stable, so ties keep the candidates' order of preference.
+        order = sorted(range(len(survivors)), key=lambda j: -_sortable(results[j].score))
+        keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
+        for j in order[keep:]:
+            eliminated_in[survivors[j]] = r + 1
+        survivors = [survivors[j] for j in order[:keep]]
+
+    reasons.append(
+        f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {config.budget_epochs} epochs): "
+        + "; ".join(f"round {r + 1}: {n} trials x {e} epochs" for r, (n, e) in enumerate(schedule))
+        + "."
+    )
+    winner = survivors[0]
+    win_res = latest[winner]
+    if win_res.status != "ok":
+        raise ConfigError("every trial in trial-mode selection failed or refused its data; see the trial errors")
+    decided_by = plan.description
+    if plan.kind == "validators" and config.validator == "mean-rank":
+        top = {k: win_res.scores[k] for k in ("im", "snd", "dev")}
+        decided_by += f" (winner's IM {top['im']:.3f}, SND {top['snd']:.3f}, DEV {top['dev']:.3f})"
+    reasons.append(
+        f"'{arms[winner].label}' scored best in the final round ({_score_text(win_res)})."
+    )
+    candidates = []
+    for i, arm in enumerate(arms):
+        res = latest[i]
+        if i == winner:
+            why = f"winner after round {res.round}"
+        elif res.status != "ok":
+            why = f"{res.status}: {res.error}"
+        else:
+            why = f"eliminated in round {eliminated_in.get(i, res.round)} ({_score_text(res)})"
+        candidates.append({
+            "method": arm.method, "settings": dict(arm.settings), "score": res.score,
+            "eligible": res.status == "ok", "why": why,
+        })
+    cost = _cost(all_results, registered, settings.epochs)
+    reasons.append(
+        f"Selection cost {cost['cost_epochs']} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
+        f"running every candidate method in full ({cost['full_sweep_epochs']} epochs)."
+    )
+    return Selection(
+        method=arms[winner].method,
+        settings=dict(arms[winner].settings),
+        candidates=candidates,
+        reasons=reasons,
+        mode="trial",
+        decided_by=decided_by,
+        evidence={"scoring": plan.kind, "validator": config.validator if plan.kind == "validators" else None,
+                  "labels_per_class": labels_per_class, "schedule": schedule},
+        trials=[t.to_dict() for t in all_results],
+        cost=cost,
+    )
+
+
+def _sortable(score: float | None) -> float:
+    return -math.inf if score is None or not math.isfinite(score) else score
+
+
+def _score_text(res: TrialResult) -> str:
+    if res.status != "ok":
+        return res.status
+    if "accuracy" in res.scores:
+        return f"accuracy {100 * res.scores['accuracy']:.1f}%"
+    parts = ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in ("im", "snd", "dev") if k in res.scores)
+    return f"score {res.score:.3f}; {parts}"
+
+
+def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: SelectionConfig) -> None:
+    """Set each result's ``score`` (higher is better; failed trials get None)."""
+    ok = [r for r in results if r.status == "ok"]
+    if plan.uses_labels:
+        for r in ok:
+            r.score = r.scores["accuracy"]
+    elif config.validator == "mean-rank":
+        for r, s in zip(ok, mean_rank_scores([r.scores for r in ok])):
+            r.score = float(s)
+    else:
+        for r in ok:
+            r.score = r.scores[config.validator]
+
+
+def _cost(results: list[TrialResult], methods: list[str], full_epochs: int) -> dict:
+    """Epochs the trials trained against training every candidate method once in full."""
+    spent = sum(r.epochs_trained for r in results)
+    full = len(methods) * full_epochs
+    return {
+        "cost_epochs": int(spent),
+        "full_sweep_epochs": int(full),
+        "fraction_of_full_sweep": float(spent / full) if full else 0.0,
+        "trials": len(results),
+        "runtime_s": round(sum(r.runtime_s for r in results), 3),
+    }
