@@ -56,7 +56,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                 trained[name] = base_cls().fit(source_model, data, method_config(base_cls, params.adapt.methods.get(name, {})),
                                                settings, log=epoch_logger(run_, f"{name}."))
         version = None
-        if params.mlflow.register:
+        if params.mlflow.register_models:
             version = run_.register_model(
                 result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(train),
                 {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id,

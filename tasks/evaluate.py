@@ -52,7 +52,7 @@ def champion_decision(client, name: str, version: int | None, accuracy: float, b
                       test_hash: str, score_version) -> dict:
     """Whether ``version`` takes the champion alias, and why (or why not)."""
     if version is None:
-        return {"moved": False, "version": None, "reason": "model registration is off (mlflow.register: false)"}
+        return {"moved": False, "version": None, "reason": "model registration is off (mlflow.register_models: false)"}
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # noqa: BLE001 - MLflow raises a generic error when the alias is unset
@@ -101,8 +101,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
     with timing.work():
         probs = {name: predict_proba(model, test) for name, (_, model) in models.items()}
-        summaries = {name: summarise_model(test.y, [p], classes, role=role) for name, ((role, _), p)
-                     in zip(models.items(), probs.values())}
+        summaries = {name: summarise_model(test.y, [probs[name]], classes, role=role)
+                     for name, (role, _) in models.items()}
     baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
     if baselines:
         gain = transfer_gain(test.y, summaries[chosen]["predictions"], baselines, chosen=chosen,

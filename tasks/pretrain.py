@@ -31,7 +31,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         summary = {"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                    "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
         version = None
-        if params.mlflow.register:
+        if params.mlflow.register_models:
             version = run_.register_model(
                 result.model, tracking.model_name(params.mlflow.model_prefix, "source"), input_example(train),
                 {"role": "source", "run_id": run_.run_id, "source_val_accuracy": f"{result.best_score:.4f}"})

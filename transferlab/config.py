@@ -77,7 +77,7 @@ class EvaluateParams(_Strict):
 class MlflowParams(_Strict):
     experiment: str = "transferlab"
     model_prefix: str = Field("transferlab", pattern=r"^[A-Za-z0-9_.-]+$")
-    register: bool = True
+    register_models: bool = True
 
 
 class PipelineParams(_Strict):

@@ -32,7 +32,7 @@ TINY = {
     "adapt": {"train": {"epochs": 2, "batch_size": 64, "lr": 0.002, "weight_decay": 0.0, "patience": 2},
               "methods": {"dann": {"trade_off": 1.0}}},
     "evaluate": {"bootstrap": 200, "confidence": 0.95},
-    "mlflow": {"experiment": "transferlab", "model_prefix": "transferlab", "register": True},
+    "mlflow": {"experiment": "transferlab", "model_prefix": "transferlab", "register_models": True},
 }
 
 

@@ -30,6 +30,7 @@ class ModelSpec(BaseModel):
     input_dim: int | None = Field(None, ge=1, description="feature-vector inputs (arch 'mlp')")
     num_classes: int = Field(10, ge=2)
     hidden: int = Field(500, ge=8, description="width of the penultimate layer (lenet, mlp)")
+    progressive: bool = Field(False, description="a progressive network: frozen source column + target column")
 
 
 class Classifier(nn.Module):
@@ -93,10 +94,19 @@ def _mlp(spec: ModelSpec) -> Classifier:
 _BUILDERS = {"lenet": _lenet, "resnet18": _resnet18, "mlp": _mlp}
 
 
+def _build(spec: ModelSpec) -> Classifier:
+    if spec.progressive:
+        from transferlab.models.progressive import ProgressiveClassifier
+
+        column = spec.model_copy(update={"progressive": False})
+        return ProgressiveClassifier(spec, _BUILDERS[spec.arch](column), _BUILDERS[spec.arch](column))
+    return _BUILDERS[spec.arch](spec)
+
+
 def build_model(spec: ModelSpec, seed: int | None = None) -> Classifier:
     """A freshly initialised network; ``seed`` makes the initial weights reproducible."""
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return _BUILDERS[spec.arch](spec)
-    return _BUILDERS[spec.arch](spec)
+            return _build(spec)
+    return _build(spec)

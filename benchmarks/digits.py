@@ -1,0 +1,178 @@
+"""MNIST <-> USPS with every registered method: mean ± std target-test accuracy over seeds.
+
+Protocol (as in the issue): LeNet at 28×28 (USPS upsampled bilinearly), source model trained
+on the source training split with early stopping on a 10 % source validation split; the
+target *training* split provides the unlabelled pool (UDA methods) and 10 labelled samples per
+class (label-using methods; drawn from the pool and removed from it); the **full target test
+split** is only used to report accuracy, after each method has chosen its checkpoint without it.
+
+``--quick`` (the default) uses subsets and few steps so the whole table fits in minutes on a
+2-core CPU; ``--full`` uses all training data and longer schedules. The table says which.
+
+    python benchmarks/digits.py [--quick|--full] [--seeds 3] [--out benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transferlab.data.types import Domain  # noqa: E402
+from transferlab.methods import AdaptationData, get_method, list_methods  # noqa: E402
+from transferlab.models import ModelSpec, build_model  # noqa: E402
+from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
+
+CLASSES = tuple(str(i) for i in range(10))
+PUBLISHED = {  # Transfer-Learning-Library (checkpoints chosen with target test labels)
+    "source-only": (82.1, 74.6), "dann": (91.7, 95.2), "dan": (86.0, 89.5), "cdan": (96.0, 97.7)}
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as fh:
+        raw = fh.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist(data: Path, split: str) -> Domain:
+    prefix = "train" if split == "train" else "t10k"
+    x = _idx(data / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte.gz").astype(np.float32) / 255.0
+    y = _idx(data / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    return Domain(f"mnist-{split}", x[:, None], y, CLASSES)
+
+
+def load_usps(data: Path, split: str) -> Domain:
+    npz = np.load(data / "usps" / f"{split}.npz")
+    x = torch.from_numpy(npz["x"].astype(np.float32) / 255.0)[:, None]
+    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
+    return Domain(f"usps-{split}", x, npz["y"].astype(np.int64), CLASSES)
+
+
+LOADERS = {"mnist": load_mnist, "usps": load_usps}
+
+
+def stratified(domain: Domain, n: int | None, seed: int) -> Domain:
+    if n is None or n >= len(domain):
+        return domain
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(domain.y == c))[:n // 10] for c in range(10)])
+    return domain.subset(np.sort(idx))
+
+
+def make_data(source: Domain, target_train: Domain, labels_per_class: int, n_source: int | None,
+              n_target: int | None, seed: int) -> AdaptationData:
+    rng = np.random.default_rng(seed)
+    src = stratified(source, n_source, seed)
+    perm = rng.permutation(len(src))
+    n_val = len(src) // 10
+    pool = stratified(target_train, n_target, seed + 1)
+    lab_idx = np.concatenate([rng.permutation(np.flatnonzero(pool.y == c))[:labels_per_class] for c in range(10)])
+    rest = np.setdiff1d(np.arange(len(pool)), lab_idx)
+    unl = pool.subset(rest, "target-unlabelled")
+    # Unlabelled target keeps no labels that a method could peek at.
+    unl = Domain(unl.name, unl.x, np.zeros(len(unl), dtype=np.int64), unl.classes)
+    return AdaptationData(src.subset(perm[n_val:], "source-train"), src.subset(perm[:n_val], "source-val"),
+                          pool.subset(lab_idx, "target-labelled"), unl)
+
+
+def without_labels(data: AdaptationData) -> AdaptationData:
+    """What UDA methods get: no labelled target (so their checkpoint criterion is label-free)."""
+    return AdaptationData(data.source_train, data.source_val, None, data.target_unlabelled)
+
+
+def run(args) -> str:
+    torch.set_num_threads(args.threads)
+    mode = "quick" if args.quick else "full"
+    if args.quick:
+        n_source, n_target = 4000, 4000
+        pre = TrainSettings(epochs=6, batch_size=64, lr=1e-3, patience=3, max_steps_per_epoch=60)
+        ada = TrainSettings(epochs=5, batch_size=64, lr=5e-4, patience=5, max_steps_per_epoch=60)
+    else:
+        n_source = n_target = None
+        pre = TrainSettings(epochs=10, batch_size=64, lr=1e-3, patience=3)
+        ada = TrainSettings(epochs=10, batch_size=64, lr=5e-4, patience=5, max_steps_per_epoch=500)
+    names = args.methods or [m.name for m in list_methods()]
+    directions = [("mnist", "usps"), ("usps", "mnist")]
+    results: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
+    for src_name, tgt_name in directions:
+        source = LOADERS[src_name](args.data, "train")
+        target_train = LOADERS[tgt_name](args.data, "train")
+        target_test = LOADERS[tgt_name](args.data, "test")
+        for seed in range(args.seeds):
+            data = make_data(source, target_train, 10, n_source, n_target, seed)
+            t0 = time.perf_counter()
+            spec = ModelSpec(arch="lenet", image_size=28, num_classes=10)
+            source_model = train_classifier(build_model(spec, seed=seed), data.source_train, data.source_val,
+                                            pre.model_copy(update={"seed": seed})).model
+            pre_time = time.perf_counter() - t0
+            for name in names:
+                cls = get_method(name)
+                method_data = data if cls.needs_target_labels else without_labels(data)
+                t0 = time.perf_counter()
+                result = cls().fit(source_model, method_data, None, ada.model_copy(update={"seed": seed}))
+                seconds = time.perf_counter() - t0
+                acc = accuracy(result.model, target_test)
+                results.setdefault((f"{src_name}→{tgt_name}", name), []).append(
+                    (100 * acc, seconds, result.checkpoint_criterion))
+                print(f"{src_name}->{tgt_name} seed {seed} {name:20s} acc {100 * acc:5.1f}  {seconds:5.1f}s "
+                      f"(source pretrain {pre_time:.0f}s) [{result.checkpoint_criterion}]", file=sys.stderr)
+    return table(results, names, directions, mode, args)
+
+
+def table(results, names, directions, mode, args) -> str:
+    lines = [f"# MNIST ↔ USPS, every method ({mode} mode, {args.seeds} seeds)", "",
+             "Target-test accuracy (%) over the full target test split, mean ± std over seeds; train time per run "
+             "(s, excluding source pretraining). Label-using methods get 10 labelled target samples per class; "
+             "UDA methods get no target labels and choose checkpoints label-free. Published = "
+             "Transfer-Learning-Library (checkpoints picked with target test labels).", ""]
+    header = "| method | needs | " + " | ".join(f"{s}→{t} acc | time" for s, t in directions) + " | published |"
+    lines += [header, "|" + "---|" * (2 + 2 * len(directions) + 1)]
+    for name in names:
+        cls = get_method(name)
+        needs = "target labels" if cls.needs_target_labels else ("unlabelled target" if cls.needs_unlabelled_target
+                                                                  else "-")
+        cells = []
+        for s, t in directions:
+            rows = results.get((f"{s}→{t}", name), [])
+            accs, secs = [r[0] for r in rows], [r[1] for r in rows]
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            cells += [f"{statistics.mean(accs):.1f} ± {sd:.1f}", f"{statistics.mean(secs):.1f}"]
+        pub = PUBLISHED.get(name)
+        lines.append(f"| {name} | {needs} | " + " | ".join(cells) + f" | {'-' if pub is None else f'{pub[0]} / {pub[1]}'} |")
+    criteria = sorted({r[2] for rows in results.values() for r in rows})
+    lines += ["", "Checkpoint criteria used: " + "; ".join(criteria), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quick", dest="quick", action="store_true", default=True, help="subsets, few steps (default)")
+    g.add_argument("--full", dest="quick", action="store_false", help="all data, longer schedules")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--methods", nargs="*", help="default: every registered method")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--out", type=Path, help="also write the markdown table here")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    md = run(args)
+    print(md)
+    if args.out:
+        args.out.write_text(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from synthetic_domains import blob_data, mlp
+
+from transferlab.errors import ConfigError
+from transferlab.methods import AdaptationData, Method, get_method, list_methods
+from transferlab.training import TrainSettings
+
+ISSUE_METHODS = {
+    "source-only", "target-only", "linear-probe", "finetune", "layer-transfer", "l2-sp", "distill",
+    "progressive", "multitask", "mixed", "dann", "dan", "deep-coral", "cdan", "instance-weighting",
+}
+
+
+def test_every_method_of_the_issue_is_registered_with_its_declarations():
+    methods = {m.name: m for m in list_methods()}
+    assert ISSUE_METHODS <= set(methods)
+    for name, cls in methods.items():
+        assert issubclass(cls, Method)
+        assert get_method(name) is cls
+        assert cls.description
+        assert isinstance(cls.needs_target_labels, bool) and isinstance(cls.uses_source, bool)
+        cls.Config()  # every hyperparameter has a default
+
+
+def test_unknown_method_names_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown method 'nope'.*dann.*finetune"):
+        get_method("nope")
+
+
+def test_configs_forbid_unknown_keys_and_name_the_key():
+    with pytest.raises(ConfigError, match="dann.*tradeoff"):
+        get_method("dann").make_config({"tradeoff": 1.0})
+    assert get_method("dann").make_config({"trade_off": 0.5}).trade_off == 0.5
+
+
+def test_adaptation_data_has_no_test_split():
+    fields = set(AdaptationData.__dataclass_fields__)
+    assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled"}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE_METHODS))
+def test_every_method_runs_on_a_tiny_pair_and_never_touches_the_source_model(name):
+    source = mlp()
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    data = blob_data(offset=2.0, labels_per_class=5, unlabelled=60)
+    result = get_method(name)().fit(source, data, None, TrainSettings(epochs=1, batch_size=16, max_steps_per_epoch=2))
+    assert result.checkpoint_criterion
+    x = torch.from_numpy(data.source_val.x[:4])
+    assert result.model(x).shape == (4, 3)
+    assert result.model.features(x).shape[0] == 4
+    for k, v in source.state_dict().items():
+        assert torch.equal(v, before[k]), k

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+from synthetic_domains import blobs, images, lenet, mlp
+
+from transferlab.errors import ConfigError, DataError
+from transferlab.training import (
+    BatchStream,
+    TrainSettings,
+    accuracy,
+    freeze,
+    holdout_split,
+    resolve_device,
+    steps_per_epoch,
+    train_classifier,
+    train_mode,
+)
+
+
+def settings(**kw):
+    base = dict(epochs=4, batch_size=32, lr=3e-3, patience=2, min_steps_per_epoch=5, seed=0)
+    return TrainSettings(**{**base, **kw})
+
+
+def test_train_classifier_learns_and_reports_its_criterion():
+    train, val = blobs("s", 240, 1), blobs("v", 60, 2)
+    logged = []
+    result = train_classifier(mlp(), train, val, settings(epochs=8, patience=8), log=lambda step, m: logged.append((step, m)))
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert accuracy(result.model, val) > 0.9
+    assert result.best_score == pytest.approx(accuracy(result.model, val))
+    assert "validation" in result.checkpoint_criterion
+    assert [s for s, _ in logged] == list(range(1, len(result.history) + 1))
+    assert {"loss", "checkpoint_score"} <= set(logged[0][1])
+    assert not result.model.training
+
+
+def test_train_classifier_on_images_with_lenet():
+    train, val = images("s", 96, 1), images("v", 30, 2)
+    result = train_classifier(lenet(), train, val, settings(epochs=3))
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.best_score > 0.6
+
+
+def test_same_seed_same_numbers_and_different_seed_differs():
+    train, val = blobs("s", 120, 1), blobs("v", 30, 2)
+    a = train_classifier(mlp(seed=3), train, val, settings(epochs=2))
+    b = train_classifier(mlp(seed=3), train, val, settings(epochs=2))
+    c = train_classifier(mlp(seed=3), train, val, settings(epochs=2, seed=5))
+    for (ka, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    assert a.history[-1]["loss"] == b.history[-1]["loss"]
+    assert a.history[-1]["loss"] != c.history[-1]["loss"]
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
+    train, val = blobs("s", 120, 1), blobs("v", 30, 2)
+    # A validation set with the labels scrambled stops improving almost at once.
+    bad_val = val.subset(np.arange(len(val)))
+    bad_val = type(val)("scrambled", bad_val.x, np.roll(bad_val.y, 1), val.classes)
+    result = train_classifier(mlp(), train, bad_val, settings(epochs=20, patience=2))
+    scores = [h["checkpoint_score"] for h in result.history]
+    assert len(result.history) < 20
+    assert result.best_score == max(scores)
+    assert result.best_epoch == scores.index(max(scores)) + 1
+    assert len(scores) - result.best_epoch == 2
+
+
+def test_max_steps_per_epoch_caps_an_epoch():
+    assert steps_per_epoch([1000], 10, 1, 7) == 7
+    assert steps_per_epoch([40, 90], 32, 1, None) == 3
+    assert steps_per_epoch([40], 32, 20, None) == 20
+
+
+def test_empty_domains_are_refused():
+    train, val = blobs("s", 60, 1), blobs("v", 30, 2)
+    with pytest.raises(DataError, match="empty"):
+        train_classifier(mlp(), train.subset(np.arange(0)), val, settings())
+    with pytest.raises(DataError, match="validation"):
+        train_classifier(mlp(), train, val.subset(np.arange(0)), settings())
+
+
+def test_batch_stream_is_seeded_and_covers_every_sample_once_per_pass():
+    dom = blobs("s", 30, 1)
+    a, b = BatchStream(dom, 10, 4, "x"), BatchStream(dom, 10, 4, "x")
+    seen = []
+    for _ in range(3):
+        xa, ya = a.next(torch.device("cpu"))
+        xb, yb = b.next(torch.device("cpu"))
+        assert torch.equal(xa, xb)
+        seen.extend(xa[:, 0].tolist())
+    assert sorted(seen) == sorted(dom.x[:, 0].tolist())
+    other = BatchStream(dom, 10, 4, "y").next(torch.device("cpu"))[0]
+    assert not torch.equal(other, BatchStream(dom, 10, 4, "x").next(torch.device("cpu"))[0])
+
+
+def test_holdout_split_is_stratified_disjoint_and_refuses_tiny_classes():
+    dom = blobs("t", 30, 1)  # 10 per class
+    train, held = holdout_split(dom, 0.2, seed=0)
+    assert len(train) == 24 and len(held) == 6
+    assert held.class_counts().tolist() == [2, 2, 2]
+    assert not set(map(tuple, train.x.tolist())) & set(map(tuple, held.x.tolist()))
+    tiny = blobs("t", 6, 1)  # 2 per class
+    same, none = holdout_split(tiny, 0.2, seed=0)
+    assert none is None and len(same) == 6
+
+
+def test_device_handling():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="cuda"):
+            resolve_device("cuda")
+
+
+def test_frozen_modules_stay_in_eval_mode_when_training():
+    model = lenet()
+    freeze(model.blocks[0])
+    train_mode(model)
+    assert model.training and not model.blocks[0].training
+    assert all(not p.requires_grad for p in model.blocks[0].parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+
+
+def test_settings_reject_unknown_keys():
+    with pytest.raises(Exception, match="extra"):
+        TrainSettings(epochs=1, bogus=2)

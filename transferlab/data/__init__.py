@@ -1,0 +1,15 @@
+"""Domains: the registry of datasets, shift transforms, harmonisation and splits."""
+
+from transferlab.data.files import load_domain_file, save_domain
+from transferlab.data.harmonise import harmonise
+from transferlab.data.registry import (DatasetInfo, DomainSpec, check_same_label_space, list_datasets, load_domain,
+                                       register_dataset)
+from transferlab.data.shifts import ShiftSpec, apply_shift
+from transferlab.data.splits import TargetSplits, split_source, split_target, stratified_subsample
+from transferlab.data.types import Domain
+
+__all__ = [
+    "DatasetInfo", "Domain", "DomainSpec", "ShiftSpec", "TargetSplits", "apply_shift", "check_same_label_space",
+    "harmonise", "list_datasets", "load_domain", "load_domain_file", "register_dataset", "save_domain",
+    "split_source", "split_target", "stratified_subsample",
+]

@@ -1,0 +1,82 @@
+"""The training recipe shared by unsupervised domain-adaptation methods.
+
+Each step draws a labelled source batch and an unlabelled target batch, runs both through
+the network in one forward pass (so batch-norm statistics see both domains) and minimises
+
+    L = CE(source logits, source labels) + trade_off * A(f_s, f_t, z_s, z_t, p)
+
+where ``A`` is the method's alignment loss on features ``f`` / logits ``z`` and ``p`` the
+training progress. The checkpoint is chosen as :mod:`transferlab.methods.checkpointing` says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig
+from transferlab.methods.checkpointing import unsupervised_checkpoint
+from transferlab.methods.heads import student_from
+from transferlab.training import (
+    AdaptResult,
+    BatchStream,
+    TrainingStep,
+    TrainSettings,
+    param_group,
+    run_training,
+    seed_everything,
+    steps_per_epoch,
+)
+
+
+@dataclass
+class AlignmentInputs:
+    features_s: torch.Tensor
+    features_t: torch.Tensor
+    logits_s: torch.Tensor
+    logits_t: torch.Tensor
+    step: TrainingStep
+
+
+AlignmentLoss = Callable[[AlignmentInputs], dict[str, torch.Tensor]]
+
+
+def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: UnsupervisedConfig,
+                       settings: TrainSettings, log, description: str, alignment: AlignmentLoss,
+                       aux_modules: list[nn.Module] | None = None,
+                       source_weights=None) -> AdaptResult:
+    """Start from the source network; minimise source CE + ``trade_off`` * alignment.
+
+    ``alignment`` returns a dict whose ``"align"`` entry is the loss (other entries are logged).
+    ``aux_modules`` (a discriminator) are trained with the network at the base learning rate.
+    ``source_weights`` (per source-train sample) weight the source cross-entropy.
+    """
+    seed_everything(settings.seed)
+    model = student_from(source_model, new_head=False, seed=settings.seed)
+    aux_modules = aux_modules or []
+    source = BatchStream(data.source_train, settings.batch_size, settings.seed, "source", weights=source_weights)
+    target = BatchStream(data.target_unlabelled, settings.batch_size, settings.seed, "target-unlabelled")
+    scorer = unsupervised_checkpoint(data, config.checkpoint)
+    groups = [param_group(model.parameters())] + [param_group(m.parameters()) for m in aux_modules]
+
+    def step(s: TrainingStep) -> dict[str, torch.Tensor]:
+        xs, ys, *ws = s.batches["source"]
+        xt = s.batches["target"][0]
+        feats = model.features(torch.cat([xs, xt]))
+        logits = model.head(feats)
+        ns = xs.shape[0]
+        if ws:
+            ce = (F.cross_entropy(logits[:ns], ys, reduction="none") * ws[0]).mean()
+        else:
+            ce = F.cross_entropy(logits[:ns], ys)
+        terms = alignment(AlignmentInputs(feats[:ns], feats[ns:], logits[:ns], logits[ns:], s))
+        return {"loss": ce + config.trade_off * terms["align"], "source_ce": ce, **terms}
+
+    n = steps_per_epoch([len(data.source_train), len(data.target_unlabelled)], settings.batch_size,
+                        settings.min_steps_per_epoch, settings.max_steps_per_epoch)
+    return run_training(model, groups, step, {"source": source, "target": target}, scorer, settings, n, log,
+                        aux_modules=aux_modules, description=description)

@@ -1,0 +1,45 @@
+"""``dann``: domain-adversarial neural network (Ganin & Lempitsky 2015).
+
+A domain discriminator D on the features learns to tell source from target; a gradient-reversal
+layer between features and D makes the feature extractor maximise D's loss at the same time:
+
+    L = CE_s + trade_off * BCE(D(GRL_λ(f)), domain),     λ(p) = 2 / (1 + exp(-10 p)) - 1
+
+(see :mod:`transferlab.methods.adversarial`). At the saddle point the features carry the class
+information but not the domain, so the source classifier applies to the target.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from transferlab.methods.adversarial import DomainDiscriminator, domain_loss, grad_reverse, warmup_coefficient
+from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
+from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.registry import register
+from transferlab.training import AdaptResult
+
+
+class DannConfig(UnsupervisedConfig):
+    discriminator_hidden: int = Field(500, ge=8, description="width of the discriminator's hidden layers")
+    gamma: float = Field(10.0, gt=0, description="steepness of the GRL warm-up λ(p) = 2/(1+exp(-γp)) - 1")
+
+
+@register
+class Dann(Method):
+    name = "dann"
+    description = "domain-adversarial training: a gradient-reversal layer makes features domain-invariant"
+    uses_unlabelled_target = True
+    needs_unlabelled_target = True
+    uses_source = True
+    Config = DannConfig
+
+    def train(self, source_model, data: AdaptationData, config: DannConfig, settings, log) -> AdaptResult:
+        disc = DomainDiscriminator(source_model.feature_dim, config.discriminator_hidden, settings.seed + 1)
+
+        def align(a: AlignmentInputs):
+            coeff = warmup_coefficient(a.step.progress, config.gamma)
+            loss, acc = domain_loss(disc(grad_reverse(a.features_s, coeff)), disc(grad_reverse(a.features_t, coeff)))
+            return {"align": loss, "domain_accuracy": acc, "grl_coefficient": loss.new_tensor(coeff)}
+
+        return fit_with_alignment(source_model, data, config, settings, log, self.name, align, aux_modules=[disc])

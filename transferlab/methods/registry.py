@@ -1,0 +1,32 @@
+"""Methods by name: ``@register`` a class, ``get_method(name)`` to find it."""
+
+from __future__ import annotations
+
+from transferlab.errors import ConfigError
+from transferlab.methods.base import Method
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: make ``cls`` selectable by ``cls.name``."""
+    name = getattr(cls, "name", None)
+    if not name:
+        raise ValueError(f"{cls.__name__} has no 'name' to register under")
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"two methods are registered as '{name}'")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[Method]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown method '{name}'; known methods: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def list_methods() -> list[type[Method]]:
+    """Every registered method class, sorted by name."""
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]

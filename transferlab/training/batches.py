@@ -1,0 +1,81 @@
+"""Seeded batching and the splits the loop needs (hold-out for checkpoint choice)."""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+import torch
+
+from transferlab.data.types import Domain
+from transferlab.errors import DataError
+
+
+class BatchStream:
+    """An endless stream of shuffled mini-batches from one domain.
+
+    Every pass over the data is a fresh permutation drawn from a generator seeded by
+    ``(seed, name)``, so two streams in one run shuffle independently and the same seed
+    always gives the same batches. A pass drops its incomplete last batch (batch-norm
+    needs more than one sample) unless the domain is smaller than one batch.
+    """
+
+    def __init__(self, domain: Domain, batch_size: int, seed: int, name: str = "",
+                 weights: np.ndarray | None = None):
+        if len(domain) == 0:
+            raise DataError(f"domain '{domain.name}' is empty: nothing to train on")
+        self.domain = domain
+        self.batch_size = min(batch_size, len(domain))
+        self._x = torch.from_numpy(np.ascontiguousarray(domain.x))
+        self._y = torch.from_numpy(np.ascontiguousarray(domain.y))
+        self._w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self._rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+        self._order = np.empty(0, dtype=np.int64)
+        self._pos = 0
+
+    def __len__(self) -> int:
+        """Batches in one pass."""
+        return max(1, len(self.domain) // self.batch_size)
+
+    def next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """``(x, y)``, or ``(x, y, w)`` when the stream carries per-sample weights."""
+        if self._pos + self.batch_size > len(self._order):
+            self._order = self._rng.permutation(len(self.domain))
+            self._pos = 0
+        idx = torch.from_numpy(self._order[self._pos:self._pos + self.batch_size])
+        self._pos += self.batch_size
+        out = [self._x[idx].to(device), self._y[idx].to(device)]
+        if self._w is not None:
+            out.append(self._w[idx].to(device))
+        return tuple(out)
+
+
+def steps_per_epoch(sizes: list[int], batch_size: int, min_steps: int, max_steps: int | None) -> int:
+    """One pass over the largest set, at least ``min_steps``, at most ``max_steps``."""
+    steps = max(min_steps, max(math.ceil(n / batch_size) for n in sizes))
+    return min(steps, max_steps) if max_steps is not None else steps
+
+
+def holdout_split(domain: Domain, fraction: float, seed: int, min_per_class: int = 3
+                  ) -> tuple[Domain, Domain | None]:
+    """Stratified split of a (small) labelled domain into (train, held-out).
+
+    Each class keeps ``floor(fraction * n_c)`` samples (at least one) aside. When some class
+    has fewer than ``min_per_class`` labelled samples there is too little to hold out and
+    ``(domain, None)`` is returned: the caller then trains on everything and says so.
+    """
+    counts = domain.class_counts()
+    present = counts[counts > 0]
+    if len(present) == 0 or present.min() < min_per_class:
+        return domain, None
+    rng = np.random.default_rng([seed, zlib.crc32(b"holdout")])
+    held = []
+    for c in np.flatnonzero(counts):
+        members = np.flatnonzero(domain.y == c)
+        k = max(1, int(math.floor(fraction * len(members))))
+        held.extend(rng.choice(members, size=k, replace=False).tolist())
+    mask = np.zeros(len(domain), dtype=bool)
+    mask[held] = True
+    return (domain.subset(np.flatnonzero(~mask), f"{domain.name}-train"),
+            domain.subset(np.flatnonzero(mask), f"{domain.name}-holdout"))

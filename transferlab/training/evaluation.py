@@ -1,0 +1,74 @@
+"""Scoring a network during training: predictions, accuracy and checkpoint scorers.
+
+A :class:`Scorer` is what chooses the checkpoint. It sees only data a method is allowed to
+see (source validation, labelled target, unlabelled target inputs), never the target test split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferlab.data.types import Domain
+from transferlab.validators import information_maximization
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: np.ndarray, device: torch.device | str = "cpu",
+                   batch_size: int = 512) -> np.ndarray:
+    """Logits of ``model`` on ``x`` in eval mode (the model's train/eval mode is restored)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)
+        out.append(model(batch).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def accuracy(model: nn.Module, domain: Domain, device: torch.device | str = "cpu") -> float:
+    """Share of ``domain`` that ``model`` classifies correctly."""
+    if len(domain) == 0:
+        return float("nan")
+    return float((predict_logits(model, domain.x, device).argmax(1) == domain.y).mean())
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Scores a model after each epoch; higher is better.
+
+    ``name`` is what :attr:`AdaptResult.checkpoint_criterion` reports. With ``keep='last'``
+    the loop keeps the final epoch instead of the best-scoring one (and never stops early):
+    used when there is no honest data left to choose a checkpoint with.
+    """
+
+    name: str
+    score: Callable[[nn.Module, torch.device], float]
+    keep: str = "best"
+
+
+def accuracy_scorer(domain: Domain, name: str) -> Scorer:
+    return Scorer(name, lambda model, device: accuracy(model, domain, device))
+
+
+def information_maximization_scorer(x: np.ndarray, max_samples: int = 2000) -> Scorer:
+    """Label-free: IM = H(mean prediction) - mean H(prediction) on unlabelled target inputs.
+
+    High when target predictions are individually confident yet spread over the classes
+    (see :mod:`transferlab.validators`). The first ``max_samples`` inputs are used, so the
+    score is deterministic and cheap.
+    """
+    x = x[:max_samples]
+    return Scorer("target-unlabelled information maximisation (label-free)",
+                  lambda model, device: information_maximization(predict_logits(model, x, device)))
+
+
+def last_epoch_scorer(domain: Domain, reason: str) -> Scorer:
+    """Keep the last epoch; report accuracy on ``domain`` (training labels) as its score."""
+    return Scorer(f"last epoch ({reason}); score = accuracy on the training labels",
+                  lambda model, device: accuracy(model, domain, device), keep="last")

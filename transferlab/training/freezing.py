@@ -1,0 +1,33 @@
+"""Freezing parts of a network so that they stay bit-identical during training."""
+
+from __future__ import annotations
+
+from torch import nn
+
+_FROZEN = "_transferlab_frozen"
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """No gradients for ``module``'s parameters, and eval mode whenever the loop trains.
+
+    Eval mode matters as much as ``requires_grad=False``: batch-norm running statistics are
+    buffers that a forward pass in train mode would update, and dropout in a frozen block
+    would only add noise to features that can no longer adapt to it.
+    """
+    for p in module.parameters():
+        p.requires_grad_(False)
+    setattr(module, _FROZEN, True)
+    module.eval()
+    return module
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, then put every frozen submodule back in eval mode."""
+    model.train()
+    for sub in model.modules():
+        if getattr(sub, _FROZEN, False):
+            sub.eval()
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]

@@ -1,0 +1,143 @@
+"""The one training loop every method and baseline runs through.
+
+A method supplies *what* to optimise: the parameter groups (with learning-rate multipliers),
+a ``step`` function that turns the step's mini-batches into a loss, and a :class:`Scorer`
+that judges a checkpoint. The loop owns the rest: seeding, the optimiser (Adam with decoupled
+learning rates per group), device placement, epochs, early stopping with ``patience``, keeping
+the best checkpoint's weights, the progress bar (only when stderr is a terminal) and the
+``log(step, metrics)`` callback (called once per epoch with the epoch as step).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from transferlab.training.batches import BatchStream
+from transferlab.training.device import resolve_device
+from transferlab.training.evaluation import Scorer
+from transferlab.training.freezing import train_mode
+from transferlab.training.result import AdaptResult
+from transferlab.training.settings import TrainSettings
+
+LogFn = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainingStep:
+    """What a method's step function gets: where training is, and one batch per stream."""
+
+    step: int  # 0-based global optimiser step
+    epoch: int  # 1-based
+    progress: float  # step / total planned steps, in [0, 1): drives warm-up schedules
+    batches: dict[str, tuple[torch.Tensor, ...]] = field(default_factory=dict)
+    device: torch.device = torch.device("cpu")
+
+
+StepFn = Callable[[TrainingStep], dict[str, torch.Tensor]]
+
+
+def param_group(params, lr_mult: float = 1.0, weight_decay: float | None = None) -> dict:
+    """One optimiser group: ``lr = settings.lr * lr_mult``; ``weight_decay`` None -> settings'."""
+    return {"params": [p for p in params if p.requires_grad], "lr_mult": lr_mult, "weight_decay": weight_decay}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's global generators (weights of new layers, dropout)."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def run_training(
+    model: nn.Module,
+    groups: list[dict],
+    step_fn: StepFn,
+    streams: dict[str, BatchStream],
+    scorer: Scorer,
+    settings: TrainSettings,
+    steps_per_epoch: int,
+    log: LogFn | None = None,
+    aux_modules: list[nn.Module] | None = None,
+    description: str = "train",
+) -> AdaptResult:
+    """Train ``model`` (in place) and return it at the checkpoint ``scorer`` prefers.
+
+    ``step_fn`` must return a dict with a scalar tensor ``"loss"`` (what is minimised) and
+    optionally other scalar tensors, which are averaged per epoch into the history.
+    ``aux_modules`` (e.g. a domain discriminator) are moved to the device and put in train
+    mode with the model, but are not part of the returned network.
+    """
+    device = resolve_device(settings.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    aux_modules = aux_modules or []
+    model.to(device)
+    for m in aux_modules:
+        m.to(device)
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("run_training was given no trainable parameters")
+    optimiser = torch.optim.Adam([
+        {"params": g["params"], "lr": settings.lr * g.get("lr_mult", 1.0),
+         "weight_decay": settings.weight_decay if g.get("weight_decay") is None else g["weight_decay"]}
+        for g in groups
+    ])
+    total = settings.epochs * steps_per_epoch
+    history: list[dict] = []
+    best_score, best_epoch, best_state = float("-inf"), 0, None
+    since_best = 0
+    bar = tqdm(total=total, desc=description, disable=not sys.stderr.isatty(), leave=False)
+    step = 0
+    try:
+        for epoch in range(1, settings.epochs + 1):
+            started = time.perf_counter()
+            train_mode(model)
+            for m in aux_modules:
+                train_mode(m)
+            sums: dict[str, float] = {}
+            for _ in range(steps_per_epoch):
+                batches = {name: s.next(device) for name, s in streams.items()}
+                losses = step_fn(TrainingStep(step, epoch, step / total, batches, device))
+                optimiser.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                optimiser.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                step += 1
+                bar.update(1)
+            score = float(scorer.score(model, device))
+            record = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()},
+                      "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started}
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
+            if log is not None:
+                log(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
+            if scorer.keep == "last" or score > best_score:
+                best_score, best_epoch, since_best = score, epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if since_best >= settings.patience:
+                    break
+    finally:
+        bar.close()
+    model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    for m in aux_modules:
+        m.to("cpu")
+    return AdaptResult(model=model, history=history, checkpoint_criterion=scorer.name,
+                       best_epoch=best_epoch, best_score=best_score)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """An independent copy on the CPU (methods never modify the source model they are given)."""
+    return copy.deepcopy(model).to("cpu")

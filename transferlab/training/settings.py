@@ -1,0 +1,33 @@
+"""The knobs of the shared training loop, common to pretraining, baselines and every method."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainSettings(BaseModel):
+    """How long and how to train; what a method trains is its own business.
+
+    An *epoch* is one pass over the largest data set the run draws batches from, at least
+    ``min_steps_per_epoch`` optimiser steps (so a 100-sample labelled target still gets a
+    meaningful number of updates between checkpoints) and at most ``max_steps_per_epoch``.
+    Early stopping ends the run after ``patience`` epochs without a better checkpoint score.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    patience: int = Field(3, ge=1)
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    min_steps_per_epoch: int = Field(20, ge=1)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    seed: int = Field(0, ge=0)
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1,
+        description="share of each class of the labelled target held out to choose the checkpoint",
+    )
