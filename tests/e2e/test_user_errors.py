@@ -64,4 +64,4 @@ def test_bad_param_value(tmp_path):
 
 def test_later_stage_without_its_inputs(tmp_path):
     project = make_project(tmp_path / "p")
-    _fails_cleanly(project, stage="similarity", match="does not exist")
+    _fails_cleanly(project, stage="similarity", match="missing")

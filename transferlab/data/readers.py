@@ -42,6 +42,8 @@ def _read_idx(path: Path) -> np.ndarray:
     if dtype is None:
         raise DataError(f"MNIST file {path} has an unknown IDX data type {raw[2]:#x}")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"MNIST file {path} is truncated or corrupt: its header is incomplete")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
     offset = 4 + 4 * ndim
     count = int(np.prod(dims))

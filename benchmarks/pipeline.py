@@ -1,0 +1,105 @@
+"""Time the default pipeline stage by stage, a no-op `dvc repro`, and the share of wall time that is
+orchestration and tracking rather than work.
+
+    .venv/bin/python benchmarks/pipeline.py [--params params.yaml] [--out benchmarks/RESULTS.md]
+
+Runs in a fresh temporary copy of the project (git + DVC initialised), so nothing here is touched.
+"Work" is what each stage spends inside its core calls (loading and splitting data, validating,
+training, measuring, scoring: see tasks/timing.py); everything else (interpreter and library
+start-up, DVC, Prefect, MLflow logging and model registration) counts as overhead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.project import BIN, env, make_project  # noqa: E402
+
+TARGETS = {"pipeline_s": 300.0, "noop_repro_s": 5.0, "overhead_share": 0.15}
+
+
+def _timed(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def stage_times(project: Path) -> list[dict]:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("transferlab")
+    rows = []
+    for run in client.search_runs([exp.experiment_id], "tags.`transferlab.role` = 'stage'",
+                                  order_by=["attributes.start_time ASC"]):
+        m = run.data.metrics
+        rows.append({"stage": run.data.tags["transferlab.stage"], "process_s": m.get("time.process_s", float("nan")),
+                     "work_s": m.get("time.work_s", float("nan"))})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default=str(ROOT / "params.yaml"))
+    parser.add_argument("--repeats", type=int, default=3, help="no-op dvc repro repetitions")
+    parser.add_argument("--out", default=None, help="append the table to this markdown file")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
+        project = make_project(Path(tmp) / "proj", yaml.safe_load(Path(args.params).read_text()))
+        flow_s = _timed([str(BIN / "transferlab"), "run"], project)
+        rows = stage_times(project)
+        noop = [_timed([str(BIN / "dvc"), "repro"], project) for _ in range(args.repeats)]
+
+    work = sum(r["work_s"] for r in rows)
+    overhead = 1 - work / flow_s
+    lines = [
+        f"### Pipeline timing ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"`{Path(args.params).name}`)",
+        "",
+        "Command: `.venv/bin/python benchmarks/pipeline.py`",
+        "",
+        "| stage | stage process (s) | work (s) | overhead (s) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['process_s']:.1f} | {r['work_s']:.1f} | {r['process_s'] - r['work_s']:.1f} |")
+    lines += [
+        "",
+        "| measure | value | target | ok |",
+        "| --- | ---: | ---: | --- |",
+        f"| `transferlab run` (Prefect flow, all stages), wall | {flow_s:.1f} s | < {TARGETS['pipeline_s']:.0f} s "
+        f"| {'yes' if flow_s < TARGETS['pipeline_s'] else 'NO'} |",
+        f"| no-op `dvc repro`, median of {args.repeats} | {statistics.median(noop):.2f} s | < {TARGETS['noop_repro_s']:.0f} s "
+        f"| {'yes' if statistics.median(noop) < TARGETS['noop_repro_s'] else 'NO'} |",
+        f"| work inside stages | {work:.1f} s | | |",
+        f"| orchestration + tracking share (1 − work / wall) | {100 * overhead:.1f} % | < {100 * TARGETS['overhead_share']:.0f} % "
+        f"| {'yes' if overhead < TARGETS['overhead_share'] else 'NO'} |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "a") as handle:
+            handle.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from transferlab.similarity import coral_distance, h_score, leep, logme, nce, proxy_a_distance
+
+
+def test_leep_hand_checked():
+    theta = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    y = np.array([0, 1, 0])
+    joint = np.zeros((2, 2))
+    for t, label in zip(theta, y):
+        joint[label] += t / 3
+    cond = joint / joint.sum(0)
+    expected = np.mean([np.log(theta[i] @ cond[y[i]]) for i in range(3)])
+    assert leep(theta, y) == pytest.approx(expected)
+    assert leep(theta, y) <= 0
+
+
+def test_nce_is_zero_when_predictions_determine_labels_and_negative_otherwise():
+    assert nce(np.array([1, 1, 0, 0]), np.array([0, 0, 1, 1])) == pytest.approx(0.0)
+    assert nce(np.array([0, 0, 0, 0]), np.array([0, 1, 0, 1])) == pytest.approx(-np.log(2))
+
+
+def test_h_score_prefers_discriminative_features():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    good = np.c_[y * 3.0 + rng.normal(size=200), rng.normal(size=200)]
+    bad = rng.normal(size=(200, 2))
+    assert h_score(good, y) > h_score(bad, y) + 0.5
+
+
+def test_logme_prefers_discriminative_features():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 60)
+    good = np.eye(3)[y] * 4 + rng.normal(size=(180, 3)) * 0.3
+    bad = rng.normal(size=(180, 3))
+    assert logme(good, y) > logme(bad, y)
+
+
+def test_a_distance_and_coral():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    assert proxy_a_distance(x, rng.normal(size=(300, 5))) < 0.4
+    assert proxy_a_distance(x, rng.normal(3, 1, size=(300, 5))) > 1.8
+    assert coral_distance(x, x) == 0
+    assert coral_distance(x, x * 3) > coral_distance(x, x * 1.1) > 0
