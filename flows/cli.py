@@ -53,13 +53,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from flows.pipeline import transfer_pipeline
+    from flows.deployment import pipeline_deployment
 
     if not os.environ.get("PREFECT_API_URL"):
         print("note: PREFECT_API_URL is not set, so the deployment is served against a temporary server "
               "that no UI sees. Start `prefect server start` (http://127.0.0.1:4200) and "
               "`export PREFECT_API_URL=http://127.0.0.1:4200/api` first.", file=sys.stderr)
-    transfer_pipeline.serve(name=args.name, parameters={"project_dir": str(Path(args.project).resolve())})
+    from prefect import serve
+
+    serve(pipeline_deployment(Path(args.project), args.name))
     return 0
 
 
@@ -79,10 +81,11 @@ def cmd_methods(args) -> int:
     rows = []
     for m in list_methods():
         needs = [n for n, flag in (("target labels", m.needs_target_labels),
-                                   ("unlabelled target", m.uses_unlabelled_target),
+                                   ("unlabelled target", m.needs_unlabelled_target),
                                    ("source data", m.uses_source)) if flag]
-        rows.append((m.name, ", ".join(needs) or "-", m.description))
-    _table(["method", "needs", "description"], rows)
+        optional = "unlabelled target" if m.uses_unlabelled_target and not m.needs_unlabelled_target else ""
+        rows.append((m.name, ", ".join(needs) or "-", optional or "-", m.description))
+    _table(["method", "needs", "also uses", "description"], rows)
     return 0
 
 
@@ -165,13 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # a failed stage inside the flow surfaces here
-        from flows.pipeline import StageFailed
-
-        if isinstance(exc, StageFailed):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
 
 
 if __name__ == "__main__":

@@ -1,71 +1,94 @@
 """The ``transfer-pipeline`` Prefect flow: dvc.yaml's stages in order, each a task run.
 
-Each task runs ``dvc repro --single-item STAGE``, so DVC decides what is stale, caches outputs
-and writes dvc.lock exactly as a plain ``dvc repro`` does: after a flow run ``dvc status`` is clean
-and the two ways of running are interchangeable. MLflow's parent run is keyed by the flow run.
+DVC stays in charge of what is stale: for each stage the task asks DVC whether the stage changed,
+runs it only if so, then has DVC hash and cache its outputs and write dvc.lock, exactly as
+``dvc repro`` would after running the stage's command. The stage code itself runs in this process
+(the same function ``transferlab stage NAME`` calls), so the libraries load once per pipeline run
+instead of once per stage. Afterwards ``dvc status`` is clean and the two ways of running are
+interchangeable. MLflow's parent run is keyed by the flow run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 
 from flows.dag import stage_order
 from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
 from tasks.paths import EVALUATION, PARAMS, SELECTION, SIMILARITY
+from tasks.stages import run_stage as run_stage_code
+
+RAN = "ran"
+SKIPPED = "skipped (up to date)"
 
 
-class StageFailed(RuntimeError):
-    """A stage exited non-zero; its last output line says why."""
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
-def _dvc() -> str:
-    beside = Path(sys.executable).with_name("dvc")
-    return str(beside) if beside.exists() else (shutil.which("dvc") or "dvc")
+@task(name="stage", task_run_name="{name}", retries=0, cache_policy=NO_CACHE)
+def run_stage(name: str, project_dir: str) -> str:
+    from dvc.repo import Repo
 
-
-def stage_env(pipeline_key: str, flow_run_id: str | None) -> dict[str, str]:
-    env = dict(os.environ)
-    # The stage commands (`transferlab stage ...`) live beside this interpreter.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env[PIPELINE_KEY_ENV] = pipeline_key
-    if flow_run_id:
-        env[FLOW_RUN_ENV] = flow_run_id
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    env.setdefault("DO_NOT_TRACK", "true")
-    return env
-
-
-@task(name="stage", task_run_name="{name}", retries=0)
-def run_stage(name: str, project_dir: str, env: dict[str, str]) -> str:
     logger = get_run_logger()
-    proc = subprocess.Popen([_dvc(), "repro", "--single-item", name], cwd=project_dir, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if line:
-            lines.append(line)
-            logger.info(line)
-    if proc.wait() != 0:
-        reason = next((l for l in reversed(lines) if l.startswith("error:")), lines[-1] if lines else "no output")
-        raise StageFailed(f"stage '{name}' failed: {reason}")
-    skipped = any("didn't change, skipping" in l for l in lines)
-    return "skipped (up to date)" if skipped else "ran"
+    with _working_dir(project_dir):  # DVC resolves a stage's paths against the working directory
+        summary = _run_if_changed(Repo(project_dir), name)
+    if summary is None:
+        logger.info("stage '%s' is up to date (DVC): skipped", name)
+        return SKIPPED
+    logger.info("%s", json.dumps({"stage": name, **summary}, default=str))
+    return RAN
+
+
+@contextmanager
+def _working_dir(path: str) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _run_if_changed(repo, name: str) -> dict | None:
+    try:
+        with repo.lock:
+            stage = repo.stage.load_one(name=name)
+            if not stage.changed():
+                return None
+            # What `dvc repro` does around a stage's command: clear the old outputs, run,
+            # then hash, cache and lock the new ones.
+            stage.remove_outs(ignore_remove=False, force=False)
+            started = time.time()
+            summary = run_stage_code(name, PARAMS, ".", started=started)
+            stage.save()
+            stage.commit()
+            stage.dump(update_pipeline=False)
+            return summary
+    finally:
+        repo.close()
 
 
 def apply_overrides(project_dir: Path, overrides: dict[str, Any]) -> None:
@@ -113,10 +136,13 @@ def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None =
         apply_overrides(root, overrides)
     load_params(root / PARAMS)  # fail fast, with the key named, before any stage starts
     flow_run_id = flow_run.get_id()
-    env = stage_env(f"prefect-{flow_run_id or uuid.uuid4().hex}", flow_run_id)
+    env = {PIPELINE_KEY_ENV: f"prefect-{flow_run_id or uuid.uuid4().hex}", "DVC_NO_ANALYTICS": "1"}
+    if flow_run_id:
+        env[FLOW_RUN_ENV] = flow_run_id
     outcome = {}
-    for name in stage_order(root / "dvc.yaml"):
-        outcome[name] = run_stage(name, str(root), env)
+    with _environment(env):
+        for name in stage_order(root / "dvc.yaml"):
+            outcome[name] = run_stage(name, str(root))
     evaluation = json.loads((root / EVALUATION).read_text())
     create_markdown_artifact(markdown=_summary_markdown(root), key="transfer-result",
                              description="transfer gain and negative-transfer verdict")

@@ -13,8 +13,6 @@ from transferlab.config import load_params
 from transferlab.errors import ConfigError
 from tasks import timing
 
-_STARTED = time.time()
-
 STAGE_MODULES = {
     "prepare": "tasks.prepare",
     "validate": "tasks.validate",
@@ -36,10 +34,14 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Pa
               started: float | None = None) -> dict:
     """Run one stage; ``started`` is when the process began (for the work/overhead split)."""
     module = stage_module(name)
-    from tasks import tracking  # after the stage module: it is what decides MLflow's start-up cost
+    from tasks import tracking
+
+    timing.reset()
+    started = started or time.time()
+    before = tracking.last_stage_run_id()
     root = Path(root)
     params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
     summary = module.run(params, root)
-    if (run_id := tracking.last_stage_run_id()) is not None:
-        tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - (started or _STARTED))
+    if (run_id := tracking.last_stage_run_id()) not in (None, before):
+        tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - started)
     return summary

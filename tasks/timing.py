@@ -21,5 +21,10 @@ def work() -> Iterator[None]:
         _work_seconds += time.perf_counter() - start
 
 
+def reset() -> None:
+    global _work_seconds
+    _work_seconds = 0.0
+
+
 def work_seconds() -> float:
     return _work_seconds

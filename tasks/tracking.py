@@ -68,7 +68,7 @@ def last_stage_run_id() -> str | None:
 def log_timing(run_id: str, *, work_seconds: float, process_seconds: float) -> None:
     client = MlflowClient()
     client.log_metric(run_id, "time.work_s", work_seconds)
-    client.log_metric(run_id, "time.process_s", process_seconds)
+    client.log_metric(run_id, "time.stage_s", process_seconds)
 
 
 @dataclass

@@ -12,7 +12,6 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
-import torchvision
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -73,6 +72,8 @@ def _lenet(spec: ModelSpec) -> Classifier:
 
 def _resnet18(spec: ModelSpec) -> Classifier:
     # torchvision's ResNet-18 with random weights (no download) and a stem for small images.
+    import torchvision  # costs ~1.5 s of import: only for the architecture that needs it
+
     net = torchvision.models.resnet18(weights=None)
     stem = nn.Sequential(
         nn.Conv2d(spec.in_channels, 64, 3, 1, 1, bias=False), net.bn1, net.relu

@@ -1,0 +1,63 @@
+import mlflow
+import numpy as np
+import torch
+from mlflow.tracking import MlflowClient
+
+from tasks import lineage, tracking
+
+
+def test_dvc_lock_hashes_and_data_tags(tmp_path):
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  prepare:\n    cmd: x\n    outs:\n    - path: data/prepared/source\n"
+        "      md5: abc.dir\n      size: 1\n")
+    (tmp_path / "data/prepared/source").mkdir(parents=True)
+    (tmp_path / "data/prepared/source/train.npz").write_bytes(b"123")
+    tags = lineage.data_tags(tmp_path, ["data/prepared/source"])
+    assert tags["dvc.md5.data/prepared/source"] == "abc.dir"
+    assert len(tags["data.sha256.data/prepared/source"]) == 64
+
+
+def test_pipeline_key_comes_from_the_flow_when_set(monkeypatch):
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "prefect-123")
+    assert lineage.pipeline_key() == "prefect-123"
+
+
+def _stage(tmp_path, stage):
+    with tracking.stage_run(tmp_path, "exp", stage, []) as run:
+        run.log_metrics({"x": 1.0, "skip": None})
+        return run
+
+
+def test_stages_of_one_pipeline_run_share_a_parent(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "key-a")
+    monkeypatch.setenv(lineage.FLOW_RUN_ENV, "flow-1")
+    a, b = _stage(tmp_path, "prepare"), _stage(tmp_path, "validate")
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "key-b")
+    c = _stage(tmp_path, "prepare")
+    assert a.parent_id == b.parent_id != c.parent_id
+    client = MlflowClient()
+    parent = client.get_run(a.parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["transferlab.role"] == "pipeline"
+    child = client.get_run(b.run_id)
+    assert child.data.tags["mlflow.parentRunId"] == a.parent_id
+    assert child.data.tags["prefect.flow_run_id"] == "flow-1"
+    assert child.data.tags["transferlab.stage"] == "validate"
+    assert child.data.metrics == {"x": 1.0}
+
+
+def test_registered_model_gets_a_version_with_tags(tmp_path, monkeypatch):
+    from transferlab.models import ModelSpec, build_model
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "key-r")
+    model = build_model(ModelSpec(image_size=16, hidden=16), seed=0)
+    example = np.zeros((2, 1, 16, 16), dtype=np.float32)
+    with tracking.stage_run(tmp_path, "exp", "pretrain", []) as run:
+        v1 = run.register_model(model, "m-source", example, {"role": "source"})
+        v2 = run.register_model(model, "m-source", example, {"role": "source"})
+    assert (v1, v2) == (1, 2)
+    version = MlflowClient().get_model_version("m-source", "2")
+    assert version.tags["role"] == "source"
+    loaded = mlflow.pytorch.load_model("models:/m-source/2")
+    assert loaded(torch.zeros(3, 1, 16, 16)).shape == (3, 10)  # batch size is not fixed by the export
