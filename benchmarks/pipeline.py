@@ -14,12 +14,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -55,14 +59,47 @@ def stage_times(project: Path) -> list[dict]:
     return rows
 
 
+@contextmanager
+def prefect_server(enabled: bool) -> Iterator[str]:
+    """A `prefect server start` on 127.0.0.1 for the run (PREFECT_API_URL set), or the temporary one."""
+    if not enabled:
+        yield "temporary server started by the flow"
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="tl-prefect-")
+    server_env = {**env(), "PREFECT_HOME": home}
+    proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        for _ in range(240):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("prefect server did not start within 2 minutes")
+        os.environ["PREFECT_API_URL"] = url
+        yield f"running `prefect server start` ({url})"
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
     parser.add_argument("--repeats", type=int, default=3, help="no-op dvc repro repetitions")
     parser.add_argument("--out", default=None, help="append the table to this markdown file")
+    parser.add_argument("--prefect-server", action="store_true",
+                        help="run against a `prefect server start` instead of the flow's temporary server")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp, prefect_server(args.prefect_server) as server:
         project = make_project(Path(tmp) / "proj", yaml.safe_load(Path(args.params).read_text()))
         flow_s = _timed([str(BIN / "transferlab"), "run"], project)
         rows = stage_times(project)
@@ -72,9 +109,9 @@ def main() -> None:
     overhead = 1 - work / flow_s
     lines = [
         f"### Pipeline timing ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"`{Path(args.params).name}`)",
+        f"`{Path(args.params).name}`, Prefect: {server})",
         "",
-        "Command: `.venv/bin/python benchmarks/pipeline.py`",
+        "Command: `.venv/bin/python benchmarks/pipeline.py" + (" --prefect-server`" if args.prefect_server else "`"),
         "",
         "| stage | stage wall (s) | work (s) | overhead (s) |",
         "| --- | ---: | ---: | ---: |",

@@ -16,7 +16,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 from prefect import flow, get_run_logger, task
@@ -48,13 +48,29 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+@task(name="trial", retries=0, cache_policy=NO_CACHE)
+def run_trial_task(fn: Callable, job: Any) -> Any:
+    return fn(job)
+
+
+def prefect_map(workers: int) -> Callable[[Callable, list], list]:
+    """Selection trials as Prefect task runs, ``workers`` at a time on the flow's task runner."""
+    def map_fn(fn: Callable, jobs: list) -> list:
+        results: list = []
+        for start in range(0, len(jobs), workers):
+            futures = [run_trial_task.submit(fn, job) for job in jobs[start:start + workers]]
+            results.extend(f.result() for f in futures)
+        return results
+    return map_fn
+
+
 @task(name="stage", task_run_name="{name}", retries=0, cache_policy=NO_CACHE)
-def run_stage(name: str, project_dir: str) -> str:
+def run_stage(name: str, project_dir: str, hooks: dict[str, Any] | None = None) -> str:
     from dvc.repo import Repo
 
     logger = get_run_logger()
     with _working_dir(project_dir):  # DVC resolves a stage's paths against the working directory
-        summary = _run_if_changed(Repo(project_dir), name)
+        summary = _run_if_changed(Repo(project_dir), name, hooks or {})
     if summary is None:
         logger.info("stage '%s' is up to date (DVC): skipped", name)
         return SKIPPED
@@ -72,7 +88,7 @@ def _working_dir(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
-def _run_if_changed(repo, name: str) -> dict | None:
+def _run_if_changed(repo, name: str, hooks: dict[str, Any]) -> dict | None:
     try:
         with repo.lock:
             stage = repo.stage.load_one(name=name)
@@ -82,7 +98,7 @@ def _run_if_changed(repo, name: str) -> dict | None:
             # then hash, cache and lock the new ones.
             stage.remove_outs(ignore_remove=False, force=False)
             started = time.time()
-            summary = run_stage_code(name, PARAMS, ".", started=started)
+            summary = run_stage_code(name, PARAMS, ".", started=started, **hooks)
             stage.save()
             stage.commit()
             stage.dump(update_pipeline=False)
@@ -134,7 +150,7 @@ def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None =
     root = Path(project_dir).resolve()
     if overrides:
         apply_overrides(root, overrides)
-    load_params(root / PARAMS)  # fail fast, with the key named, before any stage starts
+    params = load_params(root / PARAMS)  # fail fast, with the key named, before any stage starts
     flow_run_id = flow_run.get_id()
     env = {PIPELINE_KEY_ENV: f"prefect-{flow_run_id or uuid.uuid4().hex}", "DVC_NO_ANALYTICS": "1"}
     if flow_run_id:
@@ -142,7 +158,8 @@ def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None =
     outcome = {}
     with _environment(env):
         for name in stage_order(root / "dvc.yaml"):
-            outcome[name] = run_stage(name, str(root))
+            hooks = {"map_fn": prefect_map(params.select.workers)} if name == "select" else None
+            outcome[name] = run_stage(name, str(root), hooks)
     evaluation = json.loads((root / EVALUATION).read_text())
     create_markdown_artifact(markdown=_summary_markdown(root), key="transfer-result",
                              description="transfer gain and negative-transfer verdict")

@@ -1,38 +1,95 @@
-"""select: from the similarity report and the label budget to one transfer method, with reasons."""
+"""select: from the similarity report and the label budget to one transfer method, with reasons.
+
+Rule mode reads only the reports. Trial mode also runs short, budgeted trials of the candidates
+from the source model (successive halving), scored on target labelled data or label-free
+validators, never on the target test split; each trial is a nested MLflow run.
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
+
+from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
-from transferlab.selection import SelectionConfig, select_by_rules
+from transferlab.methods import AdaptationData
+from transferlab.models import load_model
+from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from tasks import timing, tracking
+from tasks.common import train_settings
+from tasks.data_files import source_splits, target_splits
 from tasks.io import read_json, write_json
-from tasks.paths import MANIFEST, PREPARED_TARGET, SELECTION, SIMILARITY
+from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SIMILARITY, SOURCE_MODEL
 
 NAME = "select"
-DEPS = [SIMILARITY, PREPARED_TARGET]
+DEPS = [SIMILARITY, PREPARED_TARGET, PREPARED_SOURCE, SOURCE_MODEL]
+
+MapFn = Callable[[Callable, list], list]
 
 
 def selection_config(params: PipelineParams) -> SelectionConfig:
-    s = params.select
-    return SelectionConfig(mode=s.mode, alpha=params.similarity.alpha, force_method=s.force_method,
-                           unsupervised_method=s.unsupervised_method)
+    values = params.select.model_dump(exclude={"workers"})
+    return SelectionConfig(**{**values, "seed": params.seed})
 
 
-def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+def thread_map(workers: int) -> MapFn:
+    def map_fn(fn, jobs):
+        if workers == 1 or len(jobs) < 2:
+            return [fn(job) for job in jobs]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(fn, jobs))
+    return map_fn
+
+
+def _trial_logger(run_) -> Callable[[dict], None]:
+    client = MlflowClient()
+    experiment = client.get_run(run_.run_id).info.experiment_id
+
+    def log(trial: dict) -> None:
+        child = client.create_run(experiment, run_name=f"trial {trial.get('name', '')}",
+                                  tags={"mlflow.parentRunId": run_.run_id, "transferlab.role": "trial",
+                                        "method": str(trial.get("method"))})
+        for key, value in trial.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                client.log_metric(child.info.run_id, key, float(value))
+            elif isinstance(value, (str, bool)) or value is None:
+                client.set_tag(child.info.run_id, f"trial.{key}", str(value)[:5000])
+            elif isinstance(value, dict):
+                client.log_param(child.info.run_id, key, str(value)[:6000])
+        client.set_terminated(child.info.run_id, "FINISHED")
+    return log
+
+
+def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None) -> dict:
     report = read_json(root / SIMILARITY, "the similarity report")
     manifest = read_json(root / PREPARED_TARGET / MANIFEST, "the target manifest")
     k = int(manifest["labels_per_class"])
     n_classes = len(manifest["classes"])
+    config = selection_config(params)
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
-        run_.log_params({"select": params.select.model_dump(), "labels_per_class": k})
-        with timing.work():
-            selection = select_by_rules(report, k, n_classes, selection_config(params))
+        run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
+        if config.mode == "trial":
+            train, val = source_splits(root)
+            labelled, unlabelled = target_splits(root)
+            data = AdaptationData(source_train=train, source_val=val, target_labelled=labelled,
+                                  target_unlabelled=unlabelled)
+            with timing.work():
+                selection = select_by_trials(load_model(root / SOURCE_MODEL), data,
+                                             train_settings(params, params.adapt.train), config, report=report,
+                                             map_fn=map_fn or thread_map(params.select.workers),
+                                             on_trial=_trial_logger(run_))
+        else:
+            with timing.work():
+                selection = select_by_rules(report, k, n_classes, config)
         payload = selection.to_dict()
         payload["method_params"] = {**params.adapt.methods.get(selection.method, {}), **(payload.get("settings") or {})}
         write_json(root / SELECTION, payload)
-        run_.set_tags({"selected_method": selection.method, "selection_mode": payload.get("mode", params.select.mode)})
+        run_.set_tags({"selected_method": selection.method, "selection_mode": config.mode,
+                       "decided_by": payload.get("decided_by", "rules")})
+        if payload.get("cost"):
+            run_.log_metrics({f"cost.{key}": v for key, v in payload["cost"].items()})
         run_.log_artifact(root / SELECTION)
         run_.tag_parent({"selected_method": selection.method})
     return {"method": selection.method, "reasons": payload.get("reasons", [])}

@@ -31,8 +31,9 @@ def stage_module(name: str):
 
 
 def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Path = ".",
-              started: float | None = None) -> dict:
-    """Run one stage; ``started`` is when the process began (for the work/overhead split)."""
+              started: float | None = None, **hooks) -> dict:
+    """Run one stage; ``started`` is when the process began (for the work/overhead split); ``hooks``
+    are keyword arguments for the stage's ``run`` (the flow passes select a Prefect ``map_fn``)."""
     module = stage_module(name)
     from tasks import tracking
 
@@ -41,7 +42,7 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Pa
     before = tracking.last_stage_run_id()
     root = Path(root)
     params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
-    summary = module.run(params, root)
+    summary = module.run(params, root, **hooks)
     if (run_id := tracking.last_stage_run_id()) not in (None, before):
         tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - started)
     return summary

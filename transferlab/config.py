@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from transferlab.data import DomainSpec
 from transferlab.errors import ConfigError
 from transferlab.models import ModelSpec
+from transferlab.selection import SelectionConfig
 
 
 class _Strict(BaseModel):
@@ -56,10 +57,11 @@ class SimilarityParams(_Strict):
     plots: bool = True
 
 
-class SelectParams(_Strict):
-    mode: Literal["rule", "trial"] = "rule"
-    force_method: str | None = None
-    unsupervised_method: str = "dann"
+class SelectParams(SelectionConfig):
+    """The selection policy (rule thresholds, trial budget; see transferlab.selection) plus how many
+    trials may run at once."""
+
+    workers: int = Field(1, ge=1, le=16, description="trials run in parallel (threads)")
 
 
 class AdaptParams(_Strict):
@@ -96,7 +98,7 @@ class PipelineParams(_Strict):
     def _known_methods(self) -> "PipelineParams":
         from transferlab.methods import get_method
 
-        names = set(self.adapt.methods)
+        names = set(self.adapt.methods) | set(self.select.candidates or [])
         if self.select.force_method:
             names.add(self.select.force_method)
         names.add(self.select.unsupervised_method)
