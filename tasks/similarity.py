@@ -29,7 +29,7 @@ def target_pool(labelled: Domain | None, unlabelled: Domain | None) -> Domain:
 def similarity_config(params: PipelineParams) -> SimilarityConfig:
     s = params.similarity
     return SimilarityConfig(permutations=s.permutations, max_samples=s.max_samples, estimator=s.estimator,
-                            alpha=s.alpha, seed=params.seed)
+                            alpha=s.alpha, bootstrap=s.bootstrap, dtype=s.dtype, seed=params.seed)
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:

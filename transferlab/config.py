@@ -54,6 +54,8 @@ class SimilarityParams(_Strict):
     max_samples: int = Field(1000, ge=20, description="per domain, seeded stratified subsample")
     estimator: Literal["auto", "quadratic", "linear"] = "auto"
     alpha: float = Field(0.05, gt=0, lt=1)
+    bootstrap: int = Field(0, ge=0, description="0: asymptotic CI of MMD²; >0: percentile bootstrap resamples")
+    dtype: Literal["float64", "float32"] = "float64"
     plots: bool = True
 
 

@@ -95,3 +95,47 @@ def test_clear_errors(x, y, message):
 def test_bad_estimator_is_a_config_error():
     with pytest.raises(ConfigError):
         mmd_test(np.zeros((4, 2)), np.ones((4, 2)), estimator="cubic")
+
+
+def test_non_geometric_bandwidths_and_uneven_blocks_match_reference():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(53, 5)), rng.normal(0.4, 1.0, size=(47, 5))
+    r = mmd_test(x, y, n_permutations=10, kernel_mults=(0.3, 1.0, 3.7), block_size=7)
+    assert r.mmd2 == pytest.approx(reference_mmd2(x, y, r.bandwidths), rel=1e-6)
+    whole = mmd_test(x, y, n_permutations=10, kernel_mults=(0.3, 1.0, 3.7), block_size=1000)
+    assert np.allclose(r.null, whole.null, rtol=1e-9)
+
+
+def test_float32_path_agrees_with_float64():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(300, 32)), rng.normal(0.15, 1.0, size=(280, 32))
+    r64 = mmd_test(x, y, n_permutations=50, seed=3)
+    r32 = mmd_test(x, y, n_permutations=50, seed=3, dtype="float32")
+    assert r32.dtype == "float32" and r64.dtype == "float64"
+    assert r32.mmd2 == pytest.approx(r64.mmd2, rel=1e-4)
+    assert r32.p_value == r64.p_value
+    assert np.allclose(r32.null, r64.null, atol=1e-6)
+
+
+def test_asymptotic_ci_agrees_with_bootstrap_and_shrinks_with_n():
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(400, 3)), rng.normal(0.5, 1.0, size=(400, 3))
+    asym = mmd_test(x, y, n_permutations=50)
+    boot = mmd_test(x, y, n_permutations=50, n_bootstrap=300)
+    assert asym.ci_method.startswith("asymptotic") and boot.ci_method.startswith("bootstrap")
+    for r in (asym, boot):
+        assert r.ci[0] < r.mmd2 < r.ci[1]
+    width_a, width_b = asym.ci[1] - asym.ci[0], boot.ci[1] - boot.ci[0]
+    assert 0.5 < width_a / width_b < 2.0
+    small = mmd_test(x[:100], y[:100], n_permutations=50)
+    assert small.ci[1] - small.ci[0] > 1.5 * width_a
+
+
+def test_bad_parameters_are_config_errors():
+    x, y = np.zeros((4, 2)), np.ones((4, 2))
+    for kwargs in ({"dtype": "float16"}, {"n_bootstrap": -1}, {"kernel_mults": (1.0, -2.0)},
+                   {"confidence": 1.5}, {"n_permutations": 0}):
+        with pytest.raises(ConfigError):
+            mmd_test(x, y, **kwargs)
+    with pytest.raises(DataError, match="same number of features"):
+        mmd2_statistic(np.zeros((4, 2)), np.zeros((4, 3)))

@@ -25,6 +25,8 @@ class SimilarityConfig(BaseModel):
     max_samples: int = Field(1000, ge=20, description="per domain for the headline test")
     layer_max_samples: int = Field(500, ge=20, description="per domain for each layer")
     estimator: Literal["auto", "quadratic", "linear"] = "auto"
+    bootstrap: int = Field(0, ge=0, description="0: asymptotic CI; >0: bootstrap resamples")
+    dtype: Literal["float64", "float32"] = "float64"
     alpha: float = Field(0.05, gt=0, lt=1)
     seed: int = 0
     min_class_samples: int = Field(5, ge=2, description="per class and domain for class-conditional MMD")
@@ -56,7 +58,7 @@ def similarity_report(model, source: Domain, target: Domain, target_labelled: Do
     names = list(fs)
     feature = _penultimate(names)
     head = mmd_test(fs[feature], ft[feature], n_permutations=config.permutations, estimator=config.estimator,
-                    seed=config.seed)
+                    seed=config.seed, n_bootstrap=config.bootstrap, dtype=config.dtype)
 
     n_layer = min(config.layer_max_samples, len(src), len(tgt))
     rng = np.random.default_rng(config.seed)
@@ -64,7 +66,7 @@ def similarity_report(model, source: Domain, target: Domain, target_labelled: Do
     layers = []
     for name in names:
         r = head if name == feature and n_layer == len(src) == len(tgt) else mmd_test(
-            fs[name][ls], ft[name][lt], n_permutations=config.layer_permutations, seed=config.seed, n_bootstrap=0)
+            fs[name][ls], ft[name][lt], n_permutations=config.layer_permutations, seed=config.seed, dtype=config.dtype)
         layers.append({"layer": name, "mmd2": r.mmd2, "p_value": r.p_value, "normalised": r.normalised,
                        "dim": int(fs[name].shape[1])})
 
@@ -91,6 +93,7 @@ def similarity_report(model, source: Domain, target: Domain, target_labelled: Do
     report = {
         "feature_layer": feature,
         "mmd": {"mmd2": head.mmd2, "p_value": head.p_value, "ci": list(head.ci), "estimator": head.estimator,
+                "ci_method": head.ci_method, "dtype": head.dtype, "seconds": head.seconds,
                 "bandwidths": head.bandwidths, "n_source": head.n_x, "n_target": head.n_y,
                 "permutations": head.n_permutations, "normalised": head.normalised,
                 "significant": head.p_value < config.alpha, "alpha": config.alpha},
