@@ -25,6 +25,8 @@ def similarity_table(source: str, target: str, *, source_path: str | None = None
         ("target", f"{tgt.name} ({len(tgt)} samples)"),
         ("MMD² (input space)", f"{result.mmd2:.5g}"),
         ("p-value", f"{result.p_value:.4g} ({permutations} permutations)"),
+        (f"{100 * 0.95:.0f} % CI of MMD²", f"[{result.ci[0]:.5g}, {result.ci[1]:.5g}]"),
+        ("normalised MMD² (0..1)", f"{result.normalised:.4f}"),
         ("estimator", result.estimator),
         ("proxy A-distance", f"{proxy_a_distance(xs, xt, seed=seed):.4f}"),
         ("CORAL distance", f"{coral_distance(xs, xt):.5g}"),

@@ -31,7 +31,7 @@ def test_similarity_without_the_pipeline(capsys):
     assert main(["similarity", "--source", "mnist5k", "--target", "uci-digits", "--max-samples", "120",
                  "--permutations", "20", "--image-size", "16"]) == 0
     out = capsys.readouterr().out
-    assert "MMD²" in out and "p-value" in out and "proxy A-distance" in out
+    assert "MMD²" in out and "p-value" in out and "proxy A-distance" in out and "CI of MMD²" in out
 
 
 def test_user_errors_are_one_line_and_non_zero(capsys, tmp_path, monkeypatch):
