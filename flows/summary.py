@@ -31,7 +31,7 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         f"chosen method          : {selection.get('method', '-')}",
         f"target test accuracy   : adapted {_pct(evaluation.get('adapted_accuracy'))}"
         f"  vs source-only {_pct(evaluation.get('source_only_accuracy'))}"
-        + (f"  vs target-only {_pct(models['target-only']['accuracy'])}" if "target-only" in models else ""),
+        + (f"  vs target-only {_pct(models['target-only'].get('accuracy_mean'))}" if "target-only" in models else ""),
         f"transfer gain          : {evaluation.get('transfer_gain', 0) * 100:+.2f} points "
         f"(CI {', '.join(f'{100 * c:+.2f}' for c in evaluation.get('transfer_gain_ci', []))})"
         + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),

@@ -11,7 +11,7 @@ from transferlab.errors import ConfigError
 from transferlab.methods import AdaptationData, get_method
 from transferlab.models import load_model, save_model
 from tasks import timing, tracking
-from tasks.common import epoch_logger, input_example, train_settings
+from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import source_splits, target_splits
 from tasks.io import atomic_dir, read_json, write_manifest
 from tasks.paths import ADAPTED_MODEL, BASELINE_MODELS, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SOURCE_MODEL
@@ -29,48 +29,75 @@ def method_config(method_cls, raw: dict):
         raise ConfigError(f"adapt.methods.{method_cls.name}.{key}: {err['msg']}") from None
 
 
+def adaptation_data(root: Path) -> AdaptationData:
+    """Everything a method may train on: source splits and the target's labelled and unlabelled
+    splits. Never the target test split."""
+    train, val = source_splits(root)
+    labelled, unlabelled = target_splits(root)
+    return AdaptationData(source_train=train, source_val=val, target_labelled=labelled, target_unlabelled=unlabelled)
+
+
+def fit_method(name: str, raw_config: dict, source_model, data: AdaptationData, settings, log=None):
+    method_cls = get_method(name)
+    return method_cls().fit(source_model, data, method_config(method_cls, raw_config), settings, log=log)
+
+
+def seed_dir(folder: Path, seed: int) -> Path:
+    """Where the model of an extra training seed lives inside a model folder."""
+    return folder / f"seed-{seed}"
+
+
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     selection = read_json(root / SELECTION, "the selection report")
     method_cls = get_method(selection["method"])
-    config = method_config(method_cls, selection.get("method_params") or {})
+    raw = selection.get("method_params") or {}
+    config = method_config(method_cls, raw)
     source_model = load_model(root / SOURCE_MODEL)
-    train, val = source_splits(root)
-    labelled, unlabelled = target_splits(root)
-    data = AdaptationData(source_train=train, source_val=val, target_labelled=labelled, target_unlabelled=unlabelled)
-    settings = train_settings(params, params.adapt.train)
+    data = adaptation_data(root)
+    seeds = adapt_seeds(params)
     baselines = []
-    if labelled is not None and method_cls.name != "target-only":
+    if data.target_labelled is not None and method_cls.name != "target-only":
         baselines.append("target-only")
 
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
-                         "train": params.adapt.train.model_dump(), "seed": params.seed})
-        with timing.work():
-            result = method_cls().fit(source_model, data, config, settings, log=epoch_logger(run_))
+                         "train": params.adapt.train.model_dump(), "seed": params.seed, "seeds": seeds})
+        results, trained = [], {name: [] for name in baselines}
+        for seed in seeds:
+            settings = train_settings(params, params.adapt.train, seed=seed)
+            prefix = "" if seed == seeds[0] else f"seed-{seed}."
+            with timing.work():
+                results.append(fit_method(method_cls.name, raw, source_model, data, settings,
+                                          log=epoch_logger(run_, prefix)))
+            for name in baselines:
+                with timing.work():
+                    trained[name].append(fit_method(name, params.adapt.methods.get(name, {}), source_model, data,
+                                                    settings, log=epoch_logger(run_, f"{prefix}{name}.")))
+        result = results[0]
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})
-        trained = {}
-        for name in baselines:
-            base_cls = get_method(name)
-            with timing.work():
-                trained[name] = base_cls().fit(source_model, data, method_config(base_cls, params.adapt.methods.get(name, {})),
-                                               settings, log=epoch_logger(run_, f"{name}."))
         version = None
         if params.mlflow.register_models:
             version = run_.register_model(
-                result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(train),
-                {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id,
+                result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(data.source_train),
+                {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id, "seed": seeds[0],
                  "checkpoint_criterion": result.checkpoint_criterion})
         details = {"method": method_cls.name, "config": config.model_dump(), "best_epoch": result.best_epoch,
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
-                   "mlflow_run_id": run_.run_id, "mlflow_version": version}
+                   "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
-            save_model(result.model, tmp, extra={"role": "adapted", "method": method_cls.name})
+            save_model(result.model, tmp, extra={"role": "adapted", "method": method_cls.name, "seed": seeds[0]})
+            for seed, res in zip(seeds[1:], results[1:]):
+                save_model(res.model, seed_dir(tmp, seed), extra={"role": "adapted", "method": method_cls.name,
+                                                                  "seed": seed})
             write_manifest(tmp, "adapted-model", DEPS, root=root, **details)
         with atomic_dir(root / BASELINE_MODELS) as tmp:
-            for name, res in trained.items():
-                (tmp / name).mkdir()
-                save_model(res.model, tmp / name, extra={"role": "baseline", "method": name})
-            write_manifest(tmp, "baseline-models", DEPS, root=root, baselines=sorted(trained),
-                           criteria={n: r.checkpoint_criterion for n, r in trained.items()})
-    return {"method": method_cls.name, "mlflow_version": version, "checkpoint_criterion": result.checkpoint_criterion}
+            for name, runs in trained.items():
+                save_model(runs[0].model, tmp / name, extra={"role": "baseline", "method": name, "seed": seeds[0]})
+                for seed, res in zip(seeds[1:], runs[1:]):
+                    save_model(res.model, seed_dir(tmp / name, seed),
+                               extra={"role": "baseline", "method": name, "seed": seed})
+            write_manifest(tmp, "baseline-models", DEPS, root=root, baselines=sorted(trained), seeds=seeds,
+                           criteria={n: r[0].checkpoint_criterion for n, r in trained.items()})
+    return {"method": method_cls.name, "mlflow_version": version, "checkpoint_criterion": result.checkpoint_criterion,
+            "seeds": seeds}

@@ -12,8 +12,13 @@ from transferlab.models import ModelSpec
 from transferlab.training import TrainSettings
 
 
-def train_settings(params: PipelineParams, train: TrainParams) -> TrainSettings:
-    return TrainSettings(**train.model_dump(), seed=params.seed, device=params.device)
+def train_settings(params: PipelineParams, train: TrainParams, seed: int | None = None) -> TrainSettings:
+    return TrainSettings(**train.model_dump(), seed=params.seed if seed is None else seed, device=params.device)
+
+
+def adapt_seeds(params: PipelineParams) -> list[int]:
+    """The training seeds of adapt (and of evaluate's audit): ``adapt.seeds`` or just ``seed``."""
+    return list(params.adapt.seeds or [params.seed])
 
 
 def model_spec(params: PipelineParams, domain: Domain) -> ModelSpec:

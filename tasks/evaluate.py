@@ -14,16 +14,18 @@ import torch
 from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
-                                    render_evaluation_markdown, summarise_model, transfer_gain)
+                                    render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.models import load_model
 from tasks import timing, tracking
+from tasks.adapt import adaptation_data, fit_method, seed_dir
+from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
-from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_TEST,
-                         SELECTION, SOURCE_MODEL)
+from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_SOURCE,
+                         PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL)
 
 NAME = "evaluate"
-DEPS = [SOURCE_MODEL, ADAPTED_MODEL, BASELINE_MODELS, PREPARED_TEST, SELECTION]
+DEPS = [SOURCE_MODEL, ADAPTED_MODEL, BASELINE_MODELS, PREPARED_TEST, SELECTION, PREPARED_SOURCE, PREPARED_TARGET]
 CHAMPION = "champion"
 
 
@@ -35,17 +37,44 @@ def predict_proba(model: torch.nn.Module, domain: Domain, batch_size: int = 512)
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def _models(root: Path) -> dict[str, tuple[str, torch.nn.Module]]:
-    """name -> (role, model): the adapted model, then the baselines (source-only always)."""
+def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
+    """name -> (role, one model per training seed): the adapted model, then the baselines
+    (source-only always: the pretrained model, a single run)."""
     adapted = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
-    models = {adapted["method"]: ("chosen", load_model(root / ADAPTED_MODEL))}
+    seeds = adapted.get("seeds") or [None]
+
+    def per_seed(folder: Path) -> list[torch.nn.Module]:
+        return [load_model(folder if i == 0 else seed_dir(folder, seed)) for i, seed in enumerate(seeds)]
+
+    models = {adapted["method"]: ("chosen", per_seed(root / ADAPTED_MODEL))}
     if "source-only" not in models:
-        models["source-only"] = ("baseline", load_model(root / SOURCE_MODEL))
+        models["source-only"] = ("baseline", [load_model(root / SOURCE_MODEL)])
     baselines = read_json(root / BASELINE_MODELS / MANIFEST, "the baselines' manifest")
     for name in baselines.get("baselines", []):
         if name not in models:
-            models[name] = ("baseline", load_model(root / BASELINE_MODELS / name))
+            models[name] = ("baseline", per_seed(root / BASELINE_MODELS / name))
     return models
+
+
+def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored: dict[str, float],
+                     test: Domain) -> dict:
+    """Oracle audit: train every other eligible candidate of the selection (first training seed,
+    same settings as adapt) and score it on the test split. Nothing upstream reads the result."""
+
+    names = [c["method"] for c in selection.get("candidates", []) if c.get("eligible", True)]
+    accuracies = dict(scored)
+    source_model = load_model(root / SOURCE_MODEL)
+    data = adaptation_data(root)
+    settings = train_settings(params, params.adapt.train, seed=adapt_seeds(params)[0])
+    for name in names:
+        if name in accuracies:
+            continue
+        raw = params.adapt.methods.get(name, {})
+        with timing.work():
+            model = fit_method(name, raw, source_model, data, settings).model
+            accuracies[name] = float((predict_proba(model, test).argmax(1) == test.y).mean())
+    return {**selection_regret(accuracies, selection["method"]), "seed": settings.seed,
+            "candidates_trained": [n for n in accuracies if n not in scored]}
 
 
 def champion_decision(client, name: str, version: int | None, accuracy: float, beats_baselines: bool,
@@ -69,7 +98,8 @@ def champion_decision(client, name: str, version: int | None, accuracy: float, b
         if champion_acc is None:
             return {"moved": False, "version": current.version,
                     "reason": f"the current champion v{current.version} could not be scored on this test split"}
-        if accuracy <= champion_acc:
+        # Tags hold text: a tie (same model, same split) must not pass for a win by rounding.
+        if accuracy <= champion_acc + 1e-6:
             return {"moved": False, "version": current.version,
                     "reason": f"the current champion v{current.version} is as good or better "
                               f"({100 * champion_acc:.2f} % vs {100 * accuracy:.2f} %, {how})"}
@@ -100,8 +130,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     classes = list(test.classes)
 
     with timing.work():
-        probs = {name: predict_proba(model, test) for name, (_, model) in models.items()}
-        summaries = {name: summarise_model(test.y, [probs[name]], classes, role=role)
+        probs = {name: [predict_proba(m, test) for m in runs] for name, (_, runs) in models.items()}
+        summaries = {name: summarise_model(test.y, probs[name], classes, role=role)
                      for name, (role, _) in models.items()}
     baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
     if baselines:
@@ -113,6 +143,12 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                             "sentence": "No adaptation was chosen: the source model is evaluated as is."}}
     accuracy = {n: s["accuracy"]["mean"] for n, s in summaries.items()}
     beats = all(accuracy[chosen] > accuracy[n] for n in baselines) if baselines else False
+    # The registered version is the first seed's model: the champion contest uses its own score.
+    registered_accuracy = summaries[chosen]["accuracy"]["per_seed"][0]
+    audit = None
+    if params.evaluate.audit:
+        first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
+        audit = audit_candidates(params, root, selection, first_seed, test)
     test_hash = input_hash(root / PREPARED_TEST / "test.npz")
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
@@ -121,12 +157,12 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
-        champion = champion_decision(client, registered, version, accuracy[chosen], beats, test_hash,
+        champion = champion_decision(client, registered, version, registered_accuracy, beats, test_hash,
                                      _score_registered(registered, test))
         evaluation = {
             "target": read_json(root / PREPARED_TEST / MANIFEST, "the test manifest").get("domain"),
             "test": {"n": len(test), "split": "target test", "sha256": test_hash},
-            "seeds": [params.seed],
+            "seeds": adapted_manifest.get("seeds") or [params.seed],
             "chosen": chosen, "method": chosen,
             "models": {n: {k: v for k, v in s.items() if k != "predictions"} for n, s in summaries.items()},
             "gain": gain,
@@ -145,10 +181,13 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             "champion_reason": champion["reason"],
             "mlflow_run_id": run_.run_id,
         }
+        if audit is not None:
+            evaluation["audit"] = audit
+            evaluation["selection_regret"] = audit["regret"]
         for name in models:
             evaluation["models"][name]["accuracy_mean"] = accuracy[name]
         with atomic_dir(root / EVALUATION_DIR) as tmp:
-            chosen_probs = probs[chosen]
+            chosen_probs = probs[chosen][0]
             plot_confusion_matrix(summaries[chosen]["confusion_matrix"], classes, tmp / "confusion.png",
                                   title=f"{chosen} on target test")
             plot_reliability_diagram(chosen_probs, test.y, tmp / "reliability.png", title=f"{chosen} calibration")
@@ -165,14 +204,15 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             write_json(root / EVALUATION, evaluation)
 
         if version is not None:
-            client.set_model_version_tag(registered, str(version), "test_accuracy", f"{accuracy[chosen]:.6f}")
+            client.set_model_version_tag(registered, str(version), "test_accuracy", repr(float(registered_accuracy)))
             client.set_model_version_tag(registered, str(version), "test_split_sha256", test_hash)
             client.set_model_version_tag(registered, str(version), "verdict", gain["verdict"]["label"])
             if champion["moved"]:
                 client.set_registered_model_alias(registered, CHAMPION, str(version))
         run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy["source-only"],
                           "transfer_gain": gain["estimate"], "transfer_gain_ci_low": gain["ci"][0],
-                          "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()}})
+                          "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()},
+                          **({"audit.regret": audit["regret"]} if audit else {})})
         run_.set_tags({"verdict": gain["verdict"]["label"], "negative_transfer": evaluation["negative_transfer"],
                        "champion_moved": champion["moved"]})
         run_.tag_parent({"verdict": gain["verdict"]["label"], "adapted_accuracy": f"{accuracy[chosen]:.4f}"})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from transferlab.data import DomainSpec
 from transferlab.errors import ConfigError
@@ -71,11 +71,24 @@ class AdaptParams(_Strict):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="hyperparameters per method name, e.g. {dann: {trade_off: 1.0}}"
     )
+    seeds: list[int] | None = Field(
+        None, min_length=1, max_length=20,
+        description="training seeds for the chosen method and the trained baselines (default: [seed]); "
+                    "evaluate reports mean ± std over them; the first seed's model is the one registered")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, v):
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"seeds must be distinct, got {v}")
+        return v
 
 
 class EvaluateParams(_Strict):
     bootstrap: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0.5, lt=1)
+    audit: bool = Field(False, description="oracle audit: also train every other eligible candidate of the "
+                                           "selection and score it on the test split (selection regret)")
 
 
 class MlflowParams(_Strict):

@@ -15,8 +15,9 @@ SPEC = "model.json"
 
 
 def save_model(model: Classifier, folder: str | Path, extra: dict | None = None) -> None:
-    """Write ``model.safetensors`` and ``model.json`` into ``folder`` (which must exist)."""
+    """Write ``model.safetensors`` and ``model.json`` into ``folder`` (created if missing)."""
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     meta = {"spec": model.spec.model_dump(), **(extra or {})}
