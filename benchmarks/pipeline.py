@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import machine, write_section  # noqa: E402
 from tests.e2e.project import BIN, env, make_project  # noqa: E402
 
 TARGETS = {"pipeline_s": 300.0, "noop_repro_s": 5.0, "overhead_share": 0.15}
@@ -91,6 +91,33 @@ def prefect_server(enabled: bool) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+LIBRARIES = "import numpy, scipy.stats, sklearn.linear_model, sklearn.manifold, torch, torchvision, matplotlib.figure"
+
+
+def library_import_s(repeats: int = 3) -> float:
+    """What any script that trains and plots here pays before its first line of work (best of
+    ``repeats``): the import of the compute libraries. Not orchestration or tracking."""
+    return min(_timed([str(BIN / "python"), "-c", LIBRARIES], ROOT) for _ in range(repeats))
+
+
+def measure_run(project: Path, args: list[str]) -> dict:
+    """Wall time of one `transferlab run`, its stages' work, and where the rest went (from the
+    stage runs' MLflow end times and their time.stage_s, which starts when the flow task hands
+    the stage over)."""
+    launched = time.time()
+    wall = _timed([str(BIN / "transferlab"), "run", *args], project)
+    rows = [r for r in stage_times(project) if r["start"] >= launched]
+    begun = [r["end"] - r["stage_s"] for r in rows]
+    return {"wall": wall, "rows": rows, "work": sum(r["work_s"] for r in rows),
+            "startup": begun[0] - launched, "in_stages": sum(r["stage_s"] - r["work_s"] for r in rows),
+            "between": sum(b - a["end"] for a, b in zip(rows, begun[1:])),
+            "shutdown": launched + wall - rows[-1]["end"]}
+
+
+def _ok(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(ROOT / "params.yaml"))
@@ -100,58 +127,60 @@ def main() -> None:
                         help="run against a `prefect server start` instead of the flow's temporary server")
     args = parser.parse_args()
 
+    imports = library_import_s()
     with tempfile.TemporaryDirectory(prefix="tl-bench-") as tmp, prefect_server(args.prefect_server) as server:
         project = make_project(Path(tmp) / "proj", yaml.safe_load(Path(args.params).read_text()))
-        launched = time.time()
-        flow_s = _timed([str(BIN / "transferlab"), "run"], project)
-        rows = stage_times(project)
+        cold = measure_run(project, [])
         noop = [_timed([str(BIN / "dvc"), "repro"], project) for _ in range(args.repeats)]
+        # Every stage depends on `seed`: changing it re-runs the whole DAG in a project whose MLflow
+        # database and caches already exist, which is what every run after the first looks like.
+        warm = measure_run(project, ["--set", "seed=1"])
 
-    work = sum(r["work_s"] for r in rows)
-    overhead = 1 - work / flow_s
-    # Where the overhead sits, from the stage runs' MLflow start and end times.
-    # time.stage_s runs from the moment the flow task hands the stage over to the end of its
-    # MLflow run, so a stage began at about end − stage_s.
-    begun = [r["end"] - r["stage_s"] for r in rows]
-    startup = begun[0] - launched
-    in_stages = sum(r["stage_s"] - r["work_s"] for r in rows)
-    between = sum(b - a["end"] for a, b in zip(rows, begun[1:]))
-    shutdown = launched + flow_s - rows[-1]["end"]
     lines = [
-        f"## Pipeline timing ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {os.cpu_count()} cores, "
-        f"`{Path(args.params).name}`, Prefect: {server})",
+        f"## Pipeline timing ({time.strftime('%Y-%m-%d')}, `{Path(args.params).name}`, Prefect: {server})",
         "",
-        "Command: `.venv/bin/python benchmarks/pipeline.py" + (" --prefect-server`" if args.prefect_server else "`"),
+        f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/pipeline.py"
+        + (" --prefect-server`." if args.prefect_server else "`."),
+        "First run = `transferlab run` in a fresh project (creates the MLflow database); "
+        "next run = `transferlab run --set seed=1` in the same project (every stage re-runs). "
+        "Work = time inside each stage's core calls (data, validation, training, measuring, scoring). "
+        f"Library imports = `python -c \"{LIBRARIES}\"` ({imports:.1f} s, best of 3): paid by any "
+        "script that trains, so not counted as orchestration.",
         "",
-        "| stage | stage wall (s) | work (s) | overhead (s) |",
-        "| --- | ---: | ---: | ---: |",
+        "| stage | first run: wall (s) | work (s) | next run: wall (s) | work (s) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for r in rows:
-        lines.append(f"| {r['stage']} | {r['stage_s']:.1f} | {r['work_s']:.1f} | {r['stage_s'] - r['work_s']:.1f} |")
+    for a, b in zip(cold["rows"], warm["rows"]):
+        lines.append(f"| {a['stage']} | {a['stage_s']:.1f} | {a['work_s']:.1f} | {b['stage_s']:.1f} | {b['work_s']:.1f} |")
+    lines += ["", "| measure | first run | next run | target |", "| --- | ---: | ---: | --- |"]
+
+    def share(r: dict, minus: float = 0.0) -> float:
+        return (r["wall"] - r["work"] - minus) / r["wall"]
+
+    median_noop = statistics.median(noop)
     lines += [
-        "",
-        "| measure | value | target | ok |",
-        "| --- | ---: | ---: | --- |",
-        f"| `transferlab run` (Prefect flow, all stages), wall | {flow_s:.1f} s | < {TARGETS['pipeline_s']:.0f} s "
-        f"| {'yes' if flow_s < TARGETS['pipeline_s'] else 'NO'} |",
-        f"| no-op `dvc repro`, median of {args.repeats} | {statistics.median(noop):.2f} s | < {TARGETS['noop_repro_s']:.0f} s "
-        f"| {'yes' if statistics.median(noop) < TARGETS['noop_repro_s'] else 'NO'} |",
-        f"| work inside stages | {work:.1f} s | | |",
-        f"| orchestration + tracking share (1 − work / wall) | {100 * overhead:.1f} % | < {100 * TARGETS['overhead_share']:.0f} % "
-        f"| {'yes' if overhead < TARGETS['overhead_share'] else 'NO'} |",
-        "",
-        "Overhead by place: "
-        f"start-up (interpreter, imports, Prefect server and flow run, until the first stage run opens) {startup:.1f} s; "
-        f"inside stage runs but outside work (MLflow params/metrics/artifacts, model registration, file I/O) "
-        f"{in_stages:.1f} s; between stages (DVC staleness check, hashing, dvc.lock, Prefect task runs) {between:.1f} s; "
-        f"after the last stage (summary, Prefect artifact, shutdown) {shutdown:.1f} s.",
+        f"| `transferlab run` wall | {cold['wall']:.1f} s ({_ok(cold['wall'] < TARGETS['pipeline_s'])}) "
+        f"| {warm['wall']:.1f} s ({_ok(warm['wall'] < TARGETS['pipeline_s'])}) | < {TARGETS['pipeline_s']:.0f} s |",
+        f"| work inside stages | {cold['work']:.1f} s | {warm['work']:.1f} s | |",
+        f"| overhead incl. library imports (1 − work / wall) | {100 * share(cold):.1f} % | {100 * share(warm):.1f} % | |",
+        f"| orchestration + tracking (1 − (work + library imports) / wall) | {100 * share(cold, imports):.1f} % "
+        f"({_ok(share(cold, imports) < TARGETS['overhead_share'])}) | {100 * share(warm, imports):.1f} % "
+        f"({_ok(share(warm, imports) < TARGETS['overhead_share'])}) | < {100 * TARGETS['overhead_share']:.0f} % |",
+        f"| no-op `dvc repro`, median of {args.repeats} | {median_noop:.2f} s ({_ok(median_noop < TARGETS['noop_repro_s'])}) "
+        f"| | < {TARGETS['noop_repro_s']:.0f} s |",
         "",
     ]
+    for label, r in (("first run", cold), ("next run", warm)):
+        lines.append(
+            f"Overhead by place, {label}: start-up (interpreter, imports, Prefect server and flow run, until the "
+            f"first stage starts) {r['startup']:.1f} s; inside stages but outside work (MLflow logging, model "
+            f"export and registration, file I/O) {r['in_stages']:.1f} s; between stages (DVC staleness check, "
+            f"hashing, dvc.lock, Prefect task runs) {r['between']:.1f} s; after the last stage (summary, Prefect "
+            f"artifact, shutdown) {r['shutdown']:.1f} s.")
+    lines.append("")
     text = "\n".join(lines)
     print(text)
     if args.out:
-        from benchmarks.results import write_section
-
         write_section(Path(args.out), "pipeline-prefect-server" if args.prefect_server else "pipeline", text)
 
 

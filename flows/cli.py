@@ -10,6 +10,7 @@ import argparse  # noqa: E402
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -43,10 +44,32 @@ def cmd_stage(args) -> int:
     return 0
 
 
+def _start_temporary_server() -> threading.Thread | None:
+    """Without PREFECT_API_URL the flow runs against Prefect's temporary server, which takes
+    seconds to come up: start it now, in parallel with the heavy imports, not at the flow call."""
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        try:
+            SubprocessASGIServer().start()
+        except Exception:  # noqa: BLE001 - the flow call starts it again and reports the error
+            pass
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread
+
+
 def cmd_run(args) -> int:
+    server = _start_temporary_server()
     from flows.pipeline import transfer_pipeline
     from flows.summary import print_summary
 
+    if server is not None:
+        server.join()  # the client must not reach the server before it answers /health
     result = transfer_pipeline(project_dir=str(Path(args.project).resolve()), overrides=_parse_set(args.set))
     print_summary(Path(args.project), result["stages"])
     return 0
@@ -170,5 +193,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The console script. After the command, run the exit handlers (Prefect stops its temporary
+    server, MLflow and logging flush) and leave without tearing the interpreter down: with torch,
+    MLflow and Prefect loaded that teardown frees nothing anyone needs and takes seconds (measured
+    1 s for torch alone, 5 s after a pipeline run on 2 cores)."""
+    import atexit
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -1,0 +1,166 @@
+"""How good is the selection? A suite of domain pairs of graded difficulty, label budgets 0 and 10
+per class: for each, trial-mode selection (and, for comparison, rule mode) picks a method without
+test labels, then every eligible candidate is trained in full and scored on the target test split
+(the oracle audit no decision sees), giving the selection regret and its cost.
+
+    .venv/bin/python benchmarks/selection.py [--pairs NAME ...] [--budgets 0 10] [--out benchmarks/RESULTS.md]
+
+Pairs: the default pipeline pair (mnist5k → uci-digits), MNIST ↔ USPS from ../shared/data, a pair
+with no shift (MNIST train → MNIST test), MNIST under shifts of increasing severity, and MNIST →
+inverted noisy MNIST, far enough apart that transfer may hurt. Sizes are small (a few thousand
+images, short schedules) so the suite runs in about half an hour on 2 cores; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.results import machine, write_section  # noqa: E402
+from transferlab.data import (DomainSpec, harmonise, load_domain, split_source, split_target,  # noqa: E402
+                              stratified_subsample)
+from transferlab.data.shifts import ShiftSpec  # noqa: E402
+from transferlab.methods import AdaptationData, get_method  # noqa: E402
+from transferlab.models import ModelSpec, build_model  # noqa: E402
+from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials  # noqa: E402
+from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
+from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+GOALS = {"mean_regret_points": 1.0, "max_loss_to_source_only_points": 2.0, "cost_fraction": 0.25}
+N_SOURCE, N_TARGET = 3000, 2000
+PRETRAIN = TrainSettings(epochs=5, batch_size=64, lr=1e-3, patience=3, max_steps_per_epoch=40)
+ADAPT = TrainSettings(epochs=5, batch_size=64, lr=5e-4, patience=5, max_steps_per_epoch=30)
+
+
+def _mnist(split: str, *shifts: tuple[str, float]) -> DomainSpec:
+    return DomainSpec(name="mnist", path=str(DATA / "MNIST"), split=split,
+                      shifts=[ShiftSpec(name=n, severity=s, seed=0) for n, s in shifts])
+
+
+PAIRS = {
+    "mnist5k→uci-digits": (DomainSpec(name="mnist5k"), DomainSpec(name="uci-digits")),
+    "mnist→usps": (_mnist("train"), DomainSpec(name="usps", path=str(DATA / "usps"), split="train")),
+    "usps→mnist": (DomainSpec(name="usps", path=str(DATA / "usps"), split="train"), _mnist("test")),
+    "mnist→mnist (no shift)": (_mnist("train"), _mnist("test")),
+    "mnist→rotate 0.3": (_mnist("train"), _mnist("test", ("rotate", 0.3))),
+    "mnist→rotate 0.8": (_mnist("train"), _mnist("test", ("rotate", 0.8))),
+    "mnist→colour-background 0.7": (_mnist("train"), _mnist("test", ("colour-background", 0.7))),
+    "mnist→invert+noise (far)": (_mnist("train"), _mnist("test", ("invert", 1.0), ("noise", 0.8))),
+}
+
+
+def load_pair(source_spec: DomainSpec, target_spec: DomainSpec):
+    source = harmonise(stratified_subsample(load_domain(source_spec), N_SOURCE, 0), 28, 1)
+    target = harmonise(stratified_subsample(load_domain(target_spec), N_TARGET, 1), 28, 1)
+    return source, target
+
+
+def scenario(name: str, source, target, labels_per_class: int) -> dict:
+    started = time.perf_counter()
+    train, val = split_source(source, 0.1, 0)
+    splits = split_target(target, labels_per_class, 0.3, 0)
+    labelled = splits.labelled if labels_per_class else None
+    data = AdaptationData(train, val, labelled, splits.unlabelled)
+    model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=0), train, val,
+                             PRETRAIN).model
+    report = similarity_report(model, train, splits.unlabelled, labelled,
+                               config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
+    rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
+    eligible = [c["method"] for c in rule.candidates if c["eligible"]]
+    # The trial budget: a fifth of a full sweep over the eligible methods (at least 4 epochs).
+    budget = max(4, math.floor(0.2 * len(eligible) * ADAPT.epochs))
+    t0 = time.perf_counter()
+    chosen = select_by_trials(model, data, ADAPT, SelectionConfig(mode="trial", budget_epochs=budget), report=report)
+    select_s = time.perf_counter() - t0
+
+    oracle, sweep_s = {}, 0.0
+    for method in eligible:
+        t0 = time.perf_counter()
+        fitted = get_method(method)().fit(model, data, None, ADAPT)
+        sweep_s += time.perf_counter() - t0
+        oracle[method] = accuracy(fitted.model, splits.test)
+    chosen_acc = oracle.get(chosen.method)
+    if chosen.settings or chosen_acc is None:  # the winning arm had its own hyperparameters
+        cls = get_method(chosen.method)
+        chosen_acc = accuracy(cls().fit(model, data, cls.Config(**chosen.settings), ADAPT).model, splits.test)
+    best = max(oracle, key=oracle.get)
+    best_acc = max(oracle[best], chosen_acc)
+    return {
+        "pair": name, "labels": labels_per_class, "mmd_normalised": report["mmd"]["normalised"],
+        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle.get(rule.method),
+        "chosen": chosen.method + ("(" + ", ".join(f"{k}={v}" for k, v in chosen.settings.items()) + ")"
+                                   if chosen.settings else ""),
+        "chosen_acc": chosen_acc, "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
+        "source_only_acc": oracle["source-only"], "regret": best_acc - chosen_acc,
+        "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
+        "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
+    parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    rows = []
+    for name in args.pairs:
+        source, target = load_pair(*PAIRS[name])
+        for k in args.budgets:
+            r = scenario(name, source, target, k)
+            rows.append(r)
+            print(f"{name:30s} k={k:2d} rule {r['rule']:14s} chosen {r['chosen']:26s} {100 * r['chosen_acc']:5.1f} "
+                  f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
+                  f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
+
+    header = ("| pair | labels / class | normalised MMD (p) | rule mode picks (acc) | trial mode picks | acc | "
+              "best candidate (oracle) | acc | regret (points) | vs source-only | cost (epochs) | cost (time) |")
+    lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
+             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py --out benchmarks/RESULTS.md`. "
+             f"Small mode: {N_SOURCE} source / {N_TARGET} target images at 28×28 (30 % of the target held out as "
+             f"test by content hash), LeNet, pretraining ≤ {PRETRAIN.epochs}×{PRETRAIN.max_steps_per_epoch} steps, "
+             f"every method ≤ {ADAPT.epochs}×{ADAPT.max_steps_per_epoch} steps. Trial budget = 20 % of a full sweep "
+             "of the eligible methods. Accuracies on the target test split, which only this audit reads.", "",
+             header, "|" + "---|" * (header.count("|") - 1)]
+    for r in rows:
+        vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
+        rule_acc = "-" if r["rule_acc"] is None else f"{100 * r['rule_acc']:.1f}"
+        lines.append(
+            f"| {r['pair']} | {r['labels']} | {r['mmd_normalised']:.2f} ({r['p_value']:.3g}) | {r['rule']} ({rule_acc}) "
+            f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
+            f"| {100 * r['regret']:.1f} | {vs:+.1f} | {100 * r['cost_fraction']:.0f} % | {100 * r['time_fraction']:.0f} % |")
+    regrets = [100 * r["regret"] for r in rows]
+    worst_loss = max(100 * (r["source_only_acc"] - r["chosen_acc"]) for r in rows)
+    max_cost = max(r["cost_fraction"] for r in rows)
+    rule_regrets = [100 * (r["best_acc"] - r["rule_acc"]) for r in rows if r["rule_acc"] is not None]
+    lines += ["",
+              f"Trial mode: mean regret {statistics.mean(regrets):.2f} points (goal ≤ {GOALS['mean_regret_points']:.0f}: "
+              f"{'met' if statistics.mean(regrets) <= GOALS['mean_regret_points'] else 'NOT met'}); worst loss to "
+              f"source-only {worst_loss:.1f} points (goal ≤ {GOALS['max_loss_to_source_only_points']:.0f}: "
+              f"{'met' if worst_loss <= GOALS['max_loss_to_source_only_points'] else 'NOT met'}); largest selection "
+              f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
+              f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}). "
+              f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points.", ""]
+    md = "\n".join(lines)
+    print(md)
+    if args.out:
+        write_section(args.out, "selection", md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
