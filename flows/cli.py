@@ -9,6 +9,7 @@ _STARTED = time.time()
 import argparse  # noqa: E402
 import json
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -61,6 +62,34 @@ def _start_temporary_server() -> threading.Thread | None:
     thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
     thread.start()
     return thread
+
+
+def _stop_temporary_server(grace_s: float = 1.0) -> None:
+    """Prefect stops its temporary server at exit with SIGTERM and up to 5 s of waiting, which the
+    server (still holding the client's event websocket) always uses up. The flow has finished and
+    every state is committed to its SQLite database by then, so a short grace and a kill lose
+    nothing."""
+    if "prefect.server.api.server" not in sys.modules:
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    process = server.server_process
+    if process is None:
+        return
+    try:  # first deliver the queued logs and events, as Prefect's own exit hooks would
+        from prefect._internal.concurrency.services import QueueService
+
+        QueueService.drain_all(timeout=5.0)
+    except Exception:  # noqa: BLE001 - a private API: losing a last log line must not fail the run
+        pass
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    server.stop()  # now only the bookkeeping: the process is gone
 
 
 def cmd_run(args) -> int:
@@ -203,6 +232,7 @@ def entry() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
+    _stop_temporary_server()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
