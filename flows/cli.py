@@ -233,6 +233,9 @@ def entry() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     _stop_temporary_server()
+    # What the interpreter does at exit before tearing down, in its order: thread-exit hooks
+    # (Prefect drains its log and event queues there) and joining threads, then atexit hooks.
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
