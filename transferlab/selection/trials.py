@@ -293,9 +293,16 @@ def select_by_trials(
     plan = plan_scoring(data.target_labelled, config)
     reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
     rounds = halving_rounds(len(arms), config.eta)
-    fits = [
-        len(plan.folds) if plan.kind == "cv" and get_method(a.method).needs_target_labels else 1 for a in arms
-    ]
+    if plan.kind == "cv" and rounds > 1:
+        reasons.append("Pruning rounds score on the first fold only; the final round cross-validates on all "
+                       f"{len(plan.folds)} folds, so K-fold cost is paid only by the finalists.")
+
+    def round_plan(r: int) -> ScoringPlan:
+        return plan if plan.kind != "cv" or r == rounds - 1 else replace(plan, folds=plan.folds[:1])
+
+    def fits_of(arm: Arm, r: int) -> int:
+        return len(round_plan(r).folds) if plan.kind == "cv" and get_method(arm.method).needs_target_labels else 1
+
     schedule: list[tuple[int, int]] = []
 
     survivors = list(range(len(arms)))
@@ -303,11 +310,11 @@ def select_by_trials(
     latest: dict[int, TrialResult] = {}
     eliminated_in: dict[int, int] = {}
     for r in range(rounds):
-        epochs = round_epochs(config.budget_epochs, rounds, [fits[i] for i in survivors], settings.epochs)
+        epochs = round_epochs(config.budget_epochs, rounds, [fits_of(arms[i], r) for i in survivors], settings.epochs)
         schedule.append((len(survivors), epochs))
         jobs = [
             TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, epochs, source_model, data,
-                     settings, plan, config)
+                     settings, round_plan(r), config)
             for i in survivors
         ]
         results = list(map_fn(run_trial, jobs))
