@@ -15,7 +15,6 @@ split** is only used to report accuracy, after each method has chosen its checkp
 from __future__ import annotations
 
 import argparse
-import gzip
 import statistics
 import sys
 import time
@@ -23,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from transferlab.data import DomainSpec, harmonise, load_domain  # noqa: E402
 from transferlab.data.types import Domain  # noqa: E402
 from transferlab.methods import AdaptationData, get_method, list_methods  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
@@ -38,29 +37,12 @@ PUBLISHED = {  # Transfer-Learning-Library (checkpoints chosen with target test 
     "source-only": (82.1, 74.6), "dann": (91.7, 95.2), "dan": (86.0, 89.5), "cdan": (96.0, 97.7)}
 
 
-def _idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        raw = fh.read()
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+FOLDERS = {"mnist": "MNIST", "usps": "usps"}
 
 
-def load_mnist(data: Path, split: str) -> Domain:
-    prefix = "train" if split == "train" else "t10k"
-    x = _idx(data / "MNIST" / "raw" / f"{prefix}-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-    y = _idx(data / "MNIST" / "raw" / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-    return Domain(f"mnist-{split}", x[:, None], y, CLASSES)
-
-
-def load_usps(data: Path, split: str) -> Domain:
-    npz = np.load(data / "usps" / f"{split}.npz")
-    x = torch.from_numpy(npz["x"].astype(np.float32) / 255.0)[:, None]
-    x = F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False).clamp(0, 1).numpy()
-    return Domain(f"usps-{split}", x, npz["y"].astype(np.int64), CLASSES)
-
-
-LOADERS = {"mnist": load_mnist, "usps": load_usps}
+def load(name: str, data: Path, split: str) -> Domain:
+    """A split of MNIST or USPS from the registry's readers, at 28×28 (USPS upsampled bilinearly)."""
+    return harmonise(load_domain(DomainSpec(name=name, path=str(data / FOLDERS[name]), split=split)), 28, 1)
 
 
 def stratified(domain: Domain, n: int | None, seed: int) -> Domain:
@@ -107,9 +89,9 @@ def run(args) -> str:
     directions = [("mnist", "usps"), ("usps", "mnist")]
     results: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
     for src_name, tgt_name in directions:
-        source = LOADERS[src_name](args.data, "train")
-        target_train = LOADERS[tgt_name](args.data, "train")
-        target_test = LOADERS[tgt_name](args.data, "test")
+        source = load(src_name, args.data, "train")
+        target_train = load(tgt_name, args.data, "train")
+        target_test = load(tgt_name, args.data, "test")
         for seed in range(args.seeds):
             data = make_data(source, target_train, 10, n_source, n_target, seed)
             t0 = time.perf_counter()

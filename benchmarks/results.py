@@ -3,6 +3,7 @@ section, so benchmarks can be rerun in any order without clobbering each other."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -13,13 +14,11 @@ import torch
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
-    try:
+    with contextlib.suppress(OSError):  # not Linux: keep platform's name
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"Python {platform.python_version()}")
 

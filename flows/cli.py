@@ -7,6 +7,7 @@ import time
 _STARTED = time.time()
 
 import argparse  # noqa: E402
+import contextlib
 import json
 import os
 import subprocess
@@ -54,10 +55,9 @@ def _start_temporary_server() -> threading.Thread | None:
     def start() -> None:
         from prefect.server.api.server import SubprocessASGIServer
 
-        try:
+        # On failure the flow's own call starts it again and reports the error there.
+        with contextlib.suppress(Exception):
             SubprocessASGIServer().start()
-        except Exception:  # noqa: BLE001 - the flow call starts it again and reports the error
-            pass
 
     thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
     thread.start()
@@ -77,12 +77,12 @@ def _stop_temporary_server(grace_s: float = 1.0) -> None:
     process = server.server_process
     if process is None:
         return
-    try:  # first deliver the queued logs and events, as Prefect's own exit hooks would
+    # First deliver the queued logs and events, as Prefect's own exit hooks would. A private API:
+    # if it moves, a lost last log line must not fail the run.
+    with contextlib.suppress(Exception):
         from prefect._internal.concurrency.services import QueueService
 
         QueueService.drain_all(timeout=5.0)
-    except Exception:  # noqa: BLE001 - a private API: losing a last log line must not fail the run
-        pass
     process.terminate()
     try:
         process.wait(timeout=grace_s)

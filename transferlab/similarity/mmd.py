@@ -89,6 +89,13 @@ def _as_tensor(a, name: str) -> torch.Tensor:
     return t
 
 
+def _pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
+    if xt.shape[1] != yt.shape[1]:
+        raise DataError(f"x and y must have the same number of features, got {xt.shape[1]} and {yt.shape[1]}")
+    return xt, yt
+
+
 def _sq_dists(a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
               b_sq: torch.Tensor | None = None) -> torch.Tensor:
     a_sq = (a * a).sum(1) if a_sq is None else a_sq
@@ -111,7 +118,7 @@ def median_bandwidth(z: torch.Tensor, seed: int = 0, max_points: int = 1000) -> 
 
 
 def _kernel_(d: torch.Tensor, sigmas2: Sequence[float]) -> torch.Tensor:
-    """The averaged Gaussian kernel of squared distances ``d``; overwrites ``d``."""
+    """The averaged Gaussian kernel of squared distances ``d`` (which it may overwrite)."""
     s = sorted(sigmas2, reverse=True)
     if all(abs(s[i] / s[i + 1] - 2.0) < 1e-9 for i in range(len(s) - 1)):
         # exp(-d/(2σ²/2)) = exp(-d/(2σ²))²: one exp, then a squaring per narrower kernel.
@@ -123,8 +130,6 @@ def _kernel_(d: torch.Tensor, sigmas2: Sequence[float]) -> torch.Tensor:
         acc = torch.zeros_like(d)
         for s2 in s:
             acc.add_(torch.exp(d * (-0.5 / s2)))
-        d.copy_(acc)
-        acc = d
     return acc.div_(len(s))
 
 
@@ -177,9 +182,7 @@ def mmd_test(x, y, *, n_permutations: int = 200, estimator: Literal["auto", "qua
     Returns an :class:`MMDResult` with ``mmd2``, ``p_value``, a ``confidence`` interval, the null
     distribution, the bandwidths used and a ``normalised`` score in [0, 1]."""
     start = time.perf_counter()
-    xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
-    if xt.shape[1] != yt.shape[1]:
-        raise DataError(f"x and y must have the same number of features, got {xt.shape[1]} and {yt.shape[1]}")
+    xt, yt = _pair(x, y)
     if n_permutations < 1:
         raise ConfigError(f"n_permutations must be at least 1, got {n_permutations}")
     if n_bootstrap < 0:
@@ -297,9 +300,7 @@ def _linear(xt, yt, sigmas2, seed, confidence) -> MMDResult:
 def mmd2_statistic(x, y, *, kernel_mults: Sequence[float] | None = None, seed: int = 0,
                    dtype: Literal["float64", "float32"] = "float64") -> float:
     """The unbiased MMD² alone (no test), for many small comparisons such as per-class profiles."""
-    xt, yt = _as_tensor(x, "x"), _as_tensor(y, "y")
-    if xt.shape[1] != yt.shape[1]:
-        raise DataError(f"x and y must have the same number of features, got {xt.shape[1]} and {yt.shape[1]}")
+    xt, yt = _pair(x, y)
     z = torch.cat([xt, yt])
     n_x, n_y = len(xt), len(yt)
     a = torch.zeros(n_x + n_y, 1, dtype=torch.float64)
