@@ -10,10 +10,10 @@ import argparse  # noqa: E402
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -46,60 +46,79 @@ def cmd_stage(args) -> int:
     return 0
 
 
-def _start_temporary_server() -> threading.Thread | None:
-    """Without PREFECT_API_URL the flow runs against Prefect's temporary server, which takes
-    seconds to come up: start it now, in parallel with the heavy imports, not at the flow call."""
-    if os.environ.get("PREFECT_API_URL"):
-        return None
-
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        # On failure the flow's own call starts it again and reports the error there.
-        with contextlib.suppress(Exception):
-            SubprocessASGIServer().start()
-
-    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
-    thread.start()
-    return thread
+_SERVER: list = []  # the LocalServer this command started, if any
 
 
 def _stop_temporary_server(grace_s: float = 1.0) -> None:
-    """Prefect stops its temporary server at exit with SIGTERM and up to 5 s of waiting, which the
-    server (still holding the client's event websocket) always uses up. The flow has finished and
-    every state is committed to its SQLite database by then, so a short grace and a kill lose
-    nothing."""
-    if "prefect.server.api.server" not in sys.modules:
+    """Deliver Prefect's queued logs and events, as its own exit hooks would, then stop the server
+    this command started."""
+    if not _SERVER:
         return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    process = server.server_process
-    if process is None:
-        return
-    # First deliver the queued logs and events, as Prefect's own exit hooks would. A private API:
-    # if it moves, a lost last log line must not fail the run.
+    # A private API: if it moves, a lost last log line must not fail the run.
     with contextlib.suppress(Exception):
         from prefect._internal.concurrency.services import QueueService
 
         QueueService.drain_all(timeout=5.0)
-    process.terminate()
+    _SERVER.pop().stop(grace_s)
+
+
+@contextlib.contextmanager
+def _prefect_api(server) -> Iterator[None]:
+    """Point Prefect at ``server``, unless Prefect's settings (a profile, prefect.toml, .env)
+    already name an API: that is only known once Prefect is imported, after the server started."""
+    import prefect.context
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+
+    if server is None or get_current_settings().api.url:
+        if server is not None:
+            _SERVER.remove(server)
+            server.stop()
+        yield
+        return
+    # The process-wide settings, not only this context's: Prefect's own threads (events, logs)
+    # start from them, and with no API URL there they would start a second temporary server.
+    os.environ["PREFECT_API_URL"] = server.url
+    prefect.context.refresh_global_settings_context()
     try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    server.stop()  # now only the bookkeeping: the process is gone
+        server.wait_ready()
+        # Heartbeats let a long-lived server mark a silently dead flow run as crashed; this server
+        # dies with the process, and stopping their thread costs up to a second at the flow's end.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        prefect.context.refresh_global_settings_context()
 
 
 def cmd_run(args) -> int:
-    server = _start_temporary_server()
-    from flows.pipeline import transfer_pipeline
-    from flows.summary import print_summary
+    from flows.tracking_store import TrackingStoreSetup
 
-    if server is not None:
-        server.join()  # the client must not reach the server before it answers /health
-    result = transfer_pipeline(project_dir=str(Path(args.project).resolve()), overrides=_parse_set(args.set))
+    # Both come up in child processes while this one imports torch, sklearn, Prefect and MLflow.
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        import atexit
+
+        from flows.local_server import LocalServer
+
+        server = LocalServer()
+        _SERVER.append(server)
+        atexit.register(_stop_temporary_server)
+    project = Path(args.project).resolve()
+    store = TrackingStoreSetup(project)
+    try:
+        from flows.pipeline import transfer_pipeline
+        from flows.summary import print_summary
+        from tasks.paths import PARAMS
+        from transferlab.config import load_params
+
+        overrides = _parse_set(args.set)
+        load_params(project / PARAMS, overrides)  # a bad param ends here, before any stage runs
+        store.wait()
+        with _prefect_api(server):
+            result = transfer_pipeline(project_dir=str(project), overrides=overrides)
+    except BaseException:
+        store.discard_if_unused()
+        raise
     print_summary(Path(args.project), result["stages"])
     return 0
 

@@ -11,6 +11,7 @@ interchangeable. MLflow's parent run is keyed by the flow run.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
@@ -24,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.dag import stage_order
-from transferlab.config import load_params, set_dotted
+from transferlab.config import load_params, parse_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
 from tasks.paths import EVALUATION, PARAMS, SELECTION, SIMILARITY
@@ -46,6 +47,27 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """A user error (missing data, a bad param) is a message for the user, not a bug: Prefect
+    still logs the failed task and flow run with the message, but not the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TransferlabError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_QUIET = _UserErrorsWithoutTraceback()
+
+
+def _quiet_user_errors() -> None:
+    # Installed at each flow run, not at import: Prefect may reconfigure its loggers in between.
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)
 
 
 @task(name="trial", retries=0, cache_policy=NO_CACHE)
@@ -114,13 +136,9 @@ def apply_overrides(project_dir: Path, overrides: dict[str, Any]) -> None:
     raw = yaml.safe_load(path.read_text()) or {}
     for key, value in overrides.items():
         set_dotted(raw, key, value)
+    parse_params(raw, str(path))
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        load_params(tmp)
-    except TransferlabError:
-        tmp.unlink()
-        raise
     os.replace(tmp, path)
 
 
@@ -146,6 +164,7 @@ def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None =
     (e.g. ``{"data.target_labels_per_class": 10}``) and is written into params.yaml first."""
     from prefect.runtime import flow_run
 
+    _quiet_user_errors()
     logger = get_run_logger()
     root = Path(project_dir).resolve()
     if overrides:

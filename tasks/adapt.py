@@ -8,11 +8,11 @@ from pydantic import ValidationError
 
 from transferlab.config import PipelineParams
 from transferlab.errors import ConfigError
-from transferlab.methods import AdaptationData, get_method
+from transferlab.methods import get_method
 from transferlab.models import load_model, save_model
 from tasks import timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
-from tasks.data_files import source_splits, target_splits
+from tasks.data_files import adaptation_data
 from tasks.io import atomic_dir, read_json, write_manifest
 from tasks.paths import ADAPTED_MODEL, BASELINE_MODELS, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SOURCE_MODEL
 
@@ -29,15 +29,7 @@ def method_config(method_cls, raw: dict):
         raise ConfigError(f"adapt.methods.{method_cls.name}.{key}: {err['msg']}") from None
 
 
-def adaptation_data(root: Path) -> AdaptationData:
-    """Everything a method may train on: source splits and the target's labelled and unlabelled
-    splits. Never the target test split."""
-    train, val = source_splits(root)
-    labelled, unlabelled = target_splits(root)
-    return AdaptationData(source_train=train, source_val=val, target_labelled=labelled, target_unlabelled=unlabelled)
-
-
-def fit_method(name: str, raw_config: dict, source_model, data: AdaptationData, settings, log=None):
+def fit_method(name: str, raw_config: dict, source_model, data, settings, log=None):
     method_cls = get_method(name)
     return method_cls().fit(source_model, data, method_config(method_cls, raw_config), settings, log=log)
 
@@ -52,8 +44,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     method_cls = get_method(selection["method"])
     raw = selection.get("method_params") or {}
     config = method_config(method_cls, raw)
-    source_model = load_model(root / SOURCE_MODEL)
-    data = adaptation_data(root)
+    with timing.work():
+        source_model = load_model(root / SOURCE_MODEL)
+        data = adaptation_data(root)
     seeds = adapt_seeds(params)
     baselines = []
     if data.target_labelled is not None and method_cls.name != "target-only":

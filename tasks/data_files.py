@@ -6,6 +6,7 @@ from pathlib import Path
 
 from transferlab.data import Domain, load_domain_file
 from transferlab.errors import DataError
+from transferlab.methods import AdaptationData
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
 
@@ -25,6 +26,14 @@ def target_splits(root: Path) -> tuple[Domain | None, Domain | None]:
     labelled = _read(root / PREPARED_TARGET, "labelled")
     unlabelled = _read(root / PREPARED_TARGET, "unlabelled")
     return (labelled if len(labelled) else None), (unlabelled if len(unlabelled) else None)
+
+
+def adaptation_data(root: Path) -> AdaptationData:
+    """Everything a method may train on: source splits and the target's labelled and unlabelled
+    splits. Never the target test split."""
+    train, val = source_splits(root)
+    labelled, unlabelled = target_splits(root)
+    return AdaptationData(source_train=train, source_val=val, target_labelled=labelled, target_unlabelled=unlabelled)
 
 
 def target_test(root: Path) -> Domain:

@@ -17,9 +17,9 @@ from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diag
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.models import load_model
 from tasks import timing, tracking
-from tasks.adapt import adaptation_data, fit_method, seed_dir
+from tasks.adapt import fit_method, seed_dir
 from tasks.common import adapt_seeds, train_settings
-from tasks.data_files import target_test
+from tasks.data_files import adaptation_data, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_SOURCE,
                          PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL)
@@ -122,22 +122,22 @@ def _score_registered(name: str, test: Domain):
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
-    test = target_test(root)
     selection = read_json(root / SELECTION, "the selection report")
     adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
-    models = _models(root)
     chosen = adapted_manifest["method"]
-    classes = list(test.classes)
-
     with timing.work():
+        test = target_test(root)
+        models = _models(root)
+        classes = list(test.classes)
         probs = {name: [predict_proba(m, test) for m in runs] for name, (_, runs) in models.items()}
         summaries = {name: summarise_model(test.y, probs[name], classes, role=role)
                      for name, (role, _) in models.items()}
-    baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
-    if baselines:
-        gain = transfer_gain(test.y, summaries[chosen]["predictions"], baselines, chosen=chosen,
-                             n_boot=params.evaluate.bootstrap, confidence=params.evaluate.confidence, seed=params.seed)
-    else:  # the chosen method is source-only itself: it is its own baseline
+        baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
+        if baselines:
+            gain = transfer_gain(test.y, summaries[chosen]["predictions"], baselines, chosen=chosen,
+                                 n_boot=params.evaluate.bootstrap, confidence=params.evaluate.confidence,
+                                 seed=params.seed)
+    if not baselines:  # the chosen method is source-only itself: it is its own baseline
         gain = {"baseline": chosen, "estimate": 0.0, "ci": [0.0, 0.0], "confidence": params.evaluate.confidence,
                 "verdict": {"label": "no-significant-difference", "negative_transfer": False,
                             "sentence": "No adaptation was chosen: the source model is evaluated as is."}}
@@ -186,7 +186,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             evaluation["selection_regret"] = audit["regret"]
         for name in models:
             evaluation["models"][name]["accuracy_mean"] = accuracy[name]
-        with atomic_dir(root / EVALUATION_DIR) as tmp:
+        links = {"MLflow run (make ui)": run_.ui_url(run_.run_id), "MLflow pipeline run": run_.ui_url(run_.parent_id)}
+        with atomic_dir(root / EVALUATION_DIR) as tmp, timing.work():
             chosen_probs = probs[chosen][0]
             plot_confusion_matrix(summaries[chosen]["confusion_matrix"], classes, tmp / "confusion.png",
                                   title=f"{chosen} on target test")
@@ -197,8 +198,6 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                 writer = csv.writer(handle)
                 writer.writerow(["actual", "predicted"])
                 writer.writerows(zip((classes[i] for i in test.y), (classes[i] for i in chosen_probs.argmax(1))))
-            links = {"MLflow run (make ui)": run_.ui_url(run_.run_id),
-                     "MLflow pipeline run": run_.ui_url(run_.parent_id)}
             (tmp / "evaluation.md").write_text(render_evaluation_markdown(evaluation, selection, links))
             (tmp / "evaluation.html").write_text(render_evaluation_html(evaluation, selection, links, base_dir=tmp))
             write_json(root / EVALUATION, evaluation)

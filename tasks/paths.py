@@ -1,6 +1,7 @@
 """Where every stage reads and writes, relative to the project root. dvc.yaml names the same paths
 (tests/tasks/test_dag.py checks that they agree)."""
 
+import os
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
@@ -21,3 +22,8 @@ BASELINE_MODELS = Path("models/baselines")
 EVALUATION = Path("reports/evaluation.json")
 EVALUATION_DIR = Path("reports/evaluation")
 MANIFEST = "manifest.json"
+
+
+def tracking_uri(root: Path) -> str:
+    """MLflow's tracking and registry store: MLFLOW_TRACKING_URI, else SQLite at the project root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"

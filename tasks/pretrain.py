@@ -19,7 +19,8 @@ DEPS = [PREPARED_SOURCE, VALIDATION]
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     read_json(root / VALIDATION, "the validation report")  # the DAG's gate: validation must have passed
-    train, val = source_splits(root)
+    with timing.work():
+        train, val = source_splits(root)
     spec = model_spec(params, train)
     settings = train_settings(params, params.pretrain)
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:

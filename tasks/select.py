@@ -14,12 +14,11 @@ from typing import Callable
 from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
-from transferlab.methods import AdaptationData
 from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from tasks import timing, tracking
 from tasks.common import train_settings
-from tasks.data_files import source_splits, target_splits
+from tasks.data_files import adaptation_data
 from tasks.io import read_json, write_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SIMILARITY, SOURCE_MODEL
 
@@ -71,12 +70,8 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
         if config.mode == "trial":
-            train, val = source_splits(root)
-            labelled, unlabelled = target_splits(root)
-            data = AdaptationData(source_train=train, source_val=val, target_labelled=labelled,
-                                  target_unlabelled=unlabelled)
             with timing.work():
-                selection = select_by_trials(load_model(root / SOURCE_MODEL), data,
+                selection = select_by_trials(load_model(root / SOURCE_MODEL), adaptation_data(root),
                                              train_settings(params, params.adapt.train), config, report=report,
                                              map_fn=map_fn or thread_map(params.select.workers),
                                              on_trial=_trial_logger(run_))

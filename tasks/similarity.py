@@ -33,10 +33,11 @@ def similarity_config(params: PipelineParams) -> SimilarityConfig:
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
-    model = load_model(root / SOURCE_MODEL)
-    train, _ = source_splits(root)
-    labelled, unlabelled = target_splits(root)
-    target = target_pool(labelled, unlabelled)
+    with timing.work():
+        model = load_model(root / SOURCE_MODEL)
+        train, _ = source_splits(root)
+        labelled, unlabelled = target_splits(root)
+        target = target_pool(labelled, unlabelled)
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"similarity": params.similarity.model_dump(), "seed": params.seed})
         with atomic_dir(root / SIMILARITY_PLOTS) as plots:

@@ -21,6 +21,7 @@ import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tasks import lineage  # noqa: E402
+from tasks.paths import tracking_uri  # noqa: E402
 
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
@@ -29,7 +30,7 @@ STAGE_ROLE = "stage"
 def configure(root: Path, experiment: str) -> str:
     """Point MLflow at the project's store; return the experiment id."""
     root = Path(root).resolve()
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+    uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient()
