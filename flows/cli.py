@@ -108,12 +108,13 @@ def cmd_run(args) -> int:
     try:
         from flows.pipeline import transfer_pipeline
         from flows.summary import print_summary
+        from tasks import tracking
         from tasks.paths import PARAMS
         from transferlab.config import load_params
 
         overrides = _parse_set(args.set)
         load_params(project / PARAMS, overrides)  # a bad param ends here, before any stage runs
-        store.wait()
+        tracking.wait_before_first_use(store.wait)
         with _prefect_api(server):
             result = transfer_pipeline(project_dir=str(project), overrides=overrides)
     except BaseException:

@@ -2,7 +2,7 @@
 
 A new project's SQLite store needs its schema migrations before the first stage can log (2.5 s
 here, plus 1.6 s to import MLflow). A child process does that in parallel with this process's
-imports; the flow waits for it before its first stage. If the command then fails before any run
+imports and the first stage's data loading; MLflow waits for it before its first use. If the command then fails before any run
 was recorded, the store it made is removed again, so an early error leaves nothing behind.
 """
 

@@ -12,7 +12,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
@@ -27,8 +27,19 @@ PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
 
 
+_pending_setup: list[Callable[[], None]] = []
+
+
+def wait_before_first_use(wait: Callable[[], None]) -> None:
+    """Another process is creating the store (flows/tracking_store.py): ``configure`` calls
+    ``wait`` before it touches the store, so that set-up overlaps everything until then."""
+    _pending_setup.append(wait)
+
+
 def configure(root: Path, experiment: str) -> str:
     """Point MLflow at the project's store; return the experiment id."""
+    while _pending_setup:
+        _pending_setup.pop()()
     root = Path(root).resolve()
     uri = tracking_uri(root)
     mlflow.set_tracking_uri(uri)

@@ -61,3 +61,12 @@ def test_registered_model_gets_a_version_with_tags(tmp_path, monkeypatch):
     assert version.tags["role"] == "source"
     loaded = mlflow.pytorch.load_model("models:/m-source/2")
     assert loaded(torch.zeros(3, 1, 16, 16)).shape == (3, 10)  # batch size is not fixed by the export
+
+
+def test_configure_waits_for_a_store_being_set_up_elsewhere_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    calls = []
+    tracking.wait_before_first_use(lambda: calls.append("waited"))
+    tracking.configure(tmp_path, "exp")
+    tracking.configure(tmp_path, "exp")
+    assert calls == ["waited"]
