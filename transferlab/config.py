@@ -47,6 +47,7 @@ class TrainParams(_Strict):
     weight_decay: float = Field(5e-4, ge=0)
     patience: int = Field(3, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
+    lr_schedule: Literal["constant", "annealed"] = "constant"
 
 
 class SimilarityParams(_Strict):

@@ -49,6 +49,11 @@ def param_group(params, lr_mult: float = 1.0, weight_decay: float | None = None)
     return {"params": [p for p in params if p.requires_grad], "lr_mult": lr_mult, "weight_decay": weight_decay}
 
 
+def annealed_lr_factor(progress: float, alpha: float = 10.0, beta: float = 0.75) -> float:
+    """(1 + α p)^-β: 1 at the start, 11^-0.75 ≈ 0.17 at the end (Ganin et al. 2016)."""
+    return (1.0 + alpha * progress) ** -beta
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch's global generators (weights of new layers, dropout)."""
     torch.manual_seed(seed)
@@ -92,6 +97,7 @@ def run_training(
         for g in groups
     ])
     total = settings.epochs * steps_per_epoch
+    base_lrs = [group["lr"] for group in optimiser.param_groups]
     history: list[dict] = []
     best_score, best_epoch, best_state = float("-inf"), 0, None
     since_best = 0
@@ -106,6 +112,10 @@ def run_training(
             sums: dict[str, float] = {}
             for _ in range(steps_per_epoch):
                 batches = {name: s.next(device) for name, s in streams.items()}
+                if settings.lr_schedule == "annealed":
+                    decay = annealed_lr_factor(step / total)
+                    for group, base in zip(optimiser.param_groups, base_lrs):
+                        group["lr"] = base * decay
                 losses = step_fn(TrainingStep(step, epoch, step / total, batches, device))
                 optimiser.zero_grad(set_to_none=True)
                 losses["loss"].backward()

@@ -24,6 +24,11 @@ class TrainSettings(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     patience: int = Field(3, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
+    lr_schedule: Literal["constant", "annealed"] = Field(
+        "constant",
+        description="annealed: lr × (1 + 10 p)^-0.75 over training progress p, the schedule of the DANN paper "
+                    "(Ganin et al. 2016) that DAN and CDAN also train with",
+    )
     min_steps_per_epoch: int = Field(20, ge=1)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     seed: int = Field(0, ge=0)
