@@ -1,5 +1,6 @@
 """The Prefect server `transferlab run` starts for itself when none is configured."""
 
+import os
 import urllib.request
 
 import pytest
@@ -29,3 +30,47 @@ def test_a_server_that_dies_is_a_one_line_error():
     with pytest.raises(TransferlabError, match="temporary Prefect server exited with code -9"):
         server.wait_ready(timeout_s=30)
     assert server.process is None
+
+
+class _FakeServer:
+    url = "http://127.0.0.1:1/api"
+
+    def __init__(self):
+        self.calls = []
+
+    def wait_ready(self):
+        self.calls.append("wait_ready")
+
+    def stop(self, grace_s=1.0):
+        self.calls.append("stop")
+
+
+def test_the_flow_talks_to_the_server_the_command_started(monkeypatch):
+    from prefect.settings import get_current_settings
+
+    from flows import cli
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = _FakeServer()
+    with cli._prefect_api(server):
+        # Process-wide, so that Prefect's own threads see it too; heartbeats off for a private server.
+        assert os.environ["PREFECT_API_URL"] == server.url
+        assert get_current_settings().api.url == server.url
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert server.calls == ["wait_ready"]
+    assert "PREFECT_API_URL" not in os.environ
+    assert get_current_settings().api.url != server.url
+
+
+def test_a_server_named_by_prefect_settings_wins_over_the_one_started(monkeypatch):
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    from flows import cli
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    server = _FakeServer()
+    cli._SERVER.append(server)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):  # e.g. from a profile
+        with cli._prefect_api(server):
+            assert get_current_settings().api.url == "http://127.0.0.1:4200/api"
+    assert server.calls == ["stop"] and server not in cli._SERVER

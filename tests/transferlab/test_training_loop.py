@@ -125,3 +125,17 @@ def test_frozen_modules_stay_in_eval_mode_when_training():
 def test_settings_reject_unknown_keys():
     with pytest.raises(Exception, match="extra"):
         TrainSettings(epochs=1, bogus=2)
+
+
+def test_annealed_schedule_lowers_the_learning_rate_as_training_progresses():
+    from transferlab.training.loop import annealed_lr_factor
+
+    assert annealed_lr_factor(0.0) == 1.0
+    assert annealed_lr_factor(1.0) == pytest.approx(11 ** -0.75)
+    train, val = blobs("s", 120, 1), blobs("v", 30, 2)
+    constant = train_classifier(mlp(), train, val, settings(epochs=4, patience=4))
+    annealed = train_classifier(mlp(), train, val, settings(epochs=4, patience=4, lr_schedule="annealed"))
+    assert [h["lr"] for h in constant.history] == [3e-3] * 4
+    lrs = [h["lr"] for h in annealed.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] < 3e-3 and lrs[-1] > 3e-3 * 11 ** -0.75
+    assert annealed.history[-1]["loss"] < annealed.history[0]["loss"]  # it still learns

@@ -126,7 +126,8 @@ def run_training(
                 bar.update(1)
             score = float(scorer.score(model, device))
             record = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()},
-                      "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started}
+                      "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
+                      "lr": optimiser.param_groups[0]["lr"]}
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
             if log is not None:
