@@ -164,7 +164,7 @@ def main() -> None:
         f"Library imports = `python -c \"{LIBRARIES}\"` ({imports:.1f} s, best of 3): paid by any "
         "script that trains, so not counted as orchestration. "
         f"{args.rounds} fresh projects, each timed for a first and a next run: the tables show the run with the "
-        "median overhead share, [min–max] over the rounds after it.",
+        "median overhead share; [min–max] next to a share is its range over the rounds.",
         "",
         "| stage | first run: wall (s) | work (s) | next run: wall (s) | work (s) |",
         "| --- | ---: | ---: | ---: | ---: |",
