@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import machine, write_section  # noqa: E402
+from flows.local_server import answers_health, free_port  # noqa: E402
 from tests.e2e.project import BIN, env, make_project  # noqa: E402
 
 TARGETS = {"pipeline_s": 300.0, "noop_repro_s": 5.0, "overhead_share": 0.15}
@@ -66,9 +65,7 @@ def prefect_server(enabled: bool) -> Iterator[str]:
     if not enabled:
         yield "temporary server started by the flow"
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     home = tempfile.mkdtemp(prefix="tl-prefect-")
     server_env = {**env(), "PREFECT_HOME": home}
     proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -76,11 +73,9 @@ def prefect_server(enabled: bool) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}/api"
     try:
         for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
+            if answers_health(url):
+                break
+            time.sleep(0.5)
         else:
             raise SystemExit("prefect server did not start within 2 minutes")
         os.environ["PREFECT_API_URL"] = url

@@ -9,7 +9,6 @@ while this process imports torch, sklearn and Prefect, and this process never lo
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import socket
@@ -30,10 +29,19 @@ SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREF
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def answers_health(api_url: str) -> bool:
+    """Whether a Prefect API at ``api_url`` answers its /health endpoint now."""
+    try:
+        with _DIRECT.open(f"{api_url}/health", timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
 
 
 def _prefect_parent_dir() -> str:
@@ -47,7 +55,7 @@ class LocalServer:
     """``uvicorn prefect.server.api.server:create_app`` on a free local port, owned by this process."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         # A file, not a pipe: a pipe nobody reads would block the server once it fills.
         self._log = tempfile.TemporaryFile()
@@ -71,10 +79,8 @@ class LocalServer:
                 self.stop()
                 raise TransferlabError(f"the temporary Prefect server exited with code {code}"
                                        + (f": {tail[0]}" if tail else ""))
-            with contextlib.suppress(OSError):
-                with _DIRECT.open(f"{self.url}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
+            if answers_health(self.url):
+                return
             time.sleep(0.1)
         self.stop()
         raise TransferlabError(f"the temporary Prefect server did not answer within {timeout_s:.0f} s; "

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from transferlab.config import PipelineParams
-from transferlab.errors import ConfigError
 from transferlab.methods import get_method
 from transferlab.models import load_model, save_model
 from tasks import timing, tracking
@@ -21,12 +18,8 @@ DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET, SELECTION]
 
 
 def method_config(method_cls, raw: dict):
-    try:
-        return method_cls.Config(**raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"adapt.methods.{method_cls.name}.{key}: {err['msg']}") from None
+    """The method's config from params; an error names the params.yaml key."""
+    return method_cls.make_config(raw, where=f"adapt.methods.{method_cls.name}")
 
 
 def fit_method(name: str, raw_config: dict, source_model, data, settings, log=None):
@@ -37,6 +30,12 @@ def fit_method(name: str, raw_config: dict, source_model, data, settings, log=No
 def seed_dir(folder: Path, seed: int) -> Path:
     """Where the model of an extra training seed lives inside a model folder."""
     return folder / f"seed-{seed}"
+
+
+def _save_seeds(folder: Path, results: list, seeds: list[int], extra: dict) -> None:
+    """The first seed's model in ``folder`` itself, every other seed's in its ``seed_dir``."""
+    for i, (seed, res) in enumerate(zip(seeds, results)):
+        save_model(res.model, folder if i == 0 else seed_dir(folder, seed), extra={**extra, "seed": seed})
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
@@ -79,17 +78,11 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
-            save_model(result.model, tmp, extra={"role": "adapted", "method": method_cls.name, "seed": seeds[0]})
-            for seed, res in zip(seeds[1:], results[1:]):
-                save_model(res.model, seed_dir(tmp, seed), extra={"role": "adapted", "method": method_cls.name,
-                                                                  "seed": seed})
+            _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
             write_manifest(tmp, "adapted-model", DEPS, root=root, **details)
         with atomic_dir(root / BASELINE_MODELS) as tmp:
             for name, runs in trained.items():
-                save_model(runs[0].model, tmp / name, extra={"role": "baseline", "method": name, "seed": seeds[0]})
-                for seed, res in zip(seeds[1:], runs[1:]):
-                    save_model(res.model, seed_dir(tmp / name, seed),
-                               extra={"role": "baseline", "method": name, "seed": seed})
+                _save_seeds(tmp / name, runs, seeds, {"role": "baseline", "method": name})
             write_manifest(tmp, "baseline-models", DEPS, root=root, baselines=sorted(trained), seeds=seeds,
                            criteria={n: r[0].checkpoint_criterion for n, r in trained.items()})
     return {"method": method_cls.name, "mlflow_version": version, "checkpoint_criterion": result.checkpoint_criterion,

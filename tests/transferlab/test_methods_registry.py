@@ -51,3 +51,8 @@ def test_every_method_runs_on_a_tiny_pair_and_never_touches_the_source_model(nam
     assert result.model.features(x).shape[0] == 4
     for k, v in source.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_a_config_error_names_the_params_key_when_told_where_it_was_written():
+    with pytest.raises(ConfigError, match=r"^adapt\.methods\.dann\.tradeoff: "):
+        get_method("dann").make_config({"tradeoff": 1.0}, where="adapt.methods.dann")

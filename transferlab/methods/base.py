@@ -86,7 +86,9 @@ class Method(ABC):
         """The method's own training, called by :meth:`fit` after its data was checked."""
 
     @classmethod
-    def make_config(cls, config: MethodConfig | dict | None) -> MethodConfig:
+    def make_config(cls, config: MethodConfig | dict | None, where: str | None = None) -> MethodConfig:
+        """The typed config; a bad value is a ConfigError naming the hyperparameter, as
+        ``{where}.{key}`` when ``where`` says where it was written (e.g. ``adapt.methods.dann``)."""
         if config is None:
             return cls.Config()
         if isinstance(config, cls.Config):
@@ -97,6 +99,8 @@ class Method(ABC):
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
+            if where:
+                raise ConfigError(f"{where}.{key}: {err['msg']}") from None
             raise ConfigError(f"method '{cls.name}' hyperparameter '{key}': {err['msg']}") from None
 
     @classmethod
