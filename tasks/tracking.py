@@ -121,10 +121,14 @@ class StageRun:
 
     def register_model(self, model: Any, name: str, example: Any, tags: dict[str, Any]) -> int:
         """Log ``model`` in MLflow's PyTorch flavour (pt2, no pickle) and register it as a new version."""
+        import copy
+
         import torch
 
+        # pt2 serialisation expects contiguous weights; build_model stores conv weights channels-last.
+        portable = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
         info = mlflow.pytorch.log_model(
-            model.eval(), name="model", input_example=example, serialization_format="pt2",
+            portable, name="model", input_example=example, serialization_format="pt2",
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         version = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
