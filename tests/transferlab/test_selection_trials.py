@@ -45,7 +45,27 @@ def source():
 def test_schedule_halves_arms_and_grows_epochs():
     assert successive_halving_schedule(8, 24, 2, 10) == [(8, 1), (4, 2), (2, 4)]
     assert successive_halving_schedule(1, 24, 2, 10) == [(1, 10)]
-    assert successive_halving_schedule(5, 12, 2, 3) == [(5, 1), (3, 1), (2, 2)]
+    # Fractions of an epoch, so that the rounds never spend more than the budget.
+    schedule = successive_halving_schedule(5, 12, 2, 3)
+    assert [n for n, _ in schedule] == [5, 3, 2]
+    assert [e for _, e in schedule] == pytest.approx([0.8, 4 / 3, 2])
+    for arms in range(1, 20):
+        spent = sum(n * e for n, e in successive_halving_schedule(arms, 6, 2, 10))
+        assert spent <= 6 + 1e-9
+
+
+def test_a_budget_smaller_than_one_epoch_per_trial_is_kept(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann", "deep-coral", "dan"], budget_epochs=2,
+                          search={"dann": {"trade_off": [0.3, 1.0]}})
+    sel = select_by_trials(model, data, SETTINGS, cfg)
+    spent = [t["epochs_trained"] for t in sel.trials if t["method"] != "source-only"]
+    assert all(0 < e < 1 for e in spent)  # every training trial ran a fraction of an epoch
+    assert 0 < sel.cost["cost_epochs"] <= 2 and sel.cost["fraction_of_full_sweep"] <= 2 / 16
+    share = select_by_trials(model, data, SETTINGS, cfg.model_copy(update={"budget_fraction": 0.1}))
+    assert 0 < share.cost["fraction_of_full_sweep"] <= 0.1  # 10 % of 4 methods x 4 epochs = 1.6 epochs
+    assert any("10% of a full sweep" in r for r in share.reasons)
 
 
 def test_arms_search_a_hyperparameter_inside_the_same_list():

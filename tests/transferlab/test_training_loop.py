@@ -53,6 +53,20 @@ def test_same_seed_same_numbers_and_different_seed_differs():
     assert a.history[-1]["loss"] != c.history[-1]["loss"]
 
 
+def test_epoch_limit_trains_a_fraction_of_an_epoch_and_says_so():
+    train, val = blobs("s", 240, 1), blobs("v", 60, 2)  # 240 / 32 -> 8 steps per epoch
+    steps = []
+    model = mlp()
+    model.register_forward_pre_hook(lambda m, args: steps.append(1) if m.training else None)
+    result = train_classifier(model, train, val, settings(epochs=4, patience=4, epoch_limit=1.5))
+    assert [h["epoch_fraction"] for h in result.history] == [1.0, 0.5]
+    assert len(steps) == 12
+    tiny = train_classifier(mlp(), train, val, settings(epochs=4, epoch_limit=0.01))
+    assert [h["epoch_fraction"] for h in tiny.history] == [0.125]  # never less than one step
+    capped = train_classifier(mlp(), train, val, settings(epochs=2, patience=4, epoch_limit=9.0))
+    assert len(capped.history) == 2  # the limit never extends a run past ``epochs``
+
+
 def test_early_stopping_keeps_the_best_epoch_and_stops_after_patience():
     train, val = blobs("s", 120, 1), blobs("v", 30, 2)
     # A validation set with the labels scrambled stops improving almost at once.

@@ -41,8 +41,13 @@ class SelectionConfig(BaseModel):
     unsupervised_method: str = Field("dann", description="the method chosen when the target has no labels")
 
     # Trial mode.
-    budget_epochs: int = Field(
-        24, ge=1, description="total training epochs that successive halving may spend over all trials"
+    budget_epochs: float = Field(
+        24, gt=0, description="total training epochs that successive halving may spend over all trials "
+                              "(a trial may get a fraction of an epoch, so the total is never exceeded)"
+    )
+    budget_fraction: float | None = Field(
+        None, gt=0, le=1,
+        description="the budget as a share of running every candidate in full (e.g. 0.2); replaces budget_epochs",
     )
     eta: int = Field(2, ge=2, description="successive halving keeps the best 1/eta of the trials each round")
     candidates: list[str] | None = Field(

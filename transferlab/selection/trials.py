@@ -5,13 +5,15 @@ setting of its searched hyperparameter, so hyperparameters compete inside the sa
 reduction factor η and a budget of B epochs:
 
     R = ⌈log_η n⌉ rounds;  round r trains each of its surviving arms S_r for
-    e_r = clip(⌊B / (R · Σ_{i∈S_r} fᵢ)⌋, 1, full epochs) epochs (from the source model each
-    time; fᵢ = trainings per score, K under K-fold cross-validation, else 1), scores them
+    e_r = min(B / (R · Σ_{i∈S_r} fᵢ), full epochs) epochs (from the source model each time;
+    fᵢ = trainings per score, K under K-fold cross-validation, else 1), scores them
     (:mod:`transferlab.selection.scoring`), and keeps the best ⌈|S_r| / η⌉.
 
-So each round spends about B/R epochs and later rounds train fewer arms for longer. The
-reported cost counts the epochs actually trained (early stopping and ``source-only``, which
-trains nothing, spend less). The last round's best arm is the selection. Arms that refuse their data (a
+e_r may be a fraction of an epoch (``TrainSettings.epoch_limit``; at least one optimiser step),
+so each round spends at most B/R epochs and the whole selection at most B: the budget holds
+however many arms there are. Later rounds train fewer arms for longer. The reported cost counts
+the epochs actually trained, partial epochs as their fraction (early stopping and
+``source-only``, which trains nothing, spend less). The last round's best arm is the selection. Arms that refuse their data (a
 ``MethodRequirementError``) or fail are ranked last with the reason recorded.
 
 Trials are plain jobs (:class:`TrialJob`) run by the top-level function :func:`run_trial`
@@ -65,7 +67,7 @@ class TrialJob:
     trial_id: str
     arm: Arm
     round: int
-    epochs: int
+    epochs: float
     source_model: torch.nn.Module
     data: AdaptationData
     settings: TrainSettings
@@ -79,20 +81,20 @@ class TrialResult:
     method: str
     settings: dict[str, Any]
     round: int
-    epochs: int
+    epochs: float
     fits: int
     status: str  # "ok" | "refused" | "failed"
     scores: dict[str, float] = field(default_factory=dict)
     score: float | None = None  # the number that ranked it (higher is better), set after the round
     error: str | None = None
     runtime_s: float = 0.0
-    epochs_trained: int = 0  # summed over fits, from each run's per-epoch history
+    epochs_trained: float = 0.0  # summed over fits, from each run's per-epoch history
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "trial_id": self.trial_id, "method": self.method, "settings": dict(self.settings),
             "round": self.round, "epochs": self.epochs, "fits": self.fits, "status": self.status,
-            "epochs_trained": self.epochs_trained,
+            "epochs_trained": round(self.epochs_trained, 4),
             "scores": dict(self.scores), "score": self.score, "error": self.error,
             "runtime_s": round(self.runtime_s, 3),
         }
@@ -120,11 +122,11 @@ def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarr
 
 def _fit(job: TrialJob, data: AdaptationData, res: TrialResult) -> torch.nn.Module:
     method = get_method(job.arm.method)()
-    settings = job.settings.model_copy(update={"epochs": job.epochs})
+    settings = job.settings.model_copy(update={"epoch_limit": job.epochs})
     # Each trial starts from its own copy, so no trial can disturb another through the model.
     result = method.fit(copy.deepcopy(job.source_model), data, dict(job.arm.settings), settings)
     res.fits += 1
-    res.epochs_trained += len(result.history)
+    res.epochs_trained += sum(h.get("epoch_fraction", 1.0) for h in result.history)
     return result.model
 
 
@@ -242,12 +244,14 @@ def halving_rounds(n_arms: int, eta: int) -> int:
     return rounds if n_arms > 1 else 1
 
 
-def round_epochs(budget_epochs: int, rounds: int, fits: list[int], full_epochs: int) -> int:
-    """Epochs per arm in a round: its share B/R of the budget over the trainings it runs."""
-    return int(min(full_epochs, max(1, budget_epochs // (rounds * max(1, sum(fits))))))
+def round_epochs(budget_epochs: float, rounds: int, fits: list[int], full_epochs: int) -> float:
+    """Epochs per training in a round (fractions allowed): the round's share B/R of the budget
+    over the trainings it runs, never more than a full run."""
+    return float(min(full_epochs, budget_epochs / (rounds * max(1, sum(fits)))))
 
 
-def successive_halving_schedule(n_arms: int, budget_epochs: int, eta: int, full_epochs: int) -> list[tuple[int, int]]:
+def successive_halving_schedule(n_arms: int, budget_epochs: float, eta: int, full_epochs: int
+                                ) -> list[tuple[int, float]]:
     """[(arms, epochs per arm)] per round when every arm trains once per score (no CV)."""
     rounds = halving_rounds(n_arms, eta)
     schedule, n = [], n_arms
@@ -290,6 +294,9 @@ def select_by_trials(
     if not registered:
         raise ConfigError("trial-mode selection has no registered candidate method to try")
     arms = build_arms(registered, config, rule_settings)
+    budget = config.budget_epochs
+    if config.budget_fraction is not None:
+        budget = config.budget_fraction * len(registered) * settings.epochs
     plan = plan_scoring(data.target_labelled, config)
     reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
     rounds = halving_rounds(len(arms), config.eta)
@@ -303,14 +310,14 @@ def select_by_trials(
     def fits_of(arm: Arm, r: int) -> int:
         return len(round_plan(r).folds) if plan.kind == "cv" and get_method(arm.method).needs_target_labels else 1
 
-    schedule: list[tuple[int, int]] = []
+    schedule: list[tuple[int, float]] = []
 
     survivors = list(range(len(arms)))
     all_results: list[TrialResult] = []
     latest: dict[int, TrialResult] = {}
     eliminated_in: dict[int, int] = {}
     for r in range(rounds):
-        epochs = round_epochs(config.budget_epochs, rounds, [fits_of(arms[i], r) for i in survivors], settings.epochs)
+        epochs = round_epochs(budget, rounds, [fits_of(arms[i], r) for i in survivors], settings.epochs)
         schedule.append((len(survivors), epochs))
         jobs = [
             TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, epochs, source_model, data,
@@ -334,8 +341,9 @@ def select_by_trials(
         survivors = [survivors[j] for j in order[:keep]]
 
     reasons.append(
-        f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {config.budget_epochs} epochs): "
-        + "; ".join(f"round {r + 1}: {n} trials x {e} epochs" for r, (n, e) in enumerate(schedule))
+        f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {budget:.3g} epochs"
+        + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "") + "): "
+        + "; ".join(f"round {r + 1}: {n} trials x {e:.3g} epochs" for r, (n, e) in enumerate(schedule))
         + "."
     )
     winner = survivors[0]
@@ -364,7 +372,7 @@ def select_by_trials(
         })
     cost = _cost(all_results, registered, settings.epochs)
     reasons.append(
-        f"Selection cost {cost['cost_epochs']} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
+        f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
         f"running every candidate method in full ({cost['full_sweep_epochs']} epochs)."
     )
     return Selection(
@@ -413,7 +421,7 @@ def _cost(results: list[TrialResult], methods: list[str], full_epochs: int) -> d
     spent = sum(r.epochs_trained for r in results)
     full = len(methods) * full_epochs
     return {
-        "cost_epochs": int(spent),
+        "cost_epochs": round(float(spent), 3),
         "full_sweep_epochs": int(full),
         "fraction_of_full_sweep": float(spent / full) if full else 0.0,
         "trials": len(results),

@@ -11,6 +11,7 @@ the best checkpoint's weights, the progress bar (only when stderr is a terminal)
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -97,6 +98,9 @@ def run_training(
         for g in groups
     ])
     total = settings.epochs * steps_per_epoch
+    if settings.epoch_limit is not None:
+        total = max(1, min(total, round(settings.epoch_limit * steps_per_epoch)))
+    n_epochs = math.ceil(total / steps_per_epoch)
     base_lrs = [group["lr"] for group in optimiser.param_groups]
     history: list[dict] = []
     best_score, best_epoch, best_state = float("-inf"), 0, None
@@ -104,13 +108,14 @@ def run_training(
     bar = tqdm(total=total, desc=description, disable=not sys.stderr.isatty(), leave=False)
     step = 0
     try:
-        for epoch in range(1, settings.epochs + 1):
+        for epoch in range(1, n_epochs + 1):
             started = time.perf_counter()
             train_mode(model)
             for m in aux_modules:
                 train_mode(m)
             sums: dict[str, float] = {}
-            for _ in range(steps_per_epoch):
+            epoch_steps = min(steps_per_epoch, total - step)  # the last epoch of a limited run may be partial
+            for _ in range(epoch_steps):
                 batches = {name: s.next(device) for name, s in streams.items()}
                 if settings.lr_schedule == "annealed":
                     decay = annealed_lr_factor(step / total)
@@ -125,9 +130,9 @@ def run_training(
                 step += 1
                 bar.update(1)
             score = float(scorer.score(model, device))
-            record = {"epoch": epoch, **{k: v / steps_per_epoch for k, v in sums.items()},
+            record = {"epoch": epoch, **{k: v / epoch_steps for k, v in sums.items()},
                       "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
-                      "lr": optimiser.param_groups[0]["lr"]}
+                      "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": epoch_steps / steps_per_epoch}
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
             if log is not None:

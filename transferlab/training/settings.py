@@ -30,6 +30,12 @@ class TrainSettings(BaseModel):
                     "(Ganin et al. 2016) that DAN and CDAN also train with",
     )
     min_steps_per_epoch: int = Field(20, ge=1)
+    epoch_limit: float | None = Field(
+        None, gt=0,
+        description="stop after this many epochs' worth of optimiser steps, fractions allowed (at most "
+                    "``epochs``; at least one step): how trial-mode selection gives each short trial exactly "
+                    "its share of the budget",
+    )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     seed: int = Field(0, ge=0)
     holdout_fraction: float = Field(
