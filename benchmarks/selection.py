@@ -30,9 +30,10 @@ from transferlab.data import (DomainSpec, harmonise, load_domain, split_source, 
 from transferlab.data.shifts import ShiftSpec  # noqa: E402
 from transferlab.methods import AdaptationData, get_method  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
-from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials  # noqa: E402
+from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
 from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
 from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
+from transferlab.validators import label_free_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GOALS = {"mean_regret_points": 1.0, "max_loss_to_source_only_points": 2.0, "cost_fraction": 0.25}
@@ -40,6 +41,7 @@ N_SOURCE, N_TARGET = 2000, 1500
 PRETRAIN = TrainSettings(epochs=5, batch_size=64, lr=1e-3, patience=3, max_steps_per_epoch=30)
 # 300 steps per full run: at the 20 % budget a first-round trial still gets about 20 steps.
 ADAPT = TrainSettings(epochs=10, batch_size=64, lr=5e-4, patience=10, max_steps_per_epoch=30)
+VALIDATORS = ("im", "snd", "dev", "mean-rank")
 BUDGET_FRACTION = 0.2  # trial mode may spend a fifth of running every candidate in full
 
 
@@ -83,12 +85,14 @@ def scenario(name: str, source, target, labels_per_class: int) -> dict:
                               report=report)
     select_s = time.perf_counter() - t0
 
-    oracle, sweep_s = {}, 0.0
+    oracle, sweep_s, validators = {}, 0.0, {}
     for method in eligible:
         t0 = time.perf_counter()
         fitted = get_method(method)().fit(model, data, None, ADAPT)
         sweep_s += time.perf_counter() - t0
         oracle[method] = accuracy(fitted.model, splits.test)
+        if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
+            validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=0)
     chosen_acc = oracle.get(chosen.method)
     if chosen.settings or chosen_acc is None:  # the winning arm had its own hyperparameters
         cls = get_method(chosen.method)
@@ -104,8 +108,20 @@ def scenario(name: str, source, target, labels_per_class: int) -> dict:
         "source_only_acc": oracle["source-only"], "regret": best_acc - chosen_acc,
         "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
         "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible),
-        "seconds": time.perf_counter() - started,
+        "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, oracle),
     }
+
+
+def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, float]) -> dict[str, float]:
+    """Regret (points) if each label-free validator alone had picked among the fully trained candidates."""
+    if not scores:
+        return {}
+    methods = list(scores)
+    best = max(oracle[m] for m in methods)
+    ranked = {key: [scores[m][key] for m in methods] for key in VALIDATORS[:-1]}
+    ranked["mean-rank"] = mean_rank_scores([scores[m] for m in methods])
+    return {key: 100 * (best - oracle[methods[max(range(len(methods)), key=lambda i: vals[i])]])
+            for key, vals in ranked.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +175,17 @@ def main(argv: list[str] | None = None) -> int:
               f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
               f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}). "
               f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points.", ""]
+    studied = [r for r in rows if r["validator_regret"]]
+    if studied:
+        lines += ["Label-free validators on the full runs (no target labels): the regret, in points, had each validator "
+                  "alone picked among the fully trained eligible candidates. A study for choosing the default "
+                  "validator; trial mode above uses `select.validator` (mean-rank).", "",
+                  "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
+        lines += [f"| {r['pair']} | " + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |"
+                  for r in studied]
+        lines.append("| **mean** | " + " | ".join(
+            f"**{statistics.mean(r['validator_regret'][v] for r in studied):.2f}**" for v in VALIDATORS) + " |")
+        lines.append("")
     md = "\n".join(lines)
     print(md)
     if args.out:
