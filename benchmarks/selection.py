@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     if studied:
         lines += ["Label-free validators on the full runs (no target labels): the regret, in points, had each validator "
                   "alone picked among the fully trained eligible candidates. A study for choosing the default "
-                  "validator; trial mode above uses `select.validator` (mean-rank).", "",
+                  "validator; trial mode above uses `select.validator` "
+                  f"({SelectionConfig().validator}).", "",
                   "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
         lines += [f"| {r['pair']} | " + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |"
                   for r in studied]

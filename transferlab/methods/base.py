@@ -71,6 +71,7 @@ class Method(ABC):
     uses_unlabelled_target: ClassVar[bool] = False
     needs_unlabelled_target: ClassVar[bool] = False
     uses_source: ClassVar[bool] = False
+    trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
     def fit(self, source_model: nn.Module, data: AdaptationData, config: MethodConfig | dict | None,

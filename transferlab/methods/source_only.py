@@ -13,6 +13,7 @@ class SourceOnly(Method):
 
     name = "source-only"
     description = "baseline: the source model applied to the target unchanged"
+    trains = False
     Config = MethodConfig
 
     def train(self, source_model, data: AdaptationData, config, settings, log) -> AdaptResult:

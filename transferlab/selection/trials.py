@@ -11,7 +11,8 @@ reduction factor η and a budget of B epochs:
 
 e_r may be a fraction of an epoch (``TrainSettings.epoch_limit``; at least one optimiser step),
 so each round spends at most B/R epochs and the whole selection at most B: the budget holds
-however many arms there are. Later rounds train fewer arms for longer. The reported cost counts
+however many arms there are (unless a share falls below one optimiser step, the least a trial
+trains). ``source-only`` trains nothing, so it takes no share. Later rounds train fewer arms for longer. The reported cost counts
 the epochs actually trained, partial epochs as their fraction (early stopping and
 ``source-only``, which trains nothing, spend less). The last round's best arm is the selection. Arms that refuse their data (a
 ``MethodRequirementError``) or fail are ranked last with the reason recorded.
@@ -207,28 +208,45 @@ def build_arms(
 
 
 def _default_candidates(
-    report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig
-) -> tuple[list[str], dict[str, dict[str, Any]], list[str]]:
-    """(methods, rule settings per method, reasons): the rule shortlist, or the eligible catalogue."""
+    report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig, has_unlabelled: bool
+) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, dict[str, list]], list[str]]:
+    """(methods, rule settings per method, searched settings per method, reasons): the rule
+    shortlist widened by the methods trials can check cheaply, or the default set."""
     if config.candidates is not None:
-        return list(dict.fromkeys(config.candidates)), {}, ["Candidates come from config.candidates."]
+        return list(dict.fromkeys(config.candidates)), {}, {}, ["Candidates come from config.candidates."]
+    depth = None
     if report is not None:
         rules = select_by_rules(report, labels_per_class, n_classes, config.model_copy(update={"force_method": None}))
         shortlist = [c["method"] for c in rules.candidates if c["eligible"] and c["score"] >= 0.5]
-        methods = list(dict.fromkeys([rules.method, *shortlist, "source-only"]))
+        methods = [rules.method, *shortlist]
         settings = {rules.method: rules.settings}
-        if "layer-transfer" in methods and "layer-transfer" not in settings:
-            depth = rules.evidence.get("freeze_depth")
-            if depth is not None:
-                settings["layer-transfer"] = {LAYER_TRANSFER_K: max(1, depth["k"])}
-        return methods, settings, [
-            f"Candidates are rule mode's shortlist ({', '.join(methods)}); rule mode alone would pick '{rules.method}'."
-        ]
-    if labels_per_class == 0:
-        methods = ["source-only", *UNSUPERVISED]
+        depth = rules.evidence.get("freeze_depth")
+        reasons = [f"Rule mode's shortlist is {', '.join(dict.fromkeys(methods))}; rule mode alone would pick "
+                   f"'{rules.method}'."]
+    elif labels_per_class == 0:
+        methods, settings, reasons = list(UNSUPERVISED), {}, ["Candidates are the default set for this label budget."]
     else:
-        methods = ["source-only", "target-only", "linear-probe", "l2-sp", "finetune", config.unsupervised_method]
-    return list(dict.fromkeys(methods)), {}, ["Candidates are the default set for this label budget."]
+        methods, settings = ["target-only", "linear-probe", "l2-sp", "finetune"], {}
+        reasons = ["Candidates are the default set for this label budget."]
+    added = []
+    if labels_per_class > 0:
+        # The rule's evidence is too coarse to rule these out, and trials score them on the
+        # same labelled samples: unlabelled-target adaptation (measured best on several
+        # labelled benchmark pairs) and layer transfer at more than one depth.
+        added = ["layer-transfer"] + ([config.unsupervised_method] if has_unlabelled else [])
+    new = [m for m in dict.fromkeys(added) if m not in methods]
+    methods = list(dict.fromkeys([*methods, *added, "source-only"]))
+    search: dict[str, dict[str, list]] = {}
+    if "layer-transfer" in methods and labels_per_class > 0:
+        n_blocks = depth["n_blocks"] if depth else 3
+        ks = sorted({1, max(1, min(depth["k"], n_blocks - 1))} if depth else {1})
+        settings.pop("layer-transfer", None)
+        search["layer-transfer"] = {LAYER_TRANSFER_K: ks}
+    if new:
+        reasons.append(f"Trial mode also tries {', '.join(new)}, and source-only as the baseline.")
+    if "layer-transfer" in search:
+        reasons.append(f"Layer transfer is tried with k in {search['layer-transfer'][LAYER_TRANSFER_K]} frozen blocks.")
+    return methods, settings, search, reasons
 
 
 def _serial_map(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
@@ -281,7 +299,9 @@ def select_by_trials(
     map_fn = map_fn or _serial_map
     n_classes = data.source_train.num_classes
     labels_per_class = _labels_per_class(data.target_labelled)
-    methods, rule_settings, reasons = _default_candidates(report, labels_per_class, n_classes, config)
+    has_unlabelled = data.target_unlabelled is not None and len(data.target_unlabelled) > 0
+    methods, rule_settings, derived_search, reasons = _default_candidates(
+        report, labels_per_class, n_classes, config, has_unlabelled)
     registered = []
     for name in methods:
         try:
@@ -293,10 +313,12 @@ def select_by_trials(
             reasons.append(f"'{name}' is not a registered method and was left out.")
     if not registered:
         raise ConfigError("trial-mode selection has no registered candidate method to try")
-    arms = build_arms(registered, config, rule_settings)
+    # A grid given in config.search wins over one derived from the rule's evidence.
+    arms = build_arms(registered, config.model_copy(update={"search": {**derived_search, **config.search}}),
+                      rule_settings)
     budget = config.budget_epochs
     if config.budget_fraction is not None:
-        budget = config.budget_fraction * len(registered) * settings.epochs
+        budget = config.budget_fraction * sum(get_method(m).trains for m in registered) * settings.epochs
     plan = plan_scoring(data.target_labelled, config)
     reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
     rounds = halving_rounds(len(arms), config.eta)
@@ -308,7 +330,10 @@ def select_by_trials(
         return plan if plan.kind != "cv" or r == rounds - 1 else replace(plan, folds=plan.folds[:1])
 
     def fits_of(arm: Arm, r: int) -> int:
-        return len(round_plan(r).folds) if plan.kind == "cv" and get_method(arm.method).needs_target_labels else 1
+        cls = get_method(arm.method)
+        if not cls.trains:
+            return 0  # the source model as it is: scored, never trained, so it takes no share of the budget
+        return len(round_plan(r).folds) if plan.kind == "cv" and cls.needs_target_labels else 1
 
     schedule: list[tuple[int, float]] = []
 
@@ -351,7 +376,7 @@ def select_by_trials(
     if win_res.status != "ok":
         raise ConfigError("every trial in trial-mode selection failed or refused its data; see the trial errors")
     decided_by = plan.description
-    if plan.kind == "validators" and config.validator == "mean-rank":
+    if plan.kind == "validators":
         top = {k: win_res.scores[k] for k in ("im", "snd", "dev")}
         decided_by += f" (winner's IM {top['im']:.3f}, SND {top['snd']:.3f}, DEV {top['dev']:.3f})"
     reasons.append(
@@ -419,7 +444,7 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
 def _cost(results: list[TrialResult], methods: list[str], full_epochs: int) -> dict:
     """Epochs the trials trained against training every candidate method once in full."""
     spent = sum(r.epochs_trained for r in results)
-    full = len(methods) * full_epochs
+    full = sum(get_method(m).trains for m in methods) * full_epochs  # source-only costs nothing in a sweep too
     return {
         "cost_epochs": round(float(spent), 3),
         "full_sweep_epochs": int(full),

@@ -99,7 +99,8 @@ def run_training(
     ])
     total = settings.epochs * steps_per_epoch
     if settings.epoch_limit is not None:
-        total = max(1, min(total, round(settings.epoch_limit * steps_per_epoch)))
+        # Rounded down, so that a budget split into fractional epochs is never overspent.
+        total = max(1, min(total, math.floor(settings.epoch_limit * steps_per_epoch + 1e-9)))
     n_epochs = math.ceil(total / steps_per_epoch)
     base_lrs = [group["lr"] for group in optimiser.param_groups]
     history: list[dict] = []
