@@ -10,11 +10,11 @@ reduction factor η and a budget of B epochs:
     (:mod:`transferlab.selection.scoring`), and keeps the best ⌈|S_r| / η⌉.
 
 e_r may be a fraction of an epoch (``TrainSettings.epoch_limit``; at least one optimiser step),
-so each round spends at most B/R epochs and the whole selection at most B: the budget holds
-however many arms there are (unless a share falls below one optimiser step, the least a trial
-trains). ``source-only`` trains nothing, so it takes no share. Later rounds train fewer arms for longer. The reported cost counts
-the epochs actually trained, partial epochs as their fraction (early stopping and
-``source-only``, which trains nothing, spend less). The last round's best arm is the selection. Arms that refuse their data (a
+so each round spends at most B/R epochs and the whole selection at most B, however many arms
+there are (unless a share falls below one optimiser step, the least a trial trains).
+``source-only`` trains nothing, so it takes no share (fᵢ = 0). Later rounds train fewer arms for
+longer. The reported cost counts the epochs actually trained, partial epochs as their fraction.
+The last round's best arm is the selection. Arms that refuse their data (a
 ``MethodRequirementError``) or fail are ranked last with the reason recorded.
 
 Trials are plain jobs (:class:`TrialJob`) run by the top-level function :func:`run_trial`
@@ -238,8 +238,8 @@ def _default_candidates(
     methods = list(dict.fromkeys([*methods, *added, "source-only"]))
     search: dict[str, dict[str, list]] = {}
     if "layer-transfer" in methods and labels_per_class > 0:
-        n_blocks = depth["n_blocks"] if depth else 3
-        ks = sorted({1, max(1, min(depth["k"], n_blocks - 1))} if depth else {1})
+        # The rule's depth, but never every block (that is linear-probe), and also k = 1.
+        ks = sorted({1, max(1, min(depth["k"], depth["n_blocks"] - 1))} if depth else {1})
         settings.pop("layer-transfer", None)
         search["layer-transfer"] = {LAYER_TRANSFER_K: ks}
     if new:
