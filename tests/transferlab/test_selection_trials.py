@@ -64,7 +64,8 @@ def test_a_budget_smaller_than_one_epoch_per_trial_is_kept(source):
     assert all(0 < e < 1 for e in spent)  # every training trial ran a fraction of an epoch
     # source-only trains nothing, so the sweep is 3 trained methods x 4 epochs and it takes no share.
     assert sel.cost["full_sweep_epochs"] == 12
-    assert 1 < sel.cost["cost_epochs"] <= 2.000001
+    assert sel.cost["cost_epochs"] > 1
+    assert sel.cost["cost_epochs"] <= 2.000001
     assert sel.cost["fraction_of_full_sweep"] <= 2.000001 / 12
     share = select_by_trials(model, data, SETTINGS, cfg.model_copy(update={"budget_fraction": 0.1}))
     assert 0 < share.cost["fraction_of_full_sweep"] <= 0.1 + 1e-9  # 10 % of 3 methods x 4 epochs = 1.2 epochs

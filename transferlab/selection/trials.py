@@ -316,9 +316,11 @@ def select_by_trials(
     # A grid given in config.search wins over one derived from the rule's evidence.
     arms = build_arms(registered, config.model_copy(update={"search": {**derived_search, **config.search}}),
                       rule_settings)
+    # A full sweep trains every candidate once; source-only trains nothing, so it costs nothing there.
+    full_sweep_epochs = sum(get_method(m).trains for m in registered) * settings.epochs
     budget = config.budget_epochs
     if config.budget_fraction is not None:
-        budget = config.budget_fraction * sum(get_method(m).trains for m in registered) * settings.epochs
+        budget = config.budget_fraction * full_sweep_epochs
     plan = plan_scoring(data.target_labelled, config)
     reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
     rounds = halving_rounds(len(arms), config.eta)
@@ -395,7 +397,7 @@ def select_by_trials(
             "method": arm.method, "settings": dict(arm.settings), "score": res.score,
             "eligible": res.status == "ok", "why": why,
         })
-    cost = _cost(all_results, registered, settings.epochs)
+    cost = _cost(all_results, full_sweep_epochs)
     reasons.append(
         f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
         f"running every candidate method in full ({cost['full_sweep_epochs']} epochs)."
@@ -441,10 +443,9 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
             r.score = r.scores[config.validator]
 
 
-def _cost(results: list[TrialResult], methods: list[str], full_epochs: int) -> dict:
+def _cost(results: list[TrialResult], full: int) -> dict:
     """Epochs the trials trained against training every candidate method once in full."""
     spent = sum(r.epochs_trained for r in results)
-    full = sum(get_method(m).trains for m in methods) * full_epochs  # source-only costs nothing in a sweep too
     return {
         "cost_epochs": round(float(spent), 3),
         "full_sweep_epochs": int(full),
