@@ -96,6 +96,7 @@ def run(args) -> str:
         n_source = n_target = None
         pre = TrainSettings(epochs=10, batch_size=64, lr=1e-3, patience=3)
         ada = TrainSettings(epochs=10, batch_size=64, lr=5e-4, patience=5, max_steps_per_epoch=500)
+    pre, ada = (s.model_copy(update={"device": args.device}) for s in (pre, ada))
     names = args.methods or [m.name for m in list_methods()]
     directions = [("mnist", "usps"), ("usps", "mnist")]
     results: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
@@ -131,6 +132,7 @@ def table(results, names, directions, mode, args, total_s: float) -> str:
     lines = [f"## MNIST ↔ USPS, every method ({mode} mode, {args.seeds} seeds)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/digits.py "
              f"--{mode} --seeds {args.seeds}"
+             + ("" if args.device == "cpu" else f" --device {args.device}")
              + (f" --methods {' '.join(args.methods)}" if args.methods else "")
              + f" --out benchmarks/RESULTS.md`. Whole run (pretraining included): {total_s / 60:.1f} min.", "",
              "Target-test accuracy (%) over the full target test split, mean ± std over seeds; train time per run "
@@ -169,13 +171,15 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, help="also write the markdown table here")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where models train")
     args = p.parse_args(argv)
     md = run(args)
     print(md)
     if args.out:
         from benchmarks.results import write_section
 
-        write_section(args.out, "digits" if args.mode == "quick" else f"digits-{args.mode}", md)
+        section = "digits" if args.mode == "quick" else f"digits-{args.mode}"
+        write_section(args.out, section if args.device == "cpu" else f"{section}-{args.device}", md)
     return 0
 
 

@@ -45,21 +45,26 @@ VALIDATORS = ("im", "snd", "dev", "mean-rank")
 BUDGET_FRACTION = 0.2  # trial mode may spend a fifth of running every candidate in full
 
 
-def _mnist(split: str, *shifts: tuple[str, float]) -> DomainSpec:
-    return DomainSpec(name="mnist", path=str(DATA / "MNIST"), split=split,
-                      shifts=[ShiftSpec(name=n, severity=s, seed=0) for n, s in shifts])
+def make_pairs(data: Path = DATA) -> dict[str, tuple[DomainSpec, DomainSpec]]:
+    """The suite, reading MNIST and USPS from ``data``."""
+    def mnist(split: str, *shifts: tuple[str, float]) -> DomainSpec:
+        return DomainSpec(name="mnist", path=str(data / "MNIST"), split=split,
+                          shifts=[ShiftSpec(name=n, severity=s, seed=0) for n, s in shifts])
+
+    usps = DomainSpec(name="usps", path=str(data / "usps"), split="train")
+    return {
+        "mnist5k→uci-digits": (DomainSpec(name="mnist5k"), DomainSpec(name="uci-digits")),
+        "mnist→usps": (mnist("train"), usps),
+        "usps→mnist": (usps, mnist("test")),
+        "mnist→mnist (no shift)": (mnist("train"), mnist("test")),
+        "mnist→rotate 0.3": (mnist("train"), mnist("test", ("rotate", 0.3))),
+        "mnist→rotate 0.8": (mnist("train"), mnist("test", ("rotate", 0.8))),
+        "mnist→colour-background 0.7": (mnist("train"), mnist("test", ("colour-background", 0.7))),
+        "mnist→invert+noise (far)": (mnist("train"), mnist("test", ("invert", 1.0), ("noise", 0.8))),
+    }
 
 
-PAIRS = {
-    "mnist5k→uci-digits": (DomainSpec(name="mnist5k"), DomainSpec(name="uci-digits")),
-    "mnist→usps": (_mnist("train"), DomainSpec(name="usps", path=str(DATA / "usps"), split="train")),
-    "usps→mnist": (DomainSpec(name="usps", path=str(DATA / "usps"), split="train"), _mnist("test")),
-    "mnist→mnist (no shift)": (_mnist("train"), _mnist("test")),
-    "mnist→rotate 0.3": (_mnist("train"), _mnist("test", ("rotate", 0.3))),
-    "mnist→rotate 0.8": (_mnist("train"), _mnist("test", ("rotate", 0.8))),
-    "mnist→colour-background 0.7": (_mnist("train"), _mnist("test", ("colour-background", 0.7))),
-    "mnist→invert+noise (far)": (_mnist("train"), _mnist("test", ("invert", 1.0), ("noise", 0.8))),
-}
+PAIRS = make_pairs()
 
 
 def load_pair(source_spec: DomainSpec, target_spec: DomainSpec):
@@ -68,27 +73,28 @@ def load_pair(source_spec: DomainSpec, target_spec: DomainSpec):
     return source, target
 
 
-def scenario(name: str, source, target, labels_per_class: int) -> dict:
+def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu") -> dict:
+    pretrain, adapt = (s.model_copy(update={"device": device}) for s in (PRETRAIN, ADAPT))
     started = time.perf_counter()
     train, val = split_source(source, 0.1, 0)
     splits = split_target(target, labels_per_class, 0.3, 0)
     labelled = splits.labelled if labels_per_class else None
     data = AdaptationData(train, val, labelled, splits.unlabelled)
     model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=0), train, val,
-                             PRETRAIN).model
+                             pretrain).model
     report = similarity_report(model, train, splits.unlabelled, labelled,
                                config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
     rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
     eligible = [c["method"] for c in rule.candidates if c["eligible"]]
     t0 = time.perf_counter()
-    chosen = select_by_trials(model, data, ADAPT, SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION),
+    chosen = select_by_trials(model, data, adapt, SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION),
                               report=report)
     select_s = time.perf_counter() - t0
 
     oracle, sweep_s, validators = {}, 0.0, {}
     for method in eligible:
         t0 = time.perf_counter()
-        fitted = get_method(method)().fit(model, data, None, ADAPT)
+        fitted = get_method(method)().fit(model, data, None, adapt)
         sweep_s += time.perf_counter() - t0
         oracle[method] = accuracy(fitted.model, splits.test)
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
@@ -96,7 +102,7 @@ def scenario(name: str, source, target, labels_per_class: int) -> dict:
     chosen_acc = oracle.get(chosen.method)
     if chosen.settings or chosen_acc is None:  # the winning arm had its own hyperparameters
         cls = get_method(chosen.method)
-        chosen_acc = accuracy(cls().fit(model, data, cls.Config(**chosen.settings), ADAPT).model, splits.test)
+        chosen_acc = accuracy(cls().fit(model, data, cls.Config(**chosen.settings), adapt).model, splits.test)
     best = max(oracle, key=oracle.get)
     best_acc = max(oracle[best], chosen_acc)
     return {
@@ -130,14 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where models train")
+    parser.add_argument("--data", type=Path, default=None, help="folder holding MNIST/ and usps/ (default ../shared/data)")
     args = parser.parse_args(argv)
+    pairs = make_pairs(args.data or DATA)
     torch.set_num_threads(args.threads)
 
     rows = []
     for name in args.pairs:
-        source, target = load_pair(*PAIRS[name])
+        source, target = load_pair(*pairs[name])
         for k in args.budgets:
-            r = scenario(name, source, target, k)
+            r = scenario(name, source, target, k, args.device)
             rows.append(r)
             print(f"{name:30s} k={k:2d} rule {r['rule']:14s} chosen {r['chosen']:26s} {100 * r['chosen_acc']:5.1f} "
                   f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
@@ -146,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ("| pair | labels / class | normalised MMD (p) | rule mode picks (acc) | trial mode picks | acc | "
               "best candidate (oracle) | acc | regret (points) | vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
-             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py --out benchmarks/RESULTS.md`. "
+             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
+             + ("" if args.device == "cpu" else f" --device {args.device}") + " --out benchmarks/RESULTS.md`. "
              f"Small mode: {N_SOURCE} source / {N_TARGET} target images at 28×28 (30 % of the target held out as "
              f"test by content hash), LeNet, pretraining ≤ {PRETRAIN.epochs}×{PRETRAIN.max_steps_per_epoch} steps, "
              f"every method ≤ {ADAPT.epochs}×{ADAPT.max_steps_per_epoch} steps. Trial budget = "
@@ -190,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines)
     print(md)
     if args.out:
-        write_section(args.out, "selection", md)
+        write_section(args.out, "selection" if args.device == "cpu" else f"selection-{args.device}", md)
     return 0
 
 

@@ -127,11 +127,12 @@ def run_training(
                 losses["loss"].backward()
                 optimiser.step()
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                    # Summed on the device: a float() per step would wait for the GPU every step.
+                    sums[k] = sums.get(k, 0.0) + v.detach().double()
                 step += 1
                 bar.update(1)
             score = float(scorer.score(model, device))
-            record = {"epoch": epoch, **{k: v / epoch_steps for k, v in sums.items()},
+            record = {"epoch": epoch, **{k: float(v) / epoch_steps for k, v in sums.items()},
                       "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
                       "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": epoch_steps / steps_per_epoch}
             history.append(record)
