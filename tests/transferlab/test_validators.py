@@ -3,6 +3,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 from transferlab.errors import DataError
 from transferlab.models import ModelSpec, build_model
@@ -109,6 +113,22 @@ def test_density_ratio_tracks_the_shift():
     assert w_far[0] > 10 * w_far[1]  # a validation point near the target counts far more
     res = deep_embedded_validation(src, tgt_far, src[:50], np.ones(50), seed=0)
     assert res.score == -res.risk and res.risk == pytest.approx(1.0, abs=1e-9)
+
+
+def test_density_ratio_regularisation_is_chosen_by_held_out_log_loss():
+    # Many feature dimensions, few samples, a small shift: large C overfits the domain label and
+    # gives overconfident probabilities, so held-out log-loss (not accuracy) must pick C.
+    r = np.random.default_rng(1)
+    src, tgt = r.normal(0, 1, (200, 100)), r.normal(0, 1, (200, 100))
+    tgt[:, 0] += 1.0
+    _, _, chosen = density_ratio_weights(src, tgt, src[:10], seed=0)
+    x = StandardScaler().fit_transform(np.concatenate([src, tgt]))
+    d = np.r_[np.zeros(200, int), np.ones(200, int)]
+    xtr, xte, dtr, dte = train_test_split(x, d, test_size=0.2, random_state=0, stratify=d)
+    losses = {c: log_loss(dte, LogisticRegression(C=c, max_iter=1000).fit(xtr, dtr).predict_proba(xte)[:, 1])
+              for c in (0.01, 0.1, 1.0, 10.0)}
+    assert chosen == min(losses, key=losses.get)
+    assert chosen < 10.0
 
 
 def test_validator_input_errors():
