@@ -10,8 +10,8 @@ Modes (the table says which produced it; each writes its own section of RESULTS.
 
 - ``--quick`` (default): 4,000-sample subsets, 360 pretraining and 300 adaptation steps: minutes.
 - ``--standard``: all data, 10 pretraining epochs over the source (early stopping on source
-  validation) and 2,000 adaptation steps with the DANN paper's annealed learning rate: the whole table in
-  under an hour on a 2-core CPU.
+  validation) and 2,000 adaptation steps with the DANN paper's annealed learning rate: the
+  whole table in under an hour on a 2-core CPU.
 - ``--full``: all data, longer schedules (about 5,000 steps per run).
 
     python benchmarks/digits.py [--quick|--standard|--full] [--seeds 3] [--out benchmarks/RESULTS.md]
@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
 from transferlab.data import DomainSpec, harmonise, load_domain  # noqa: E402
 from transferlab.data.types import Domain  # noqa: E402
 from transferlab.methods import AdaptationData, get_method, list_methods  # noqa: E402
@@ -131,19 +132,18 @@ def run(args) -> str:
 
 
 def table(results, names, directions, mode, args, total_s: float, pretrain_s: dict[str, list[float]]) -> str:
-    from benchmarks.results import machine
-
     lines = [f"## MNIST ↔ USPS, every method ({mode} mode, {args.seeds} seeds)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/digits.py "
              f"--{mode} --seeds {args.seeds}"
-             + ("" if args.device == "cpu" else f" --device {args.device}")
+             + device_flag(args.device)
              + (f" --methods {' '.join(args.methods)}" if args.methods else "")
              + f" --out benchmarks/RESULTS.md`. Whole run (pretraining included): {total_s / 60:.1f} min.", "",
              "Target-test accuracy (%) over the full target test split, mean ± std over seeds; train time per run "
              "(s, excluding source pretraining; pretraining per seed: "
              + ", ".join(f"{d} {statistics.mean(v):.0f} s" for d, v in pretrain_s.items())
              + "). Label-using methods get 10 labelled target samples per class; UDA methods get no target "
-             "labels and choose checkpoints label-free. Published = Transfer-Learning-Library (checkpoints picked with target test labels).", ""]
+             "labels and choose checkpoints label-free. Published = Transfer-Learning-Library (checkpoints "
+             "picked with target test labels).", ""]
     header = "| method | needs | " + " | ".join(f"{s}→{t} acc | time" for s, t in directions) + " | published |"
     lines += [header, "|" + "---|" * (2 + 2 * len(directions) + 1)]
     for name in names:
@@ -176,15 +176,13 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--out", type=Path, help="also write the markdown table here")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where models train")
+    add_device_argument(p)
     args = p.parse_args(argv)
     md = run(args)
     print(md)
     if args.out:
-        from benchmarks.results import write_section
-
         section = "digits" if args.mode == "quick" else f"digits-{args.mode}"
-        write_section(args.out, section if args.device == "cpu" else f"{section}-{args.device}", md)
+        write_section(args.out, device_section(section, args.device), md)
     return 0
 
 

@@ -31,3 +31,17 @@ def write_section(path: Path, name: str, markdown: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block
     path.write_text(text)
+
+
+def add_device_argument(parser) -> None:
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where models train")
+
+
+def device_flag(device: str) -> str:
+    """The command-line flag that reproduces a run on ``device`` ('' for the CPU default)."""
+    return "" if device == "cpu" else f" --device {device}"
+
+
+def device_section(name: str, device: str) -> str:
+    """RESULTS.md section of a benchmark run on ``device``: GPU runs never overwrite the CPU table."""
+    return name if device == "cpu" else f"{name}-{device}"

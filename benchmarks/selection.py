@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import machine, write_section  # noqa: E402
+from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
 from transferlab.data import (DomainSpec, harmonise, load_domain, split_source, split_target,  # noqa: E402
                               stratified_subsample)
 from transferlab.data.shifts import ShiftSpec  # noqa: E402
@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where models train")
-    parser.add_argument("--data", type=Path, default=None, help="folder holding MNIST/ and usps/ (default ../shared/data)")
+    add_device_argument(parser)
+    parser.add_argument("--data", type=Path, default=DATA, help="folder holding MNIST/ and usps/")
     args = parser.parse_args(argv)
-    pairs = make_pairs(args.data or DATA)
+    pairs = make_pairs(args.data)
     torch.set_num_threads(args.threads)
 
     rows = []
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
               "best candidate (oracle) | acc | regret (points) | vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
-             + ("" if args.device == "cpu" else f" --device {args.device}") + " --out benchmarks/RESULTS.md`. "
+             + device_flag(args.device) + " --out benchmarks/RESULTS.md`. "
              f"Small mode: {N_SOURCE} source / {N_TARGET} target images at 28×28 (30 % of the target held out as "
              f"test by content hash), LeNet, pretraining ≤ {PRETRAIN.epochs}×{PRETRAIN.max_steps_per_epoch} steps, "
              f"every method ≤ {ADAPT.epochs}×{ADAPT.max_steps_per_epoch} steps. Trial budget = "
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines)
     print(md)
     if args.out:
-        write_section(args.out, "selection" if args.device == "cpu" else f"selection-{args.device}", md)
+        write_section(args.out, device_section("selection", args.device), md)
     return 0
 
 
