@@ -13,6 +13,7 @@ from transferlab.selection import (
     build_arms,
     mean_rank_scores,
     plan_scoring,
+    round_fidelity,
     select_by_trials,
     successive_halving_schedule,
 )
@@ -42,16 +43,32 @@ def source():
     return trained, train, val
 
 
-def test_schedule_halves_arms_and_grows_epochs():
-    assert successive_halving_schedule(8, 24, 2, 10) == [(8, 1), (4, 2), (2, 4)]
+def test_schedule_halves_arms_and_continues_survivors_to_growing_fidelity():
+    # Survivors are continued: 8 x 1.5 + 4 x (3 - 1.5) + 2 x (6 - 3) = 24 epochs.
+    assert successive_halving_schedule(8, 24, 2, 10) == [(8, 1.5), (4, 3), (2, 6)]
     assert successive_halving_schedule(1, 24, 2, 10) == [(1, 10)]
-    # Fractions of an epoch, so that the rounds never spend more than the budget.
-    schedule = successive_halving_schedule(5, 12, 2, 3)
-    assert [n for n, _ in schedule] == [5, 3, 2]
-    assert [e for _, e in schedule] == pytest.approx([0.8, 4 / 3, 2])
+    # A cross-validated final round trains two more folds per finalist from the start:
+    # 7c + 4c + 2 x (2c + 2 x 4c) = 31c.
+    cv = successive_halving_schedule(7, 31, 2, 10, final_folds=3)
+    assert [n for n, _ in cv] == [7, 4, 2] and [c for _, c in cv] == pytest.approx([1, 2, 4])
+    # A full run caps the fidelity; the budget is then not all spent.
+    assert successive_halving_schedule(5, 12, 2, 3)[-1] == (2, 3)
     for arms in range(1, 20):
-        spent = sum(n * e for n, e in successive_halving_schedule(arms, 6, 2, 10))
-        assert spent <= 6 + 1e-9
+        for folds in (1, 3):
+            schedule = successive_halving_schedule(arms, 6, 2, 10, final_folds=folds)
+            spent, before = 0.0, 0.0
+            for r, (n, c) in enumerate(schedule):
+                spent += n * (c - before) + (folds - 1) * n * c * (r == len(schedule) - 1)
+                before = c
+            assert spent <= 6 + 1e-9
+            assert all(b[1] >= a[1] for a, b in zip(schedule, schedule[1:]))
+
+
+def test_round_fidelity_leaves_an_untrained_arms_share_to_the_others():
+    # Three arms, one of which (source-only) trains nothing, in a last round: 2c = 3.
+    assert round_fidelity(3, [[0.0], [0.0], []], 1, 2, 1, 10) == pytest.approx(1.5)
+    # An arm that has trained 1 epoch already pays only for the rest.
+    assert round_fidelity(3, [[1.0], [1.0]], 1, 2, 1, 10) == pytest.approx(2.5)
 
 
 def test_a_budget_smaller_than_one_epoch_per_trial_is_kept(source):
@@ -170,3 +187,26 @@ def test_labelled_trials_also_try_layer_transfer_and_unsupervised_adaptation(sou
     no_pool = select_by_trials(model, AdaptationData(train, val, labelled, None), SETTINGS, cfg, report=report)
     assert "dann" not in {c["method"] for c in no_pool.candidates}
     assert "layer-transfer" in {c["method"] for c in no_pool.candidates}
+
+
+def test_survivors_are_continued_not_restarted(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
+    jobs_seen = []
+
+    def map_fn(fn, jobs):
+        jobs_seen.append(jobs)
+        return [fn(j) for j in jobs]
+
+    cfg = SelectionConfig(mode="trial", candidates=["dann", "deep-coral", "dan"], budget_epochs=6, search={})
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn)
+    first, final = jobs_seen[0], jobs_seen[-1]
+    assert all(not j.resume for j in first)
+    assert len(final) == 2 and all(set(j.resume) == {0} for j in final)  # fold 0's saved run
+    assert final[0].epochs > first[0].epochs
+    # The winner trained each round only the increment, and reached the final fidelity in total.
+    winner = [t for t in sel.trials if t["method"] == sel.method]
+    assert sum(t["epochs_trained"] for t in winner) == pytest.approx(winner[-1]["epochs"], abs=1 / 8)
+    assert winner[-1]["epochs_trained"] < winner[-1]["epochs"]
+    assert sel.cost["cost_epochs"] <= 6 + 1e-9
+    assert all(j.schedule_epochs == first[0].schedule_epochs for jobs in jobs_seen for j in jobs)

@@ -6,6 +6,7 @@ and ranks them without target test labels.
 """
 
 from transferlab.selection.config import SelectionConfig
+from transferlab.selection.halving import halving_rounds, round_fidelity, successive_halving_schedule
 from transferlab.selection.layers import FreezeDepth, freeze_depth
 from transferlab.selection.result import Selection
 from transferlab.selection.rules import rescaled_transferability, select_by_rules
@@ -17,7 +18,6 @@ from transferlab.selection.trials import (
     build_arms,
     run_trial,
     select_by_trials,
-    successive_halving_schedule,
 )
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "mean_rank_scores",
     "plan_scoring",
     "run_trial",
+    "halving_rounds",
+    "round_fidelity",
     "select_by_trials",
     "successive_halving_schedule",
     "Selection",

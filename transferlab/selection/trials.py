@@ -1,21 +1,26 @@
 """Trial mode: short runs of candidate methods, pruned by successive halving, ranked without test labels.
 
-Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018). With n arms (a method and one
+Successive halving (Jamieson & Talwalkar 2016; Li et al. 2018) over n arms (a method and one
 setting of its searched hyperparameter, so hyperparameters compete inside the same budget),
-reduction factor η and a budget of B epochs:
+with reduction factor η and a budget of B epochs: R = ⌈log_η n⌉ rounds; round r trains each
+surviving arm to a cumulative fidelity of c_r epochs, scores it
+(:mod:`transferlab.selection.scoring`) and keeps the best ⌈|S_r| / η⌉. Survivors are
+*continued* from where their previous round stopped (:mod:`transferlab.training.continuation`),
+so a finalist has trained for the sum of its rounds; c_r grows by η per round and is planned so
+that the whole selection spends at most B (:mod:`transferlab.selection.halving`). Every trial's
+lr and warm-up schedules run over the final round's planned fidelity, so a pruned trial is the
+first stretch of the run a finalist completes.
 
-    R = ⌈log_η n⌉ rounds;  round r trains each of its surviving arms S_r for
-    e_r = min(B / (R · Σ_{i∈S_r} fᵢ), full epochs) epochs (from the source model each time;
-    fᵢ = trainings per score, K under K-fold cross-validation, else 1), scores them
-    (:mod:`transferlab.selection.scoring`), and keeps the best ⌈|S_r| / η⌉.
-
-e_r may be a fraction of an epoch (``TrainSettings.epoch_limit``; at least one optimiser step),
-so each round spends at most B/R epochs and the whole selection at most B, however many arms
-there are (unless a share falls below one optimiser step, the least a trial trains).
-``source-only`` trains nothing, so it takes no share (fᵢ = 0). Later rounds train fewer arms for
-longer. The reported cost counts the epochs actually trained, partial epochs as their fraction.
-The last round's best arm is the selection. Arms that refuse their data (a
+c_r may be a fraction of an epoch (``TrainSettings.epoch_limit``; at least one optimiser step).
+``source-only`` trains nothing, so it takes no share. Under K-fold cross-validation the pruning
+rounds train and score one fold; the final round continues that fold and trains the other K − 1
+from the start. The reported cost counts the epochs actually trained, partial epochs as their
+fraction. The last round's best arm is the selection. Arms that refuse their data (a
 ``MethodRequirementError``) or fail are ranked last with the reason recorded.
+
+B is ``budget_epochs``, or ``budget_fraction`` of a brute-force sweep: every method that can run
+on this data (or every one of ``candidates`` when they are given) trained once in full, the
+sweep whose best method the regret of a selection is measured against.
 
 Trials are plain jobs (:class:`TrialJob`) run by the top-level function :func:`run_trial`
 through a caller-supplied ``map_fn(fn, jobs) -> results in order`` (the pipeline maps them over
@@ -38,12 +43,14 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab.errors import ConfigError, MethodRequirementError
-from transferlab.methods import AdaptationData, get_method
+from transferlab.methods import AdaptationData, get_method, list_methods
 from transferlab.selection.config import SelectionConfig
+from transferlab.selection.halving import halving_rounds, round_fidelity
 from transferlab.selection.result import Selection
 from transferlab.selection.rules import LAYER_TRANSFER_K, UNSUPERVISED, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
 from transferlab.training import TrainSettings
+from transferlab.training.continuation import Continuation, RunState, continuing
 from transferlab.validators import label_free_scores
 
 MapFn = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
@@ -68,12 +75,14 @@ class TrialJob:
     trial_id: str
     arm: Arm
     round: int
-    epochs: float
+    epochs: float  # cumulative: train until this many epochs since the arm's trial began
     source_model: torch.nn.Module
     data: AdaptationData
     settings: TrainSettings
     plan: ScoringPlan
     config: SelectionConfig
+    schedule_epochs: float | None = None  # the length the lr and warm-up schedules are laid out over
+    resume: dict[int, RunState] = field(default_factory=dict)  # per fold, where its last round stopped
 
 
 @dataclass
@@ -89,7 +98,8 @@ class TrialResult:
     score: float | None = None  # the number that ranked it (higher is better), set after the round
     error: str | None = None
     runtime_s: float = 0.0
-    epochs_trained: float = 0.0  # summed over fits, from each run's per-epoch history
+    epochs_trained: float = 0.0  # in this round, summed over fits, from each run's per-epoch history
+    states: dict[int, RunState] = field(default_factory=dict, repr=False)  # per fold, to continue from
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,13 +131,19 @@ def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarr
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def _fit(job: TrialJob, data: AdaptationData, res: TrialResult) -> torch.nn.Module:
+def _fit(job: TrialJob, data: AdaptationData, res: TrialResult, fold: int = 0) -> torch.nn.Module:
+    """Train (or continue) the arm's run for ``fold`` up to ``job.epochs``; count only the new part."""
     method = get_method(job.arm.method)()
-    settings = job.settings.model_copy(update={"epoch_limit": job.epochs})
-    # Each trial starts from its own copy, so no trial can disturb another through the model.
-    result = method.fit(copy.deepcopy(job.source_model), data, dict(job.arm.settings), settings)
+    settings = job.settings.model_copy(update={"epoch_limit": job.epochs, "schedule_epochs": job.schedule_epochs})
+    continuation = Continuation(job.resume.get(fold))
+    before = len(continuation.state.history) if continuation.state is not None else 0
+    with continuing(continuation):
+        # Each trial starts from its own copy, so no trial can disturb another through the model.
+        result = method.fit(copy.deepcopy(job.source_model), data, dict(job.arm.settings), settings)
+    if continuation.state is not None:
+        res.states[fold] = continuation.state
     res.fits += 1
-    res.epochs_trained += sum(h.get("epoch_fraction", 1.0) for h in result.history)
+    res.epochs_trained += sum(h.get("epoch_fraction", 1.0) for h in result.history[before:])
     return result.model
 
 
@@ -143,9 +159,9 @@ def run_trial(job: TrialJob) -> TrialResult:
             if cls.needs_target_labels:
                 correct = np.zeros(len(labelled), dtype=bool)
                 scored = np.zeros(len(labelled), dtype=bool)
-                for train_idx, held_idx in job.plan.folds:
+                for fold, (train_idx, held_idx) in enumerate(job.plan.folds):
                     fold_data = replace(data, target_labelled=labelled.subset(train_idx))
-                    model = _fit(job, fold_data, res)
+                    model = _fit(job, fold_data, res, fold)
                     pred = _predict(model, labelled.x[held_idx], job.settings.batch_size)
                     correct[held_idx] = pred == labelled.y[held_idx]
                     scored[held_idx] = True
@@ -249,34 +265,20 @@ def _default_candidates(
     return methods, settings, search, reasons
 
 
+def _applicable_methods(data: AdaptationData) -> list[str]:
+    """Every registered method whose data needs this data meets."""
+    names = []
+    for cls in list_methods():
+        try:
+            cls.check_data(data)
+        except MethodRequirementError:
+            continue
+        names.append(cls.name)
+    return names
+
+
 def _serial_map(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
     return [fn(job) for job in jobs]
-
-
-def halving_rounds(n_arms: int, eta: int) -> int:
-    """R = ⌈log_η n⌉ (at least one round)."""
-    rounds, n = 1, n_arms
-    while n > eta:
-        n = math.ceil(n / eta)
-        rounds += 1
-    return rounds if n_arms > 1 else 1
-
-
-def round_epochs(budget_epochs: float, rounds: int, fits: list[int], full_epochs: int) -> float:
-    """Epochs per training in a round (fractions allowed): the round's share B/R of the budget
-    over the trainings it runs, never more than a full run."""
-    return float(min(full_epochs, budget_epochs / (rounds * max(1, sum(fits)))))
-
-
-def successive_halving_schedule(n_arms: int, budget_epochs: float, eta: int, full_epochs: int
-                                ) -> list[tuple[int, float]]:
-    """[(arms, epochs per arm)] per round when every arm trains once per score (no CV)."""
-    rounds = halving_rounds(n_arms, eta)
-    schedule, n = [], n_arms
-    for _ in range(rounds):
-        schedule.append((n, round_epochs(budget_epochs, rounds, [1] * n, full_epochs)))
-        n = max(1, math.ceil(n / eta))
-    return schedule
 
 
 def select_by_trials(
@@ -316,14 +318,18 @@ def select_by_trials(
     # A grid given in config.search wins over one derived from the rule's evidence.
     arms = build_arms(registered, config.model_copy(update={"search": {**derived_search, **config.search}}),
                       rule_settings)
-    # A full sweep trains every candidate once; source-only trains nothing, so it costs nothing there.
-    full_sweep_epochs = sum(get_method(m).trains for m in registered) * settings.epochs
+    # The brute-force sweep trains every method that can run here once, in full (source-only
+    # trains nothing, so it costs nothing there): the alternative to selecting, whose best
+    # method a selection's regret is measured against.
+    swept = registered if config.candidates is not None else _applicable_methods(data)
+    full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
     budget = config.budget_epochs
     if config.budget_fraction is not None:
         budget = config.budget_fraction * full_sweep_epochs
     plan = plan_scoring(data.target_labelled, config)
     reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
     rounds = halving_rounds(len(arms), config.eta)
+    final_folds = len(plan.folds) if plan.kind == "cv" else 1
     if plan.kind == "cv" and rounds > 1:
         reasons.append("Pruning rounds score on the first fold only; the final round cross-validates on all "
                        f"{len(plan.folds)} folds, so K-fold cost is paid only by the finalists.")
@@ -331,24 +337,31 @@ def select_by_trials(
     def round_plan(r: int) -> ScoringPlan:
         return plan if plan.kind != "cv" or r == rounds - 1 else replace(plan, folds=plan.folds[:1])
 
-    def fits_of(arm: Arm, r: int) -> int:
+    def folds_of(arm: Arm, r: int) -> int:
         cls = get_method(arm.method)
         if not cls.trains:
             return 0  # the source model as it is: scored, never trained, so it takes no share of the budget
         return len(round_plan(r).folds) if plan.kind == "cv" and cls.needs_target_labels else 1
 
     schedule: list[tuple[int, float]] = []
-
     survivors = list(range(len(arms)))
     all_results: list[TrialResult] = []
     latest: dict[int, TrialResult] = {}
     eliminated_in: dict[int, int] = {}
+    trained: dict[tuple[int, int], float] = {}  # (arm, fold) -> epochs its run has trained
+    states: dict[int, dict[int, RunState]] = {}
+    horizon = None
     for r in range(rounds):
-        epochs = round_epochs(budget, rounds, [fits_of(arms[i], r) for i in survivors], settings.epochs)
-        schedule.append((len(survivors), epochs))
+        spent = sum(t.epochs_trained for t in all_results)
+        fidelity = round_fidelity(
+            budget - spent, [[trained.get((i, f), 0.0) for f in range(folds_of(arms[i], r))] for i in survivors],
+            rounds - r, config.eta, final_folds, settings.epochs)
+        if horizon is None:  # every trial's schedules run over the final round's planned fidelity
+            horizon = min(float(settings.epochs), fidelity * config.eta ** (rounds - 1))
+        schedule.append((len(survivors), fidelity))
         jobs = [
-            TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, epochs, source_model, data,
-                     settings, round_plan(r), config)
+            TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, fidelity, source_model, data,
+                     settings, round_plan(r), config, schedule_epochs=horizon, resume=states.get(i, {}))
             for i in survivors
         ]
         results = list(map_fn(run_trial, jobs))
@@ -358,6 +371,10 @@ def select_by_trials(
         for i, res in zip(survivors, results):
             all_results.append(res)
             latest[i] = res
+            states[i] = {**states.get(i, {}), **res.states}
+            for f, state in res.states.items():
+                # What the run really reached (steps are whole; an early-stopped run trains no more).
+                trained[(i, f)] = settings.epochs if state.stopped_early else state.step / state.steps_per_epoch
             if on_trial is not None:
                 on_trial(res.to_dict())
         # Best first; sorted() is stable, so ties keep the candidates' order of preference.
@@ -365,12 +382,18 @@ def select_by_trials(
         keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
         for j in order[keep:]:
             eliminated_in[survivors[j]] = r + 1
+            states.pop(survivors[j], None)  # a pruned trial is never continued: free its saved run
         survivors = [survivors[j] for j in order[:keep]]
+    states.clear()
 
     reasons.append(
         f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {budget:.3g} epochs"
-        + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "") + "): "
-        + "; ".join(f"round {r + 1}: {n} trials x {e:.3g} epochs" for r, (n, e) in enumerate(schedule))
+        + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "")
+        + f" ({full_sweep_epochs} epochs: "
+        + ("the candidates" if config.candidates is not None else f"the {len(swept)} methods that can run here")
+        + " trained in full)): "
+        + "; ".join(f"round {r + 1}: {n} trials {'to' if r == 0 else 'continued to'} {e:.3g} epochs"
+                    for r, (n, e) in enumerate(schedule))
         + "."
     )
     winner = survivors[0]

@@ -38,6 +38,14 @@ class BatchStream:
         """Batches in one pass."""
         return max(1, len(self.domain) // self.batch_size)
 
+    def state(self) -> dict:
+        """Where the stream is (generator state, current permutation, position), to continue it later."""
+        return {"rng": self._rng.bit_generator.state, "order": self._order.copy(), "pos": self._pos}
+
+    def restore(self, state: dict) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._order, self._pos = state["order"].copy(), state["pos"]
+
     def next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         """``(x, y)``, or ``(x, y, w)`` when the stream carries per-sample weights."""
         if self._pos + self.batch_size > len(self._order):

@@ -5,7 +5,9 @@ a ``step`` function that turns the step's mini-batches into a loss, and a :class
 that judges a checkpoint. The loop owns the rest: seeding, the optimiser (Adam with decoupled
 learning rates per group), device placement, epochs, early stopping with ``patience``, keeping
 the best checkpoint's weights, the progress bar (only when stderr is a terminal) and the
-``log(step, metrics)`` callback (called once per epoch with the epoch as step).
+``log(step, metrics)`` callback (called once per epoch with the epoch as step). Inside a
+:func:`~transferlab.training.continuation.continuing` block a run starts from, and saves into,
+a continuation, so a trial can be trained further later.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from transferlab.training.batches import BatchStream
+from transferlab.training.continuation import RunState, current_continuation
 from transferlab.training.device import resolve_device
 from transferlab.training.evaluation import Scorer
 from transferlab.training.freezing import train_mode
@@ -97,32 +100,57 @@ def run_training(
          "weight_decay": settings.weight_decay if g.get("weight_decay") is None else g["weight_decay"]}
         for g in groups
     ])
-    total = settings.epochs * steps_per_epoch
+    base_lrs = [group["lr"] for group in optimiser.param_groups]
+    planned = settings.epochs * steps_per_epoch
+    stop = planned
     if settings.epoch_limit is not None:
         # Rounded down, so that a budget split into fractional epochs is never overspent.
-        total = max(1, min(total, math.floor(settings.epoch_limit * steps_per_epoch + 1e-9)))
-    n_epochs = math.ceil(total / steps_per_epoch)
-    base_lrs = [group["lr"] for group in optimiser.param_groups]
-    history: list[dict] = []
-    best_score, best_epoch, best_state = float("-inf"), 0, None
-    since_best = 0
-    bar = tqdm(total=total, desc=description, disable=not sys.stderr.isatty(), leave=False)
-    step = 0
+        stop = max(1, min(planned, math.floor(settings.epoch_limit * steps_per_epoch + 1e-9)))
+    # The lr and warm-up schedules run over ``horizon`` steps: the whole (possibly limited) run,
+    # or ``schedule_epochs`` when a trial is a stretch of a longer run it may later continue.
+    horizon = stop
+    if settings.schedule_epochs is not None:
+        horizon = max(1, min(planned, math.floor(settings.schedule_epochs * steps_per_epoch + 1e-9)))
+    continuation = current_continuation()
+    run = continuation.state if continuation is not None else None
+    if run is not None:
+        if (run.steps_per_epoch, run.horizon) != (steps_per_epoch, horizon):
+            raise ValueError(f"cannot continue a run of {run.steps_per_epoch} steps per epoch over a "
+                             f"{run.horizon}-step schedule as one of {steps_per_epoch} over {horizon}")
+        model.load_state_dict(run.model)
+        for m, saved in zip(aux_modules, run.aux):
+            m.load_state_dict(saved)
+        optimiser.load_state_dict(run.optimiser)
+        for name, stream in streams.items():
+            stream.restore(run.streams[name])
+        torch.set_rng_state(run.torch_rng)
+        step, history = run.step, list(run.history)
+        best_score, best_epoch, best_state = run.best_score, run.best_epoch, run.best_state
+        since_best, stopped = run.since_best, run.stopped_early
+    else:
+        step, history = 0, []
+        best_score, best_epoch, best_state = float("-inf"), 0, None
+        since_best, stopped = 0, False
+    bar = tqdm(total=stop, initial=step, desc=description, disable=not sys.stderr.isatty(), leave=False)
     try:
-        for epoch in range(1, n_epochs + 1):
+        # One record per epoch; a run limited to a fraction of an epoch, or continued from one,
+        # records the part of the epoch it trained (``epoch_fraction``).
+        while step < stop and not stopped:
             started = time.perf_counter()
+            epoch = step // steps_per_epoch + 1
+            chunk = min(epoch * steps_per_epoch, stop) - step
             train_mode(model)
             for m in aux_modules:
                 train_mode(m)
             sums: dict[str, float] = {}
-            epoch_steps = min(steps_per_epoch, total - step)  # the last epoch of a limited run may be partial
-            for _ in range(epoch_steps):
+            for _ in range(chunk):
                 batches = {name: s.next(device) for name, s in streams.items()}
+                progress = min(step / horizon, 1.0)
                 if settings.lr_schedule == "annealed":
-                    decay = annealed_lr_factor(step / total)
+                    decay = annealed_lr_factor(progress)
                     for group, base in zip(optimiser.param_groups, base_lrs):
                         group["lr"] = base * decay
-                losses = step_fn(TrainingStep(step, epoch, step / total, batches, device))
+                losses = step_fn(TrainingStep(step, epoch, progress, batches, device))
                 optimiser.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 optimiser.step()
@@ -132,9 +160,9 @@ def run_training(
                 step += 1
                 bar.update(1)
             score = float(scorer.score(model, device))
-            record = {"epoch": epoch, **{k: float(v) / epoch_steps for k, v in sums.items()},
+            record = {"epoch": epoch, **{k: float(v) / chunk for k, v in sums.items()},
                       "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
-                      "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": epoch_steps / steps_per_epoch}
+                      "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": chunk / steps_per_epoch}
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
             if log is not None:
@@ -144,16 +172,35 @@ def run_training(
                 best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             else:
                 since_best += 1
-                if since_best >= settings.patience:
-                    break
+                stopped = since_best >= settings.patience
     finally:
         bar.close()
+    if continuation is not None:
+        continuation.state = RunState(
+            steps_per_epoch=steps_per_epoch, horizon=horizon, step=step,
+            model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            aux=[{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in aux_modules],
+            optimiser=_on_cpu(optimiser.state_dict()),
+            streams={name: s.state() for name, s in streams.items()}, torch_rng=torch.get_rng_state(),
+            history=list(history), best_score=best_score, best_epoch=best_epoch, best_state=best_state,
+            since_best=since_best, stopped_early=stopped)
     model.load_state_dict(best_state)
     model.to("cpu").eval()
     for m in aux_modules:
         m.to("cpu")
     return AdaptResult(model=model, history=history, checkpoint_criterion=scorer.name,
                        best_epoch=best_epoch, best_score=best_score)
+
+
+def _on_cpu(obj):
+    """A deep copy with every tensor on the CPU (a saved run must not hold device memory)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_on_cpu(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 def copy_model(model: nn.Module) -> nn.Module:

@@ -32,9 +32,15 @@ class TrainSettings(BaseModel):
     min_steps_per_epoch: int = Field(20, ge=1)
     epoch_limit: float | None = Field(
         None, gt=0,
-        description="stop after this many epochs' worth of optimiser steps, fractions allowed (at most "
-                    "``epochs``; at least one step): how trial-mode selection gives each short trial exactly "
-                    "its share of the budget",
+        description="stop after this many epochs' worth of optimiser steps since the run began, fractions "
+                    "allowed (at most ``epochs``; at least one step; a continued run counts its earlier part): "
+                    "how trial-mode selection gives each short trial exactly its share of the budget",
+    )
+    schedule_epochs: float | None = Field(
+        None, gt=0,
+        description="lay the lr and warm-up schedules out over this many epochs instead of the run's own "
+                    "length (capped at ``epochs``): a trial stopped by ``epoch_limit`` is then the first "
+                    "stretch of that longer run, and continuing it later follows the same schedule",
     )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     seed: int = Field(0, ge=0)
