@@ -9,6 +9,7 @@ from transferlab.errors import ConfigError
 from transferlab.methods import AdaptationData
 from transferlab.models import ModelSpec, build_model
 from transferlab.selection import (
+    TrialResult,
     SelectionConfig,
     build_arms,
     mean_rank_scores,
@@ -183,10 +184,14 @@ def test_labelled_trials_also_try_layer_transfer_and_unsupervised_adaptation(sou
     assert "Trial mode also tries dann, and source-only as the baseline." in sel.reasons
     assert "Layer transfer is tried with k in [1] frozen blocks." in sel.reasons
     assert sel.cost["fraction_of_full_sweep"] <= 0.4 + 1e-9
+    # The budget is a share of the brute-force sweep: every method that can run here (all 14
+    # that train, with labels and an unlabelled pool), not only the trial candidates.
+    assert sel.cost["full_sweep_epochs"] == 14 * SETTINGS.epochs
     # Without an unlabelled target pool there is nothing for unsupervised adaptation to use.
     no_pool = select_by_trials(model, AdaptationData(train, val, labelled, None), SETTINGS, cfg, report=report)
     assert "dann" not in {c["method"] for c in no_pool.candidates}
     assert "layer-transfer" in {c["method"] for c in no_pool.candidates}
+    assert no_pool.cost["full_sweep_epochs"] == 9 * SETTINGS.epochs  # the five that need a pool cannot run
 
 
 def test_survivors_are_continued_not_restarted(source):
@@ -210,3 +215,22 @@ def test_survivors_are_continued_not_restarted(source):
     assert winner[-1]["epochs_trained"] < winner[-1]["epochs"]
     assert sel.cost["cost_epochs"] <= 6 + 1e-9
     assert all(j.schedule_epochs == first[0].schedule_epochs for jobs in jobs_seen for j in jobs)
+
+
+def test_equal_accuracies_go_to_the_lower_held_out_nll(source):
+    # Scores are crafted by the map function, so only the ranking is under test.
+    model, train, val = source
+    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
+    crafted = {"source-only": (0.8, 0.9), "finetune": (0.8, 0.7), "dann": (0.8, 0.5)}
+
+    def map_fn(fn, jobs):
+        return [TrialResult(j.trial_id, j.arm.method, {}, j.round, j.epochs, 0, "ok",
+                            scores={"accuracy": crafted[j.arm.method][0], "nll": crafted[j.arm.method][1]})
+                for j in jobs]
+
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={})
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn)
+    assert sel.method == "dann"
+    assert "NLL 0.500" in sel.reasons[-2]
+    crafted["dann"] = (0.7, 0.1)  # accuracy still decides first
+    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn).method == "finetune"

@@ -47,7 +47,8 @@ class SelectionConfig(BaseModel):
     )
     budget_fraction: float | None = Field(
         None, gt=0, le=1,
-        description="the budget as a share of running every candidate in full (e.g. 0.2); replaces budget_epochs",
+        description="the budget as a share of a brute-force sweep, every method that can run on the data (or "
+                    "every one of ``candidates``) trained once in full (e.g. 0.2); replaces budget_epochs",
     )
     eta: int = Field(2, ge=2, description="successive halving keeps the best 1/eta of the trials each round")
     candidates: list[str] | None = Field(

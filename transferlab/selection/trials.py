@@ -119,16 +119,16 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _log_proba(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
     was_training = model.training
     model.eval()
     device = _device_of(model)
     out = [
-        model(torch.as_tensor(x[i:i + batch_size], device=device)).argmax(1).cpu().numpy()
+        torch.log_softmax(model(torch.as_tensor(x[i:i + batch_size], device=device)), 1).cpu().numpy()
         for i in range(0, len(x), batch_size)
     ]
     model.train(was_training)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def _fit(job: TrialJob, data: AdaptationData, res: TrialResult, fold: int = 0) -> torch.nn.Module:
@@ -157,13 +157,12 @@ def run_trial(job: TrialJob) -> TrialResult:
         if job.plan.uses_labels:
             labelled = data.target_labelled
             if cls.needs_target_labels:
-                correct = np.zeros(len(labelled), dtype=bool)
+                log_p = np.zeros((len(labelled), labelled.num_classes), dtype=np.float32)
                 scored = np.zeros(len(labelled), dtype=bool)
                 for fold, (train_idx, held_idx) in enumerate(job.plan.folds):
                     fold_data = replace(data, target_labelled=labelled.subset(train_idx))
                     model = _fit(job, fold_data, res, fold)
-                    pred = _predict(model, labelled.x[held_idx], job.settings.batch_size)
-                    correct[held_idx] = pred == labelled.y[held_idx]
+                    log_p[held_idx] = _log_proba(model, labelled.x[held_idx], job.settings.batch_size)
                     scored[held_idx] = True
             else:
                 # No labels needed: train once without any labelled target, score where the
@@ -172,8 +171,11 @@ def run_trial(job: TrialJob) -> TrialResult:
                 scored = np.zeros(len(labelled), dtype=bool)
                 for _, held_idx in job.plan.folds:
                     scored[held_idx] = True
-                correct = _predict(model, labelled.x, job.settings.batch_size) == labelled.y
-            res.scores = {"accuracy": float(correct[scored].mean()), "n_scored": float(scored.sum())}
+                log_p = _log_proba(model, labelled.x, job.settings.batch_size)
+            y = labelled.y[scored]
+            res.scores = {"accuracy": float((log_p[scored].argmax(1) == y).mean()),
+                          "nll": float(-log_p[scored][np.arange(len(y)), y].mean()),
+                          "n_scored": float(scored.sum())}
         else:
             model = _fit(job, data, res)
             target = _unlabelled_target_x(data)
@@ -377,8 +379,11 @@ def select_by_trials(
                 trained[(i, f)] = settings.epochs if state.stopped_early else state.step / state.steps_per_epoch
             if on_trial is not None:
                 on_trial(res.to_dict())
-        # Best first; sorted() is stable, so ties keep the candidates' order of preference.
-        order = sorted(range(len(survivors)), key=lambda j: -_sortable(results[j].score))
+        # Best first. A few dozen held-out labels make many accuracies equal: those ties go to
+        # the lower held-out negative log-likelihood (a proper scoring rule that still separates
+        # them), then, sorted() being stable, to the candidates' order of preference.
+        order = sorted(range(len(survivors)),
+                       key=lambda j: (-_sortable(results[j].score), _tie_break(results[j])))
         keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
         for j in order[keep:]:
             eliminated_in[survivors[j]] = r + 1
@@ -390,7 +395,8 @@ def select_by_trials(
         f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {budget:.3g} epochs"
         + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "")
         + f" ({full_sweep_epochs} epochs: "
-        + ("the candidates" if config.candidates is not None else f"the {len(swept)} methods that can run here")
+        + ("the candidates" if config.candidates is not None
+           else f"the {sum(get_method(m).trains for m in swept)} training methods that can run here")
         + " trained in full)): "
         + "; ".join(f"round {r + 1}: {n} trials {'to' if r == 0 else 'continued to'} {e:.3g} epochs"
                     for r, (n, e) in enumerate(schedule))
@@ -443,11 +449,16 @@ def _sortable(score: float | None) -> float:
     return -math.inf if score is None or not math.isfinite(score) else score
 
 
+def _tie_break(res: TrialResult) -> float:
+    nll = res.scores.get("nll")
+    return math.inf if nll is None or not math.isfinite(nll) else nll
+
+
 def _score_text(res: TrialResult) -> str:
     if res.status != "ok":
         return res.status
     if "accuracy" in res.scores:
-        return f"accuracy {100 * res.scores['accuracy']:.1f}%"
+        return f"accuracy {100 * res.scores['accuracy']:.1f}%, NLL {res.scores['nll']:.3f}"
     parts = ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in ("im", "snd", "dev") if k in res.scores)
     return f"score {res.score:.3f}; {parts}"
 
