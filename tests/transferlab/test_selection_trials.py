@@ -120,10 +120,11 @@ def test_trials_pick_the_clearly_best_method_with_few_target_labels(source):
     model, train, val = source
     perm = [1, 2, 0]
     data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3, perm), blobs("t-unl", 90, 4, 0.3, perm))
-    calls, seen = [], []
+    calls, seen, final = [], [], []
 
     def map_fn(fn, jobs):
         calls.append(len(jobs))
+        final[:] = jobs
         return [fn(j) for j in jobs]
 
     cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann", "finetune"], budget_epochs=12,
@@ -137,6 +138,8 @@ def test_trials_pick_the_clearly_best_method_with_few_target_labels(source):
     # Pruning rounds score on one fold; only the final round pays for all three.
     assert {t["round"]: t["fits"] for t in sel.trials if t["method"] == "finetune"} == {1: 1, 2: 3}
     assert any("final round cross-validates" in r for r in sel.reasons)
+    # The final round continues fold 1's run and trains folds 2 and 3 from the start.
+    assert {j.arm.method: set(j.resume) for j in final}["finetune"] == {0}
     assert 0 < sel.cost["cost_epochs"] <= 12 and sel.cost["full_sweep_epochs"] == 8  # source-only: no epochs
     again = select_by_trials(model, data, SETTINGS, cfg)
     assert [t["scores"] for t in again.trials] == [t["scores"] for t in sel.trials]  # deterministic

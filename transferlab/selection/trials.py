@@ -377,6 +377,7 @@ def select_by_trials(
             for f, state in res.states.items():
                 # What the run really reached (steps are whole; an early-stopped run trains no more).
                 trained[(i, f)] = settings.epochs if state.stopped_early else state.step / state.steps_per_epoch
+            res.states = {}  # held once, in ``states``, and only while the arm survives
             if on_trial is not None:
                 on_trial(res.to_dict())
         # Best first. A few dozen held-out labels make many accuracies equal: those ties go to
