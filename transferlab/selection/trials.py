@@ -430,7 +430,7 @@ def select_by_trials(
     cost = _cost(all_results, full_sweep_epochs)
     reasons.append(
         f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
-        f"running every candidate method in full ({cost['full_sweep_epochs']} epochs)."
+        f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
     return Selection(
         method=arms[winner].method,
@@ -479,7 +479,7 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
 
 
 def _cost(results: list[TrialResult], full: int) -> dict:
-    """Epochs the trials trained against training every candidate method once in full."""
+    """Epochs the trials trained against the brute-force sweep (every swept method trained once in full)."""
     spent = sum(r.epochs_trained for r in results)
     return {
         "cost_epochs": round(float(spent), 3),
