@@ -49,7 +49,7 @@ from transferlab.selection.halving import halving_rounds, round_fidelity
 from transferlab.selection.result import Selection
 from transferlab.selection.rules import LAYER_TRANSFER_K, UNSUPERVISED, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
-from transferlab.training import TrainSettings
+from transferlab.training import TrainSettings, predict_logits
 from transferlab.training.continuation import Continuation, RunState, continuing
 from transferlab.validators import label_free_scores
 
@@ -118,17 +118,9 @@ def _device_of(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-@torch.no_grad()
 def _log_proba(model: torch.nn.Module, x: np.ndarray, batch_size: int) -> np.ndarray:
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
-    out = [
-        torch.log_softmax(model(torch.as_tensor(x[i:i + batch_size], device=device)), 1).cpu().numpy()
-        for i in range(0, len(x), batch_size)
-    ]
-    model.train(was_training)
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+    logits = predict_logits(model, x, _device_of(model), batch_size)
+    return torch.log_softmax(torch.from_numpy(logits), 1).numpy()
 
 
 def _fit(job: TrialJob, data: AdaptationData, res: TrialResult, fold: int = 0) -> torch.nn.Module:
@@ -350,13 +342,20 @@ def select_by_trials(
     all_results: list[TrialResult] = []
     latest: dict[int, TrialResult] = {}
     eliminated_in: dict[int, int] = {}
-    trained: dict[tuple[int, int], float] = {}  # (arm, fold) -> epochs its run has trained
-    states: dict[int, dict[int, RunState]] = {}
+    states: dict[int, dict[int, RunState]] = {}  # per surviving arm and fold, the run to continue
+
+    def trained(i: int, fold: int) -> float:
+        """Epochs the arm's run for ``fold`` has trained (whole steps; an early-stopped one is done)."""
+        state = states.get(i, {}).get(fold)
+        if state is None:
+            return 0.0
+        return float(settings.epochs) if state.stopped_early else state.step / state.steps_per_epoch
+
     horizon = None
     for r in range(rounds):
         spent = sum(t.epochs_trained for t in all_results)
         fidelity = round_fidelity(
-            budget - spent, [[trained.get((i, f), 0.0) for f in range(folds_of(arms[i], r))] for i in survivors],
+            budget - spent, [[trained(i, f) for f in range(folds_of(arms[i], r))] for i in survivors],
             rounds - r, config.eta, final_folds, settings.epochs)
         if horizon is None:  # every trial's schedules run over the final round's planned fidelity
             horizon = min(float(settings.epochs), fidelity * config.eta ** (rounds - 1))
@@ -374,9 +373,6 @@ def select_by_trials(
             all_results.append(res)
             latest[i] = res
             states[i] = {**states.get(i, {}), **res.states}
-            for f, state in res.states.items():
-                # What the run really reached (steps are whole; an early-stopped run trains no more).
-                trained[(i, f)] = settings.epochs if state.stopped_early else state.step / state.steps_per_epoch
             res.states = {}  # held once, in ``states``, and only while the arm survives
             if on_trial is not None:
                 on_trial(res.to_dict())

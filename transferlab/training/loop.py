@@ -169,7 +169,7 @@ def run_training(
                 log(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
             if scorer.keep == "last" or score > best_score:
                 best_score, best_epoch, since_best = score, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = _on_cpu(model.state_dict())
             else:
                 since_best += 1
                 stopped = since_best >= settings.patience
@@ -178,8 +178,7 @@ def run_training(
     if continuation is not None:
         continuation.state = RunState(
             steps_per_epoch=steps_per_epoch, horizon=horizon, step=step,
-            model={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            aux=[{k: v.detach().cpu().clone() for k, v in m.state_dict().items()} for m in aux_modules],
+            model=_on_cpu(model.state_dict()), aux=[_on_cpu(m.state_dict()) for m in aux_modules],
             optimiser=_on_cpu(optimiser.state_dict()),
             streams={name: s.state() for name, s in streams.items()}, torch_rng=torch.get_rng_state(),
             history=list(history), best_score=best_score, best_epoch=best_epoch, best_state=best_state,
