@@ -220,20 +220,36 @@ def test_survivors_are_continued_not_restarted(source):
     assert all(j.schedule_epochs == first[0].schedule_epochs for jobs in jobs_seen for j in jobs)
 
 
-def test_equal_accuracies_go_to_the_lower_held_out_nll(source):
-    # Scores are crafted by the map function, so only the ranking is under test.
-    model, train, val = source
-    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
-    crafted = {"source-only": (0.8, 0.9), "finetune": (0.8, 0.7), "dann": (0.8, 0.5)}
-
+def _crafted_map(crafted):
+    """A map function that scores each trial with crafted (accuracy, NLL), so only ranking is tested."""
     def map_fn(fn, jobs):
         return [TrialResult(j.trial_id, j.arm.method, {}, j.round, j.epochs, 0, "ok",
                             scores={"accuracy": crafted[j.arm.method][0], "nll": crafted[j.arm.method][1]})
                 for j in jobs]
+    return map_fn
 
+
+def test_labelled_trials_rank_by_held_out_nll_and_break_ties_by_accuracy(source):
+    model, train, val = source
+    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
+    crafted = {"source-only": (0.9, 0.9), "finetune": (0.8, 0.4), "dann": (0.7, 0.6)}
     cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={})
-    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn)
-    assert sel.method == "dann"
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+    assert sel.method == "finetune"  # the lowest NLL, though not the best accuracy
+    assert "negative log-likelihood, 3-fold cross-validated" in sel.decided_by
+    assert {c["method"]: c["score"] for c in sel.candidates}["dann"] == pytest.approx(-0.6)
+    crafted["dann"] = (0.85, 0.4)  # equal NLL: the higher accuracy wins
+    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted)).method == "dann"
+
+
+def test_ranking_by_accuracy_sends_equal_accuracies_to_the_lower_nll(source):
+    model, train, val = source
+    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
+    crafted = {"source-only": (0.8, 0.9), "finetune": (0.8, 0.7), "dann": (0.8, 0.5)}
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={},
+                          labelled_score="accuracy")
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+    assert sel.method == "dann" and "target-labelled accuracy" in sel.decided_by
     assert "NLL 0.500" in sel.reasons[-2]
     crafted["dann"] = (0.7, 0.1)  # accuracy still decides first
-    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=map_fn).method == "finetune"
+    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted)).method == "finetune"

@@ -4,16 +4,19 @@ The score of a trained trial model comes from, in order of preference:
 
 1. **Target labelled data, held out** (at least ``holdout_min_per_class`` labels per class):
    one stratified fold (1/``cv_folds`` of the labelled set) is kept out of every trial's
-   training and every trial is scored by accuracy on it.
+   training and every trial is scored on it.
 2. **Target labelled data, cross-validated** (2 ≤ labels per class < ``holdout_min_per_class``):
    K = min(``cv_folds``, smallest class count) stratified folds. A method that needs target
-   labels is trained K times, each time without one fold, and scored by the pooled accuracy of
-   the K held-out predictions, so every labelled sample is predicted by a model that never saw
-   it. A method that needs no labels is trained once without any labelled target and scored on
-   all labelled samples: the same samples, the same kind of number.
+   labels is trained K times, each time without one fold, and scored on the pooled K held-out
+   predictions, so every labelled sample is predicted by a model that never saw it. A method
+   that needs no labels is trained once without any labelled target and scored on all
+   labelled samples: the same samples, the same kind of number.
 3. **Label-free validators** (no labels, or one per class): IM, SND and DEV
    (:mod:`transferlab.validators`) on the unlabelled target pool; ``validator`` says which one
    ranks, or ``mean-rank`` for the mean of the three ranks within a round.
+
+On labelled samples the number that ranks is ``labelled_score``: the held-out negative
+log-likelihood (default) or accuracy. Both are always recorded; the other breaks ties.
 """
 
 from __future__ import annotations
@@ -59,12 +62,16 @@ def plan_scoring(target_labelled: Domain | None, config: SelectionConfig) -> Sco
         return ScoringPlan(
             "holdout",
             ((train, held),),
-            f"target-labelled accuracy on a held-out stratified fold of {len(held)} samples",
+            f"target-labelled {_score_name(config)} on a held-out stratified fold of {len(held)} samples",
         )
     k = min(config.cv_folds, smallest)
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=config.seed)
     folds = tuple((tr, te) for tr, te in skf.split(np.zeros(len(y)), y))
-    return ScoringPlan("cv", folds, f"target-labelled accuracy, {k}-fold cross-validated")
+    return ScoringPlan("cv", folds, f"target-labelled {_score_name(config)}, {k}-fold cross-validated")
+
+
+def _score_name(config: SelectionConfig) -> str:
+    return "negative log-likelihood" if config.labelled_score == "nll" else "accuracy"
 
 
 def mean_rank_scores(rows: list[dict[str, float]], keys: tuple[str, ...] = ("im", "snd", "dev")) -> list[float]:

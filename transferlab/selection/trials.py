@@ -376,11 +376,10 @@ def select_by_trials(
             res.states = {}  # held once, in ``states``, and only while the arm survives
             if on_trial is not None:
                 on_trial(res.to_dict())
-        # Best first. A few dozen held-out labels make many accuracies equal: those ties go to
-        # the lower held-out negative log-likelihood (a proper scoring rule that still separates
-        # them), then, sorted() being stable, to the candidates' order of preference.
+        # Best first; equal scores go to the other labelled number (see _tie_break), then, sorted()
+        # being stable, to the candidates' order of preference.
         order = sorted(range(len(survivors)),
-                       key=lambda j: (-_sortable(results[j].score), _tie_break(results[j])))
+                       key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
         keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
         for j in order[keep:]:
             eliminated_in[survivors[j]] = r + 1
@@ -446,9 +445,12 @@ def _sortable(score: float | None) -> float:
     return -math.inf if score is None or not math.isfinite(score) else score
 
 
-def _tie_break(res: TrialResult) -> float:
-    nll = res.scores.get("nll")
-    return math.inf if nll is None or not math.isfinite(nll) else nll
+def _tie_break(res: TrialResult, config: SelectionConfig) -> float:
+    """Lower sorts first: the labelled number that did not rank (NLL under accuracy, and the reverse)."""
+    other = res.scores.get("accuracy" if config.labelled_score == "nll" else "nll")
+    if other is None or not math.isfinite(other):
+        return math.inf
+    return -other if config.labelled_score == "nll" else other
 
 
 def _score_text(res: TrialResult) -> str:
@@ -465,7 +467,7 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
     ok = [r for r in results if r.status == "ok"]
     if plan.uses_labels:
         for r in ok:
-            r.score = r.scores["accuracy"]
+            r.score = -r.scores["nll"] if config.labelled_score == "nll" else r.scores["accuracy"]
     elif config.validator == "mean-rank":
         for r, s in zip(ok, mean_rank_scores([r.scores for r in ok])):
             r.score = float(s)
