@@ -14,6 +14,7 @@ images, short schedules) so the suite runs in about half an hour on 2 cores; the
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -73,22 +74,24 @@ def load_pair(source_spec: DomainSpec, target_spec: DomainSpec):
     return source, target
 
 
-def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu") -> dict:
-    pretrain, adapt = (s.model_copy(update={"device": device}) for s in (PRETRAIN, ADAPT))
+def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu", seed: int = 0) -> dict:
+    """One pair at one label budget; ``seed`` draws the source validation split, the labelled target
+    samples, the initial weights and every training and selection seed (the test split is fixed)."""
+    pretrain, adapt = (s.model_copy(update={"device": device, "seed": seed}) for s in (PRETRAIN, ADAPT))
     started = time.perf_counter()
-    train, val = split_source(source, 0.1, 0)
-    splits = split_target(target, labels_per_class, 0.3, 0)
+    train, val = split_source(source, 0.1, seed)
+    splits = split_target(target, labels_per_class, 0.3, seed)
     labelled = splits.labelled if labels_per_class else None
     data = AdaptationData(train, val, labelled, splits.unlabelled)
-    model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=0), train, val,
-                             pretrain).model
+    model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=seed), train,
+                             val, pretrain).model
     report = similarity_report(model, train, splits.unlabelled, labelled,
                                config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
     rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
     eligible = [c["method"] for c in rule.candidates if c["eligible"]]
     t0 = time.perf_counter()
-    chosen = select_by_trials(model, data, adapt, SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION),
-                              report=report)
+    chosen = select_by_trials(model, data, adapt,
+                              SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION, seed=seed), report=report)
     select_s = time.perf_counter() - t0
 
     oracle, sweep_s, validators = {}, 0.0, {}
@@ -98,7 +101,7 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         sweep_s += time.perf_counter() - t0
         oracle[method] = accuracy(fitted.model, splits.test)
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
-            validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=0)
+            validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
     chosen_acc = oracle.get(chosen.method)
     if chosen.settings or chosen_acc is None:  # the winning arm had its own hyperparameters
         cls = get_method(chosen.method)
@@ -106,7 +109,7 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     best = max(oracle, key=oracle.get)
     best_acc = max(oracle[best], chosen_acc)
     return {
-        "pair": name, "labels": labels_per_class, "mmd_normalised": report["mmd"]["normalised"],
+        "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
         "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle.get(rule.method),
         "chosen": chosen.method + ("(" + ", ".join(f"{k}={v}" for k, v in chosen.settings.items()) + ")"
                                    if chosen.settings else ""),
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), default=list(PAIRS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
+                        help="one scenario per seed: splits, initial weights, training and selection seeds")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
     add_device_argument(parser)
@@ -145,18 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.pairs:
         source, target = load_pair(*pairs[name])
-        for k in args.budgets:
-            r = scenario(name, source, target, k, args.device)
+        for k, seed in itertools.product(args.budgets, args.seeds):
+            r = scenario(name, source, target, k, args.device, seed)
             rows.append(r)
-            print(f"{name:30s} k={k:2d} rule {r['rule']:14s} chosen {r['chosen']:26s} {100 * r['chosen_acc']:5.1f} "
+            print(f"{name:30s} k={k:2d} s{seed} rule {r['rule']:14s} chosen {r['chosen']:26s} {100 * r['chosen_acc']:5.1f} "
                   f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
                   f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
-    header = ("| pair | labels / class | normalised MMD (p) | rule mode picks (acc) | trial mode picks | acc | "
+    seeded = len(args.seeds) > 1
+    header = ("| pair | labels / class | " + ("seed | " if seeded else "") + "normalised MMD (p) | rule mode picks (acc) | trial mode picks | acc | "
               "best candidate (oracle) | acc | regret (points) | vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
-             + device_flag(args.device) + " --out benchmarks/RESULTS.md`. "
+             + device_flag(args.device) + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
+             + " --out benchmarks/RESULTS.md`. "
              f"Small mode: {N_SOURCE} source / {N_TARGET} target images at 28×28 (30 % of the target held out as "
              f"test by content hash), LeNet, pretraining ≤ {PRETRAIN.epochs}×{PRETRAIN.max_steps_per_epoch} steps, "
              f"every method ≤ {ADAPT.epochs}×{ADAPT.max_steps_per_epoch} steps. Trial budget = "
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
         rule_acc = "-" if r["rule_acc"] is None else f"{100 * r['rule_acc']:.1f}"
         lines.append(
-            f"| {r['pair']} | {r['labels']} | {r['mmd_normalised']:.2f} ({r['p_value']:.3g}) | {r['rule']} ({rule_acc}) "
+            f"| {r['pair']} | {r['labels']} | " + (f"{r['seed']} | " if seeded else "") + f"{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) | {r['rule']} ({rule_acc}) "
             f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
             f"| {100 * r['regret']:.1f} | {vs:+.1f} | {100 * r['cost_fraction']:.0f} % | {100 * r['time_fraction']:.0f} % |")
     regrets = [100 * r["regret"] for r in rows]
@@ -187,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
               f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
               f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}; in wall time {100 * max_time:.0f} %: "
               f"{'met' if max_time <= GOALS['cost_fraction'] else 'NOT met'}). "
-              f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points.", ""]
+              f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points.", "",
+              "Trial mode's mean regret by label budget: " + "; ".join(
+                  f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
+                  for k in args.budgets) + "."
+              + ("" if not seeded else " By seed: " + "; ".join(
+                  f"seed {sd} {statistics.mean(100 * r['regret'] for r in rows if r['seed'] == sd):.2f}"
+                  for sd in args.seeds) + "."), ""]
     studied = [r for r in rows if r["validator_regret"]]
     if studied:
         lines += ["Label-free validators on the full runs (no target labels): the regret, in points, had each validator "
@@ -195,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                   "validator; trial mode above uses `select.validator` "
                   f"({SelectionConfig().validator}).", "",
                   "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
-        lines += [f"| {r['pair']} | " + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |"
+        lines += [f"| {r['pair']}" + (f" (seed {r['seed']})" if seeded else "") + " | " + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |"
                   for r in studied]
         lines.append("| **mean** | " + " | ".join(
             f"**{statistics.mean(r['validator_regret'][v] for r in studied):.2f}**" for v in VALIDATORS) + " |")

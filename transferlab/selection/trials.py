@@ -380,6 +380,17 @@ def select_by_trials(
         # being stable, to the candidates' order of preference.
         order = sorted(range(len(survivors)),
                        key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
+        if r == rounds - 1 and plan.uses_labels and config.labelled_score == "nll":
+            by_nll, order = order, _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
+            trained = next((j for j in by_nll if get_method(arms[survivors[j]].method).trains), None)
+            untrained = next((j for j in (by_nll[0], order[0]) if not get_method(arms[survivors[j]].method).trains),
+                             None)
+            if trained is not None and untrained is not None:
+                reasons.append(
+                    f"'{arms[survivors[untrained]].label}' trains nothing, so it is compared with the best trained "
+                    f"trial, '{arms[survivors[trained]].label}', on held-out accuracy rather than NLL (a short trial "
+                    f"is less confident than its finished run): {100 * results[untrained].scores['accuracy']:.1f}% "
+                    f"against {100 * results[trained].scores['accuracy']:.1f}%.")
         keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
         for j in order[keep:]:
             eliminated_in[survivors[j]] = r + 1
@@ -439,6 +450,25 @@ def select_by_trials(
         trials=[t.to_dict() for t in all_results],
         cost=cost,
     )
+
+
+def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> list[int]:
+    """The final order, with an untrained arm (source-only) first only if it beats the best trained
+    arm on held-out accuracy.
+
+    Held-out NLL compares trials at the same fidelity. The untrained source model is as confident
+    as it will ever be, while a short trial is less confident than the finished run it previews,
+    so NLL alone would favour the source model for its maturity rather than its predictions (on a
+    30-label synthetic pair it chose source-only, 68 % on test, over finetune, 96 %).
+    """
+    trained = [j for j in order if get_method(arms[j].method).trains and results[j].status == "ok"]
+    if not trained:
+        return order
+    best = trained[0]
+    winner = next((j for j in order if j != best and not get_method(arms[j].method).trains
+                   and results[j].status == "ok"
+                   and results[j].scores["accuracy"] > results[best].scores["accuracy"]), best)
+    return [winner, *[j for j in order if j != winner]]
 
 
 def _sortable(score: float | None) -> float:
