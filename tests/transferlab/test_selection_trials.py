@@ -229,45 +229,43 @@ def _crafted_map(crafted):
     return map_fn
 
 
-def test_labelled_trials_rank_by_held_out_nll_and_break_ties_by_accuracy(source):
+def _select_crafted(source, crafted, **config):
+    """Trial selection among source-only, finetune and dann with crafted (accuracy, NLL) scores."""
     model, train, val = source
     data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={},
+                          **config)
+    return select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+
+
+def test_labelled_trials_rank_by_held_out_nll_and_break_ties_by_accuracy(source):
     crafted = {"source-only": (0.9, 0.9), "finetune": (0.8, 0.4), "dann": (0.7, 0.6)}
-    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={})
-    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+    sel = _select_crafted(source, crafted)
     assert sel.method == "finetune"  # the lowest NLL, though not the best accuracy
     assert "negative log-likelihood, 3-fold cross-validated" in sel.decided_by
     assert {c["method"]: c["score"] for c in sel.candidates}["dann"] == pytest.approx(-0.6)
     crafted["dann"] = (0.85, 0.4)  # equal NLL: the higher accuracy wins
-    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted)).method == "dann"
+    assert _select_crafted(source, crafted).method == "dann"
 
 
 def test_ranking_by_accuracy_sends_equal_accuracies_to_the_lower_nll(source):
-    model, train, val = source
-    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
     crafted = {"source-only": (0.8, 0.9), "finetune": (0.8, 0.7), "dann": (0.8, 0.5)}
-    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={},
-                          labelled_score="accuracy")
-    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+    sel = _select_crafted(source, crafted, labelled_score="accuracy")
     assert sel.method == "dann" and "target-labelled accuracy" in sel.decided_by
     assert "NLL 0.500" in sel.reasons[-2]
     crafted["dann"] = (0.7, 0.1)  # accuracy still decides first
-    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted)).method == "finetune"
+    assert _select_crafted(source, crafted, labelled_score="accuracy").method == "finetune"
 
 
 def test_the_untrained_source_model_must_beat_the_best_trained_trial_on_accuracy(source):
     # source-only is as confident as it will ever be; a short trial is not yet. Its lower NLL alone
     # must not win the final round: there it needs the higher held-out accuracy.
-    model, train, val = source
-    data = AdaptationData(train, val, blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3))
     crafted = {"source-only": (0.70, 0.58), "finetune": (0.77, 0.82), "dann": (0.60, 0.90)}
-    cfg = SelectionConfig(mode="trial", candidates=["source-only", "finetune", "dann"], budget_epochs=4, search={})
-    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted))
+    sel = _select_crafted(source, crafted)
     assert sel.method == "finetune"
     assert any("on held-out accuracy rather than NLL" in r and "70.0% against 77.0%" in r for r in sel.reasons)
     crafted["finetune"] = (0.65, 0.82)  # now the source model is also the more accurate
-    assert select_by_trials(model, data, SETTINGS, cfg, map_fn=_crafted_map(crafted)).method == "source-only"
+    assert _select_crafted(source, crafted).method == "source-only"
     # Ranked by accuracy there is nothing to correct.
-    acc = select_by_trials(model, data, SETTINGS, cfg.model_copy(update={"labelled_score": "accuracy"}),
-                           map_fn=_crafted_map(crafted))
+    acc = _select_crafted(source, crafted, labelled_score="accuracy")
     assert acc.method == "source-only" and not any("rather than NLL" in r for r in acc.reasons)
