@@ -169,7 +169,13 @@ def test_rule_shortlist_and_unknown_candidates(source):
     assert any("rule mode alone would pick 'dann'" in r for r in sel.reasons)
     assert "label-free validator DEV" in sel.decided_by  # the default validator
     assert 0 < sel.cost["cost_epochs"] <= 4
-    assert {c["method"] for c in sel.candidates} <= {"dann", "cdan", "dan", "deep-coral", "source-only"}
+    assert {c["method"] for c in sel.candidates} <= {"dann", "cdan", "dan", "deep-coral"}
+    # A significant shift and no labels: the finished source model is not weighed against short trials.
+    assert any("source-only is not tried" in r for r in sel.reasons)
+    no_shift = {"mmd": {"p_value": 0.5, "normalised": 0.01}, "a_distance": 0.1}
+    kept = select_by_trials(model, data, SETTINGS, SelectionConfig(budget_epochs=4, search={}), report=no_shift)
+    assert "source-only" in {c["method"] for c in kept.candidates}
+    assert not any("source-only is not tried" in r for r in kept.reasons)
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         select_by_trials(model, data, SETTINGS, SelectionConfig(candidates=["nope"]))
 
