@@ -391,16 +391,9 @@ def select_by_trials(
         order = sorted(range(len(survivors)),
                        key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
         if r == rounds - 1 and plan.uses_labels and config.labelled_score == "nll":
-            by_nll, order = order, _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
-            trained = next((j for j in by_nll if get_method(arms[survivors[j]].method).trains), None)
-            untrained = next((j for j in (by_nll[0], order[0]) if not get_method(arms[survivors[j]].method).trains),
-                             None)
-            if trained is not None and untrained is not None:
-                reasons.append(
-                    f"'{arms[survivors[untrained]].label}' trains nothing, so it is compared with the best trained "
-                    f"trial, '{arms[survivors[trained]].label}', on held-out accuracy rather than NLL (a short trial "
-                    f"is less confident than its finished run): {100 * results[untrained].scores['accuracy']:.1f}% "
-                    f"against {100 * results[trained].scores['accuracy']:.1f}%.")
+            order, why = _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
+            if why:
+                reasons.append(why)
         keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
         for j in order[keep:]:
             eliminated_in[survivors[j]] = r + 1
@@ -462,23 +455,30 @@ def select_by_trials(
     )
 
 
-def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> list[int]:
-    """The final order, with an untrained arm (source-only) first only if it beats the best trained
-    arm on held-out accuracy.
+def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
+    """(the final order, a reason or ""): an untrained arm (source-only) goes first only if it beats
+    the best trained arm on held-out accuracy.
 
     Held-out NLL compares trials at the same fidelity. The untrained source model is as confident
     as it will ever be, while a short trial is less confident than the finished run it previews,
     so NLL alone would favour the source model for its maturity rather than its predictions (on a
     30-label synthetic pair it chose source-only, 68 % on test, over finetune, 96 %).
     """
-    trained = [j for j in order if get_method(arms[j].method).trains and results[j].status == "ok"]
-    if not trained:
-        return order
+    ok = [j for j in order if results[j].status == "ok"]
+    trained = [j for j in ok if get_method(arms[j].method).trains]
+    untrained = [j for j in ok if not get_method(arms[j].method).trains]
+    if not trained or not untrained:
+        return order, ""
     best = trained[0]
-    winner = next((j for j in order if j != best and not get_method(arms[j].method).trains
-                   and results[j].status == "ok"
-                   and results[j].scores["accuracy"] > results[best].scores["accuracy"]), best)
-    return [winner, *[j for j in order if j != winner]]
+    rival = max(untrained, key=lambda j: results[j].scores["accuracy"])  # max() keeps the first of equals
+    winner = rival if results[rival].scores["accuracy"] > results[best].scores["accuracy"] else best
+    if order[0] != rival and winner != rival:
+        return order, ""  # the source model won on neither number: nothing to explain
+    why = (f"'{arms[rival].label}' trains nothing, so it is compared with the best trained trial, "
+           f"'{arms[best].label}', on held-out accuracy rather than NLL (a short trial is less confident than "
+           f"its finished run): {100 * results[rival].scores['accuracy']:.1f}% against "
+           f"{100 * results[best].scores['accuracy']:.1f}%.")
+    return [winner, *[j for j in order if j != winner]], why
 
 
 def _sortable(score: float | None) -> float:
