@@ -153,13 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         for k, seed in itertools.product(args.budgets, args.seeds):
             r = scenario(name, source, target, k, args.device, seed)
             rows.append(r)
-            print(f"{name:30s} k={k:2d} s{seed} rule {r['rule']:14s} chosen {r['chosen']:26s} {100 * r['chosen_acc']:5.1f} "
+            print(f"{name:30s} k={k:2d} s{seed} rule {r['rule']:14s} chosen {r['chosen']:26s} "
+                  f"{100 * r['chosen_acc']:5.1f} "
                   f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
                   f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
-    seeded = len(args.seeds) > 1
-    header = ("| pair | labels / class | " + ("seed | " if seeded else "") + "normalised MMD (p) | rule mode picks (acc) | trial mode picks | acc | "
-              "best candidate (oracle) | acc | regret (points) | vs source-only | cost (epochs) | cost (time) |")
+    seeded = len(args.seeds) > 1  # one seed keeps the table as it always was: no seed column
+
+    def seed_cell(r: dict) -> str:
+        return f"{r['seed']} | " if seeded else ""
+
+    header = ("| pair | labels / class | " + ("seed | " if seeded else "") + "normalised MMD (p) | "
+              "rule mode picks (acc) | trial mode picks | acc | best candidate (oracle) | acc | regret (points) | "
+              "vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
              + device_flag(args.device) + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
@@ -178,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
         rule_acc = "-" if r["rule_acc"] is None else f"{100 * r['rule_acc']:.1f}"
         lines.append(
-            f"| {r['pair']} | {r['labels']} | " + (f"{r['seed']} | " if seeded else "") + f"{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) | {r['rule']} ({rule_acc}) "
+            f"| {r['pair']} | {r['labels']} | {seed_cell(r)}{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
+            f"| {r['rule']} ({rule_acc}) "
             f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
             f"| {100 * r['regret']:.1f} | {vs:+.1f} | {100 * r['cost_fraction']:.0f} % | {100 * r['time_fraction']:.0f} % |")
     regrets = [100 * r["regret"] for r in rows]
@@ -208,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                   "validator; trial mode above uses `select.validator` "
                   f"({SelectionConfig().validator}).", "",
                   "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
-        lines += [f"| {r['pair']}" + (f" (seed {r['seed']})" if seeded else "") + " | " + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |"
-                  for r in studied]
+        lines += [f"| {r['pair']}" + (f" (seed {r['seed']})" if seeded else "") + " | "
+                  + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |" for r in studied]
         lines.append("| **mean** | " + " | ".join(
             f"**{statistics.mean(r['validator_regret'][v] for r in studied):.2f}**" for v in VALIDATORS) + " |")
         lines.append("")

@@ -485,12 +485,15 @@ def _sortable(score: float | None) -> float:
     return -math.inf if score is None or not math.isfinite(score) else score
 
 
+def _labelled_numbers(scores: dict[str, float], config: SelectionConfig) -> tuple[float, float]:
+    """(the number that ranks, the one that breaks its ties), both higher-is-better."""
+    accuracy, nll = scores.get("accuracy", math.nan), -scores.get("nll", math.nan)
+    return (nll, accuracy) if config.labelled_score == "nll" else (accuracy, nll)
+
+
 def _tie_break(res: TrialResult, config: SelectionConfig) -> float:
-    """Lower sorts first: the labelled number that did not rank (NLL under accuracy, and the reverse)."""
-    other = res.scores.get("accuracy" if config.labelled_score == "nll" else "nll")
-    if other is None or not math.isfinite(other):
-        return math.inf
-    return -other if config.labelled_score == "nll" else other
+    """Lower sorts first: minus the labelled number that did not rank (or +inf without one)."""
+    return -_sortable(_labelled_numbers(res.scores, config)[1])
 
 
 def _score_text(res: TrialResult) -> str:
@@ -507,7 +510,7 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
     ok = [r for r in results if r.status == "ok"]
     if plan.uses_labels:
         for r in ok:
-            r.score = -r.scores["nll"] if config.labelled_score == "nll" else r.scores["accuracy"]
+            r.score = _labelled_numbers(r.scores, config)[0]
     elif config.validator == "mean-rank":
         for r, s in zip(ok, mean_rank_scores([r.scores for r in ok])):
             r.score = float(s)
