@@ -3,7 +3,7 @@ import torch
 from synthetic_domains import blob_data, mlp
 
 from transferlab.errors import ConfigError
-from transferlab.methods import AdaptationData, Method, get_method, list_methods
+from transferlab.methods import AdaptationData, Method, applicable_methods, get_method, list_methods
 from transferlab.training import TrainSettings
 
 ISSUE_METHODS = {
@@ -56,3 +56,13 @@ def test_every_method_runs_on_a_tiny_pair_and_never_touches_the_source_model(nam
 def test_a_config_error_names_the_params_key_when_told_where_it_was_written():
     with pytest.raises(ConfigError, match=r"^adapt\.methods\.dann\.tradeoff: "):
         get_method("dann").make_config({"tradeoff": 1.0}, where="adapt.methods.dann")
+
+
+def test_applicable_methods_follow_the_data_each_method_needs():
+    everything = applicable_methods(blob_data(labels_per_class=5, unlabelled=60))
+    assert everything == sorted(m.name for m in list_methods())
+    no_labels = applicable_methods(blob_data(labels_per_class=0, unlabelled=60))
+    assert no_labels == sorted(m.name for m in list_methods() if not m.needs_target_labels)
+    assert {"finetune", "target-only"}.isdisjoint(no_labels) and "dann" in no_labels
+    no_pool = applicable_methods(blob_data(labels_per_class=5, unlabelled=0))
+    assert "dann" not in no_pool and "finetune" in no_pool and "source-only" in no_pool

@@ -5,7 +5,7 @@ through the shared loop in :mod:`transferlab.training`.
 """
 
 from transferlab.methods.base import AdaptationData, AdaptResult, Method, MethodConfig, UnsupervisedConfig
-from transferlab.methods.registry import get_method, list_methods, register
+from transferlab.methods.registry import applicable_methods, get_method, list_methods, register
 
 # Importing a method's module registers it.
 from transferlab.methods import (  # noqa: E402,F401  isort: skip
@@ -27,4 +27,4 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
 )
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig",
-           "get_method", "list_methods", "register"]
+           "applicable_methods", "get_method", "list_methods", "register"]

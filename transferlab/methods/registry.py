@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from transferlab.errors import ConfigError
-from transferlab.methods.base import Method
+from transferlab.errors import ConfigError, MethodRequirementError
+from transferlab.methods.base import AdaptationData, Method
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -30,3 +30,15 @@ def get_method(name: str) -> type[Method]:
 def list_methods() -> list[type[Method]]:
     """Every registered method class, sorted by name."""
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def applicable_methods(data: AdaptationData) -> list[str]:
+    """The names of every registered method whose data needs ``data`` meets, sorted."""
+    names = []
+    for cls in list_methods():
+        try:
+            cls.check_data(data)
+        except MethodRequirementError:
+            continue
+        names.append(cls.name)
+    return names

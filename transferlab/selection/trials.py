@@ -43,7 +43,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab.errors import ConfigError, MethodRequirementError
-from transferlab.methods import AdaptationData, get_method, list_methods
+from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.halving import halving_rounds, round_fidelity
 from transferlab.selection.result import Selection
@@ -269,18 +269,6 @@ def _default_candidates(
     return methods, settings, search, reasons
 
 
-def _applicable_methods(data: AdaptationData) -> list[str]:
-    """Every registered method whose data needs this data meets."""
-    names = []
-    for cls in list_methods():
-        try:
-            cls.check_data(data)
-        except MethodRequirementError:
-            continue
-        names.append(cls.name)
-    return names
-
-
 def _serial_map(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
     return [fn(job) for job in jobs]
 
@@ -325,7 +313,7 @@ def select_by_trials(
     # The brute-force sweep trains every method that can run here once, in full (source-only
     # trains nothing, so it costs nothing there): the alternative to selecting, whose best
     # method a selection's regret is measured against.
-    swept = registered if config.candidates is not None else _applicable_methods(data)
+    swept = registered if config.candidates is not None else applicable_methods(data)
     full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
     budget = config.budget_epochs
     if config.budget_fraction is not None:
