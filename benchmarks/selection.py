@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0],
                         help="one scenario per seed: splits, initial weights, training and selection seeds")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
     add_device_argument(parser)
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding MNIST/ and usps/")
     parser.add_argument("--scale", choices=list(SCALES), default="small",
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
              + ("" if args.budgets == [0, 10] else " --budgets " + " ".join(map(str, args.budgets)))
              + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
              + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
+             + ("" if args.threads == 2 else f" --threads {args.threads}")
              + " --out benchmarks/RESULTS.md`. "
              + scale.describe() + " Trial budget = "
              f"{BUDGET_FRACTION:.0%} of a brute-force sweep, every method that can run on the pair trained once in full "

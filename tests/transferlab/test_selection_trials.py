@@ -184,13 +184,13 @@ def test_labelled_trials_also_try_layer_transfer_and_unsupervised_adaptation(sou
     model, train, val = source
     labelled, pool = blobs("t-lab", 30, 3, 0.3), blobs("t-unl", 90, 4, 0.3)
     # Plenty of labels (10 per class counts as plenty here) and a moderate shift: the rule
-    # shortlists l2-sp, finetune and layer-transfer; trials add dann and search layer-transfer's k.
+    # shortlists l2-sp, finetune and layer-transfer; trials add dann and cdan and search layer-transfer's k.
     report = {"mmd": {"p_value": 0.001, "normalised": 0.3}, "a_distance": 1.0}
     cfg = SelectionConfig(budget_fraction=0.4, search={}, plenty_labels_per_class=5)
     sel = select_by_trials(model, AdaptationData(train, val, labelled, pool), SETTINGS, cfg, report=report)
     tried = {(c["method"], tuple(sorted(c["settings"].items()))) for c in sel.candidates}
-    assert {("layer-transfer", (("k", 1),)), ("dann", ()), ("source-only", ())} <= tried
-    assert "Trial mode also tries dann, and source-only as the baseline." in sel.reasons
+    assert {("layer-transfer", (("k", 1),)), ("dann", ()), ("cdan", ()), ("source-only", ())} <= tried
+    assert "Trial mode also tries dann, cdan, and source-only as the baseline." in sel.reasons
     assert "Layer transfer is tried with k in [1] frozen blocks." in sel.reasons
     assert sel.cost["fraction_of_full_sweep"] <= 0.4 + 1e-9
     # The budget is a share of the brute-force sweep: every method that can run here (all 14
@@ -198,7 +198,7 @@ def test_labelled_trials_also_try_layer_transfer_and_unsupervised_adaptation(sou
     assert sel.cost["full_sweep_epochs"] == 14 * SETTINGS.epochs
     # Without an unlabelled target pool there is nothing for unsupervised adaptation to use.
     no_pool = select_by_trials(model, AdaptationData(train, val, labelled, None), SETTINGS, cfg, report=report)
-    assert "dann" not in {c["method"] for c in no_pool.candidates}
+    assert {"dann", "cdan"}.isdisjoint(c["method"] for c in no_pool.candidates)
     assert "layer-transfer" in {c["method"] for c in no_pool.candidates}
     assert no_pool.cost["full_sweep_epochs"] == 9 * SETTINGS.epochs  # the five that need a pool cannot run
 
