@@ -4,6 +4,7 @@ test labels, then every eligible candidate is trained in full and scored on the 
 (the oracle audit no decision sees), giving the selection regret and its cost.
 
     .venv/bin/python benchmarks/selection.py [--pairs NAME ...] [--budgets 0 10] [--scale small|standard]
+                                             [--seeds 0 1] [--validator dev] [--threads 2]
                                              [--out benchmarks/RESULTS.md]
 
 Pairs: the default pipeline pair (mnist5k → uci-digits), MNIST ↔ USPS from ../shared/data, a pair
