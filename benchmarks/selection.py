@@ -40,7 +40,7 @@ from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
 from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
 from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
-from transferlab.validators import label_free_scores  # noqa: E402
+from transferlab.validators import VALIDATORS as SINGLE_VALIDATORS, label_free_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 GOALS = {"mean_regret_points": 1.0, "max_loss_to_source_only_points": 2.0, "cost_fraction": 0.25}
@@ -81,7 +81,7 @@ SCALES = {
 }
 SMALL = SCALES["small"]
 DEFAULT_VALIDATOR = SelectionConfig().validator
-VALIDATORS = ("im", "snd", "dev", "mean-rank")
+VALIDATORS = (*SINGLE_VALIDATORS, "mean-rank")
 BUDGET_FRACTION = 0.2  # trial mode may spend a fifth of running every candidate in full
 
 
@@ -139,20 +139,17 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     select_s = time.perf_counter() - t0
 
     oracle, sweep_s, validators = {}, 0.0, {}
-    for method in eligible:
+    # The budget is a share of the brute-force sweep, every method that can run here trained once; the
+    # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
+    for method in dict.fromkeys([*eligible, *applicable_methods(data)]):
         t0 = time.perf_counter()
         fitted = get_method(method)().fit(model, data, None, adapt)
         sweep_s += time.perf_counter() - t0
+        if method not in eligible:
+            continue
         oracle[method] = accuracy(fitted.model, splits.test)
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
             validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
-    # The budget is a share of the brute-force sweep, every method that can run here trained once; the
-    # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
-    for method in applicable_methods(data):
-        if method not in oracle:
-            t0 = time.perf_counter()
-            get_method(method)().fit(model, data, None, adapt)
-            sweep_s += time.perf_counter() - t0
     chosen_acc = oracle.get(chosen.method)
     if chosen.settings or chosen_acc is None:  # the winning arm had its own hyperparameters
         cls = get_method(chosen.method)
@@ -178,7 +175,7 @@ def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, flo
         return {}
     methods = list(scores)
     best = max(oracle[m] for m in methods)
-    ranked = {key: [scores[m][key] for m in methods] for key in VALIDATORS[:-1]}
+    ranked = {key: [scores[m][key] for m in methods] for key in SINGLE_VALIDATORS}
     ranked["mean-rank"] = mean_rank_scores([scores[m] for m in methods])
     return {key: 100 * (best - oracle[methods[max(range(len(methods)), key=lambda i: vals[i])]])
             for key, vals in ranked.items()}
