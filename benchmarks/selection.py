@@ -22,6 +22,7 @@ small next to its training, so the wall-time cost is measured where users pay it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import multiprocessing
 import statistics
@@ -174,9 +175,11 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
             validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
     runs = {method: repeats(method, None, acc) for method, acc in first.items()}
-    chosen_runs = runs.get(chosen.method)
-    if chosen.settings or chosen_runs is None:  # the winning arm had its own hyperparameters
-        chosen_runs = repeats(chosen.method, get_method(chosen.method).Config(**chosen.settings))
+    cls = get_method(chosen.method)
+    chosen_config = cls.make_config(chosen.settings)
+    chosen_runs = runs.get(chosen.method) if chosen_config == cls.make_config(None) else None
+    if chosen_runs is None:  # the winning arm had its own hyperparameters (dann(trade_off=1.0) is dann's own)
+        chosen_runs = repeats(chosen.method, chosen_config)
     oracle = {method: statistics.mean(accs) for method, accs in runs.items()}
     chosen_acc = statistics.mean(chosen_runs)
     best = max(oracle, key=oracle.get)
@@ -256,31 +259,27 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads)
             for name in args.pairs for k, seed in itertools.product(args.budgets, args.seeds)]
-    if args.jobs == 1:
-        results = map(_run_job, jobs)
-    else:
-        # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
-        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_run_job, jobs)
-    rows = []
-    for r in results:  # in the order of ``jobs``, whatever order they finish in
-        rows.append(r)
-        print(f"{r['pair']:30s} k={r['labels']:2d} s{r['seed']} rule {r['rule']:14s} chosen {r['chosen']:26s} "
-              f"{100 * r['chosen_acc']:5.1f} "
-              f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
-              f"(single run {100 * r['single_run_regret']:4.1f}) "
-              f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
-    if args.jobs > 1:
-        pool.shutdown()
+    # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
+    with (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1
+          else contextlib.nullcontext()) as pool:
+        rows = []
+        for r in (pool.map if pool else map)(_run_job, jobs):  # in the order of ``jobs``
+            rows.append(r)
+            print(f"{r['pair']:30s} k={r['labels']:2d} s{r['seed']} rule {r['rule']:14s} chosen {r['chosen']:26s} "
+                  f"{100 * r['chosen_acc']:5.1f} "
+                  f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
+                  f"(single run {100 * r['single_run_regret']:4.1f}) "
+                  f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
 
     seeded = len(args.seeds) > 1  # one seed keeps the table as it always was: no seed column
+    repeated = args.oracle_runs > 1  # one run: single-run regret is the regret, no column of its own
 
     def seed_cell(r: dict) -> str:
         return f"{r['seed']} | " if seeded else ""
 
     header = ("| pair | labels / class | " + ("seed | " if seeded else "") + "normalised MMD (p) | "
               "rule mode picks (acc) | trial mode picks | acc | best candidate (oracle) | acc | regret (points) | "
-              "single-run regret | vs source-only | cost (epochs) | cost (time) |")
+              + ("single-run regret | " if repeated else "") + "vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
              + device_flag(args.device) + ("" if scale is SMALL else f" --scale {scale.name}")
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mean minus the chosen arm's: over training seeds alone a single run's standard deviation is 0.6-4.2 points, so the "
                 "best of single runs is partly the luckiest draw. Single-run regret is the same comparison with "
                 "only the first run of each (the one the sweep's wall time is measured on). "
-                if args.oracle_runs > 1 else "")
+                if repeated else "")
              + "Accuracies on the target test split, which only this audit reads.", "",
              header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
@@ -316,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['pair']} | {r['labels']} | {seed_cell(r)}{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
             f"| {r['rule']} ({rule_acc}) "
             f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
-            f"| {100 * r['regret']:.1f} | {100 * r['single_run_regret']:.1f} | {vs:+.1f} "
+            f"| {100 * r['regret']:.1f} | " + (f"{100 * r['single_run_regret']:.1f} | " if repeated else "")
+            + f"{vs:+.1f} "
             f"| {100 * r['cost_fraction']:.0f} % | {100 * r['time_fraction']:.0f} % |")
     regrets = [100 * r["regret"] for r in rows]
     worst_loss = max(100 * (r["source_only_acc"] - r["chosen_acc"]) for r in rows)
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if max_time <= GOALS['cost_fraction'] else 'NOT met'}). "
               f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points."
               + (f" Single-run regret: mean {statistics.mean(100 * r['single_run_regret'] for r in rows):.2f} "
-                 "points." if args.oracle_runs > 1 else ""), "",
+                 "points." if repeated else ""), "",
               "Trial mode's mean regret by label budget: " + "; ".join(
                   f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
                   for k in args.budgets) + "."
