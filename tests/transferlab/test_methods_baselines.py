@@ -2,7 +2,7 @@ import pytest
 import torch
 from synthetic_domains import blob_data, blob_test, mlp
 
-from transferlab.errors import DataError, MethodRequirementError
+from transferlab.errors import MethodRequirementError
 from transferlab.methods import get_method
 from transferlab.training import TrainSettings, accuracy, train_classifier
 
@@ -44,10 +44,13 @@ def test_two_labels_per_class_train_on_all_and_keep_the_last_epoch():
     assert result.best_epoch == len(result.history) == SETTINGS.epochs
 
 
-def test_mismatched_label_spaces_are_refused():
+def test_a_target_of_new_classes_is_a_new_task_that_shared_label_methods_refuse():
     data = blob_data()
     lab = data.target_labelled
     other = type(lab)("t", lab.x, lab.y, ("x", "y", "z"))
-    with pytest.raises(DataError, match="label spaces"):
-        get_method("target-only")().fit(mlp(), type(data)(data.source_train, data.source_val, other, None),
-                                        None, SETTINGS)
+    new_task = type(data)(data.source_train, data.source_val, other, None)
+    assert new_task.road == "task-transfer"
+    with pytest.raises(MethodRequirementError, match="source-only.*new task"):
+        get_method("source-only")().fit(mlp(), new_task, None, SETTINGS)
+    model = get_method("target-only")().fit(mlp(), new_task, None, SETTINGS).model
+    assert model.spec.classes == ["x", "y", "z"]

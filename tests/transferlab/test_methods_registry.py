@@ -36,7 +36,7 @@ def test_configs_forbid_unknown_keys_and_name_the_key():
 
 def test_adaptation_data_has_no_test_split():
     fields = set(AdaptationData.__dataclass_fields__)
-    assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled"}
+    assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled", "source_classes"}
 
 
 @pytest.mark.parametrize("name", sorted(ISSUE_METHODS))

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from transferlab.data import readers
+from transferlab.data.labels import select_classes
 from transferlab.data.shifts import ShiftSpec, apply_shift
 from transferlab.data.splits import stratified_subsample
 from transferlab.data.types import Domain
@@ -32,6 +33,8 @@ class DomainSpec(BaseModel):
     split: Split = "all"
     shifts: list[ShiftSpec] = Field(default_factory=list)
     max_samples: int | None = Field(None, ge=2, description="seeded stratified subsample")
+    classes: list[str] | None = Field(
+        None, min_length=2, description="keep only these classes, re-indexed in this order (a task from a dataset)")
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ def load_domain(spec: DomainSpec, seed: int = 0) -> Domain:
     domain = info.loader(spec.path, spec.split)
     if len(domain) == 0:
         raise DataError(f"dataset '{spec.name}' is empty")
+    if spec.classes is not None:
+        domain = select_classes(domain, spec.classes)
     if spec.max_samples is not None and spec.max_samples < len(domain):
         domain = stratified_subsample(domain, spec.max_samples, seed)
     for shift in spec.shifts:

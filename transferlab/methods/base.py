@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from transferlab.data.labels import TASK_TRANSFER, LabelSpaces, Road
 from transferlab.data.types import Domain
 from transferlab.errors import ConfigError, DataError, MethodRequirementError
 from transferlab.training import AdaptResult, TrainSettings
@@ -22,12 +23,54 @@ __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "Unsupervi
 
 @dataclass(frozen=True)
 class AdaptationData:
-    """Everything a method may train or choose checkpoints with (never target test data)."""
+    """Everything a method may train or choose checkpoints with (never target test data).
 
-    source_train: Domain
-    source_val: Domain
+    ``source_train`` / ``source_val`` are None when there is only a source model and no source
+    data (source-free); ``source_classes`` then names the model's output classes (by default they
+    are the source data's). The target's classes are its splits' own; where they differ from the
+    source's, the road is task transfer (:mod:`transferlab.data.labels`).
+    """
+
+    source_train: Domain | None = None
+    source_val: Domain | None = None
     target_labelled: Domain | None = None
     target_unlabelled: Domain | None = None
+    source_classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.source_classes is None:
+            if self.source_train is None:
+                raise DataError("adaptation data without source data must name the source model's classes")
+            object.__setattr__(self, "source_classes", tuple(self.source_train.classes))
+        else:
+            object.__setattr__(self, "source_classes", tuple(self.source_classes))
+        for dom in (self.target_labelled, self.target_unlabelled):
+            if dom is not None and len(dom) and tuple(dom.classes) != self.target_classes:
+                raise DataError(f"the target splits disagree on their classes ({list(dom.classes)} against "
+                                f"{list(self.target_classes)})")
+
+    @property
+    def has_source_data(self) -> bool:
+        return self.source_train is not None and len(self.source_train) > 0
+
+    @property
+    def target_classes(self) -> tuple[str, ...]:
+        for dom in (self.target_labelled, self.target_unlabelled):
+            if dom is not None and len(dom):
+                return tuple(dom.classes)
+        return tuple(self.source_classes)
+
+    @property
+    def label_spaces(self) -> LabelSpaces:
+        return LabelSpaces(tuple(self.source_classes), self.target_classes)
+
+    @property
+    def road(self) -> Road:
+        return self.label_spaces.road
+
+    @property
+    def n_target_classes(self) -> int:
+        return len(self.target_classes)
 
     @property
     def n_target_labels(self) -> int:
@@ -62,7 +105,9 @@ class Method(ABC):
     ``needs_target_labels``: refuses to run without labelled target samples.
     ``uses_unlabelled_target``: trains with unlabelled target inputs (``needs_unlabelled_target``
     says whether it refuses to run without them). ``uses_source``: trains with source data
-    during adaptation (not only the source model).
+    during adaptation (not only the source model). ``shared_label_space``: the source head's
+    classes must be the target's (domain adaptation); such a method is ineligible for a new task.
+    ``new_task_only``: the reverse, a method meant for a target of new classes.
     """
 
     name: ClassVar[str]
@@ -71,6 +116,8 @@ class Method(ABC):
     uses_unlabelled_target: ClassVar[bool] = False
     needs_unlabelled_target: ClassVar[bool] = False
     uses_source: ClassVar[bool] = False
+    shared_label_space: ClassVar[bool] = False
+    new_task_only: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
@@ -79,6 +126,7 @@ class Method(ABC):
         """Adapt a copy of ``source_model`` (never modified) and return it at its chosen checkpoint."""
         config = self.make_config(config)
         self.check_data(data)
+        self.check_model(source_model)
         return self.train(source_model, data, config, settings, log)
 
     @abstractmethod
@@ -114,11 +162,18 @@ class Method(ABC):
         if cls.needs_unlabelled_target and data.n_target_unlabelled == 0:
             raise MethodRequirementError(
                 f"method '{cls.name}' needs unlabelled target samples but the target's unlabelled pool is empty")
-        if cls.uses_source and len(data.source_train) == 0:
+        if cls.uses_source and not data.has_source_data:
             raise MethodRequirementError(
-                f"method '{cls.name}' trains with source data but the source training split is empty")
-        for dom in (data.target_labelled, data.target_unlabelled):
-            if dom is not None and len(dom) and tuple(dom.classes) != tuple(data.source_train.classes):
-                raise DataError(
-                    f"target domain '{dom.name}' has classes {list(dom.classes)} but the source has "
-                    f"{list(data.source_train.classes)}: the label spaces must match")
+                f"method '{cls.name}' trains with source data, but there is none (only a source model)")
+        if cls.shared_label_space and data.road == TASK_TRANSFER:
+            raise MethodRequirementError(
+                f"method '{cls.name}' needs the target to have the source's classes (domain adaptation), "
+                f"but this target is a new task: {data.label_spaces.sentence()}")
+        if cls.new_task_only and data.road != TASK_TRANSFER:
+            raise MethodRequirementError(
+                f"method '{cls.name}' learns new classes from a few labels, but the target has the source's "
+                "classes (domain adaptation)")
+
+    @classmethod
+    def check_model(cls, model: nn.Module) -> None:
+        """Refuse, with one sentence, a source model this method cannot work with (default: any will do)."""

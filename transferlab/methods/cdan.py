@@ -71,6 +71,7 @@ class Cdan(Method):
     uses_unlabelled_target = True
     needs_unlabelled_target = True
     uses_source = True
+    shared_label_space = True
     Config = CdanConfig
 
     def train(self, source_model, data: AdaptationData, config: CdanConfig, settings, log) -> AdaptResult:

@@ -56,6 +56,7 @@ class Dan(Method):
     uses_unlabelled_target = True
     needs_unlabelled_target = True
     uses_source = True
+    shared_label_space = True
     Config = DanConfig
 
     def train(self, source_model, data: AdaptationData, config: DanConfig, settings, log) -> AdaptResult:

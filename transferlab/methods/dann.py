@@ -32,6 +32,7 @@ class Dann(Method):
     uses_unlabelled_target = True
     needs_unlabelled_target = True
     uses_source = True
+    shared_label_space = True
     Config = DannConfig
 
     def train(self, source_model, data: AdaptationData, config: DannConfig, settings, log) -> AdaptResult:

@@ -41,6 +41,7 @@ class DeepCoral(Method):
     uses_unlabelled_target = True
     needs_unlabelled_target = True
     uses_source = True
+    shared_label_space = True
     Config = DeepCoralConfig
 
     def train(self, source_model, data: AdaptationData, config: DeepCoralConfig, settings, log) -> AdaptResult:

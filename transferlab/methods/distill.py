@@ -56,6 +56,7 @@ class Distill(Method):
                    "data (labelled, and unlabelled when available) plus the target labels")
     needs_target_labels = True
     uses_unlabelled_target = True
+    shared_label_space = True
     Config = DistillConfig
 
     def train(self, source_model, data: AdaptationData, config: DistillConfig, settings, log) -> AdaptResult:

@@ -31,7 +31,7 @@ class Finetune(Method):
     Config = FinetuneConfig
 
     def train(self, source_model, data: AdaptationData, config: FinetuneConfig, settings, log) -> AdaptResult:
-        model = student_from(source_model, config.new_head, settings.seed)
+        model = student_from(source_model, config.new_head, settings.seed, data)
         groups = [param_group(backbone_parameters(model), config.backbone_lr_mult),
                   param_group(model.head.parameters(), config.head_lr_mult)]
         return fit_on_labelled_target(model, groups, data, settings, log, description=self.name)

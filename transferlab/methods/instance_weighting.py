@@ -62,6 +62,7 @@ class InstanceWeighting(Method):
     uses_unlabelled_target = True
     needs_unlabelled_target = True
     uses_source = True
+    shared_label_space = True
     Config = InstanceWeightingConfig
 
     def train(self, source_model, data: AdaptationData, config: InstanceWeightingConfig, settings, log) -> AdaptResult:

@@ -17,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from transferlab.methods.base import AdaptationData, Method, MethodConfig
-from transferlab.methods.heads import backbone_parameters, student_from
+from transferlab.methods.heads import backbone_parameters, needs_new_head, student_from
 from transferlab.methods.registry import register
 from transferlab.methods.target_training import fit_on_labelled_target
 from transferlab.training import AdaptResult, param_group
@@ -26,7 +26,8 @@ from transferlab.training import AdaptResult, param_group
 class L2SPConfig(MethodConfig):
     alpha: float = Field(0.1, ge=0, description="strength of the pull towards the source weights")
     beta: float = Field(0.01, ge=0, description="L2 strength on the new head")
-    new_head: bool = Field(False, description="replace the source head by a fresh one (penalised by beta)")
+    new_head: bool = Field(False, description="replace the source head by a fresh one (penalised by beta); "
+                                              "always so for a new task")
 
 
 def l2sp_penalty(model: nn.Module, reference: dict[str, torch.Tensor], alpha: float, beta: float) -> torch.Tensor:
@@ -50,9 +51,10 @@ class L2SP(Method):
     Config = L2SPConfig
 
     def train(self, source_model, data: AdaptationData, config: L2SPConfig, settings, log) -> AdaptResult:
-        model = student_from(source_model, config.new_head, settings.seed)
+        model = student_from(source_model, config.new_head, settings.seed, data)
+        new_head = config.new_head or needs_new_head(source_model, data)
         reference = {n: p.detach().clone() for n, p in model.named_parameters()
-                     if not (config.new_head and n.startswith("head."))}
+                     if not (new_head and n.startswith("head."))}
         groups = [param_group(backbone_parameters(model), weight_decay=0.0),
                   param_group(model.head.parameters(), weight_decay=0.0)]
 

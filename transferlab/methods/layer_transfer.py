@@ -18,7 +18,7 @@ from pydantic import Field
 
 from transferlab.errors import ConfigError
 from transferlab.methods.base import AdaptationData, Method, MethodConfig
-from transferlab.methods.heads import fresh_head, student_from
+from transferlab.methods.heads import fresh_head, needs_new_head, student_from
 from transferlab.methods.registry import register
 from transferlab.methods.target_training import fit_on_labelled_target
 from transferlab.training import AdaptResult, freeze, param_group
@@ -50,15 +50,16 @@ class LayerTransfer(Method):
         if config.k > n_blocks:
             raise ConfigError(f"layer-transfer k={config.k} but the network has only {n_blocks} blocks "
                               f"({', '.join(source_model.block_names)})")
-        model = student_from(source_model, new_head=False, seed=settings.seed)
+        new_task_head = needs_new_head(source_model, data)
+        model = student_from(source_model, new_head=False, seed=settings.seed, data=data)
         frozen = range(config.k) if config.mode == "first" else range(n_blocks - config.k, n_blocks)
         for i in range(n_blocks):
             if i in frozen:
                 freeze(model.blocks[i])
             elif config.reinitialise_rest:
                 _reset(model.blocks[i], settings.seed + i)
-        if config.mode == "last" and config.k > 0:
-            freeze(model.head)  # the shared upper layers include the output layer
+        if config.mode == "last" and config.k > 0 and not new_task_head:
+            freeze(model.head)  # the shared upper layers include the output layer (unless it is a new task's)
         elif config.reinitialise_rest:
             model.head = fresh_head(model, settings.seed)
         groups = [param_group(model.parameters())]

@@ -27,7 +27,7 @@ class LinearProbe(Method):
     Config = LinearProbeConfig
 
     def train(self, source_model, data: AdaptationData, config: LinearProbeConfig, settings, log) -> AdaptResult:
-        model = student_from(source_model, config.new_head, settings.seed)
+        model = student_from(source_model, config.new_head, settings.seed, data)
         freeze(model.blocks)
         return fit_on_labelled_target(model, [param_group(model.head.parameters())], data, settings, log,
                                       description=self.name)

@@ -42,6 +42,7 @@ class Mixed(Method):
     description = "trains one network on source and labelled target data together, with a weight for the target"
     needs_target_labels = True
     uses_source = True
+    shared_label_space = True
     Config = MixedConfig
 
     def train(self, source_model, data: AdaptationData, config: MixedConfig, settings, log) -> AdaptResult:

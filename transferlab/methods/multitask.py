@@ -42,7 +42,7 @@ class Multitask(Method):
 
     def train(self, source_model, data: AdaptationData, config: MultitaskConfig, settings, log) -> AdaptResult:
         seed_everything(settings.seed)
-        model = student_from(source_model, new_head=True, seed=settings.seed)
+        model = student_from(source_model, new_head=True, seed=settings.seed, data=data)
         source_head = copy_model(source_model.head).requires_grad_(True)
         train, scorer = labelled_target_checkpoint(data, settings)
         streams = {"source": BatchStream(data.source_train, settings.batch_size, settings.seed, "source"),

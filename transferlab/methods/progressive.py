@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 
 from transferlab.methods.base import AdaptationData, Method, MethodConfig
+from transferlab.methods.heads import needs_new_head, target_spec
 from transferlab.methods.registry import register
 from transferlab.methods.target_training import fit_on_labelled_target
 from transferlab.models import build_model
@@ -34,12 +35,13 @@ class Progressive(Method):
     Config = ProgressiveConfig
 
     def train(self, source_model, data: AdaptationData, config: ProgressiveConfig, settings, log) -> AdaptResult:
-        spec = source_model.spec.model_copy(update={"progressive": True})
+        spec = target_spec(source_model.spec, data).model_copy(update={"progressive": True})
         model = build_model(spec, seed=settings.seed)
         model.source_blocks.load_state_dict(source_model.blocks.state_dict())
         if config.target_column_init == "source":
             model.blocks.load_state_dict(source_model.blocks.state_dict())
-            model.head.load_state_dict(source_model.head.state_dict())
+            if not needs_new_head(source_model, data):
+                model.head.load_state_dict(source_model.head.state_dict())
         freeze(model.source_blocks)
         return fit_on_labelled_target(model, [param_group(model.parameters())], data, settings, log,
                                       description=self.name)

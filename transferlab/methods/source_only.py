@@ -14,10 +14,13 @@ class SourceOnly(Method):
     name = "source-only"
     description = "baseline: the source model applied to the target unchanged"
     trains = False
+    shared_label_space = True
     Config = MethodConfig
 
     def train(self, source_model, data: AdaptationData, config, settings, log) -> AdaptResult:
         model = copy_model(source_model).eval()
-        score = accuracy(model, data.source_val)
-        return AdaptResult(model=model, history=[], best_epoch=0, best_score=score,
+        if data.source_val is None:
+            return AdaptResult(model=model, history=[], best_epoch=0, best_score=float("nan"),
+                               checkpoint_criterion="none: the source model unchanged (no source data to score it on)")
+        return AdaptResult(model=model, history=[], best_epoch=0, best_score=accuracy(model, data.source_val),
                            checkpoint_criterion="none: the source model unchanged (score = source validation accuracy)")

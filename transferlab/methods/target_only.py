@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from transferlab.methods.base import AdaptationData, Method, MethodConfig
+from transferlab.methods.heads import target_spec
 from transferlab.methods.registry import register
 from transferlab.methods.target_training import fit_on_labelled_target
 from transferlab.models import build_model
@@ -19,7 +20,7 @@ class TargetOnly(Method):
     Config = MethodConfig
 
     def train(self, source_model, data: AdaptationData, config, settings, log) -> AdaptResult:
-        spec = source_model.spec.model_copy(update={"progressive": False})
+        spec = target_spec(source_model.spec, data).model_copy(update={"progressive": False})
         model = build_model(spec, seed=settings.seed)
         return fit_on_labelled_target(model, [param_group(model.parameters())], data, settings, log,
                                       description=self.name)

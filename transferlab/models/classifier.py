@@ -12,10 +12,16 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-Arch = Literal["lenet", "resnet18", "mlp"]
+# Built-in architectures, then torchvision's (their exact layer layout, so that a state dict a user
+# already has loads into them; see transferlab.models.backbones).
+BUILTIN_ARCHS = ("lenet", "resnet18", "mlp")
+TORCHVISION_ARCHS = ("tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
+                     "tv-mobilenet_v3_large", "tv-efficientnet_b0")
+Arch = Literal["lenet", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
+               "tv-mobilenet_v3_large", "tv-efficientnet_b0"]
 
 
 class ModelSpec(BaseModel):
@@ -30,6 +36,57 @@ class ModelSpec(BaseModel):
     num_classes: int = Field(10, ge=2)
     hidden: int = Field(500, ge=8, description="width of the penultimate layer (lenet, mlp)")
     progressive: bool = Field(False, description="a progressive network: frozen source column + target column")
+    classes: list[str] | None = Field(None, description="names of the output classes, in the head's order")
+    mean: list[float] | None = Field(None, description="per-channel mean the network's inputs are normalised by")
+    std: list[float] | None = Field(None, description="per-channel standard deviation of that normalisation")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ModelSpec":
+        if self.classes is not None and len(self.classes) != self.num_classes:
+            raise ValueError(f"{len(self.classes)} class names for a head of {self.num_classes} outputs")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together: give both or neither")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != self.in_channels:
+                raise ValueError(f"{name} has {len(values)} values for {self.in_channels} input channels")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std values must be positive")
+        return self
+
+
+class InputAdapter(nn.Module):
+    """Brings images in [0, 1] of any size and grey/RGB to what the network expects: its channel
+    count (grey repeated, RGB to luminance), its side length (antialiased bilinear) and the
+    normalisation its spec records. A no-op when the data already match, so the pipeline keeps one
+    data format for every model, and an imported network sees its inputs as it was trained on them."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.channels = spec.in_channels
+        self.size = spec.image_size if spec.input_dim is None else None
+        if spec.mean is not None:
+            self.register_buffer("mean", torch.tensor(spec.mean).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
+        else:
+            self.mean = self.std = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            return x
+        c = x.shape[1]
+        if c == 1 and self.channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif c == 3 and self.channels == 1:
+            x = (x * _LUMA.to(x.device, x.dtype)).sum(dim=1, keepdim=True)
+        if self.size is not None and x.shape[-2:] != (self.size, self.size):
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                          antialias=x.shape[-1] > self.size)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+
+_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
 class Classifier(nn.Module):
@@ -40,8 +97,14 @@ class Classifier(nn.Module):
         self.blocks = nn.ModuleList(module for _, module in blocks)
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, spec.num_classes)
+        self.adapter = InputAdapter(spec)
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.spec.classes
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.adapter(x)
         for block in self.blocks:
             x = block(x)
         return x.flatten(1)
@@ -52,6 +115,7 @@ class Classifier(nn.Module):
     def block_outputs(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """Flattened activations at the input, after every block, and at the logits."""
         out: OrderedDict[str, torch.Tensor] = OrderedDict(input=x.flatten(1))
+        x = self.adapter(x)
         for name, block in zip(self.block_names, self.blocks):
             x = block(x)
             out[name] = x.flatten(1)
@@ -96,11 +160,15 @@ _BUILDERS = {"lenet": _lenet, "resnet18": _resnet18, "mlp": _mlp}
 
 
 def _build(spec: ModelSpec) -> Classifier:
+    if spec.arch in TORCHVISION_ARCHS and not spec.progressive:
+        from transferlab.models.backbones import build_torchvision
+
+        return build_torchvision(spec)
     if spec.progressive:
         from transferlab.models.progressive import ProgressiveClassifier
 
         column = spec.model_copy(update={"progressive": False})
-        return ProgressiveClassifier(spec, _BUILDERS[spec.arch](column), _BUILDERS[spec.arch](column))
+        return ProgressiveClassifier(spec, _build(column), _build(column))
     return _BUILDERS[spec.arch](spec)
 
 

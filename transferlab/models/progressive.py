@@ -50,6 +50,7 @@ class ProgressiveClassifier(Classifier):
         self.laterals = nn.ModuleList(_lateral(s) for s in shapes)
 
     def _columns(self, x: torch.Tensor):
+        x = self.adapter(x)
         hs, ht = x, x
         outs = []
         for i, (bt, bs) in enumerate(zip(self.blocks, self.source_blocks)):
