@@ -22,20 +22,24 @@ def _pct(value) -> str:
 def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[str]:
     evaluation = _load(project / EVALUATION)
     selection = _load(project / SELECTION)
-    mmd = _load(project / SIMILARITY).get("mmd", {})
+    mmd = _load(project / SIMILARITY).get("mmd") or {}
     models = evaluation.get("models", {})
     lines = ["", "transferlab: pipeline finished", ""]
     if stages:
         lines.append("stages: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
     lines += [
         f"chosen method          : {selection.get('method', '-')}",
+        f"road                   : {evaluation.get('road', '-')}"
+        + (f" ({(evaluation.get('label_spaces') or {}).get('sentence')})" if evaluation.get("label_spaces") else ""),
         f"target test accuracy   : adapted {_pct(evaluation.get('adapted_accuracy'))}"
-        f"  vs source-only {_pct(evaluation.get('source_only_accuracy'))}"
-        + (f"  vs target-only {_pct(models['target-only'].get('accuracy_mean'))}" if "target-only" in models else ""),
-        f"transfer gain          : {evaluation.get('transfer_gain', 0) * 100:+.2f} points "
+        + "".join(f"  vs {name} {_pct(m.get('accuracy_mean'))}" for name, m in models.items()
+                  if m.get("role") == "baseline"),
+        f"transfer gain          : {evaluation.get('transfer_gain', 0) * 100:+.2f} points over "
+        f"{evaluation.get('baseline', 'the best baseline')} "
         f"(CI {', '.join(f'{100 * c:+.2f}' for c in evaluation.get('transfer_gain_ci', []))})"
         + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),
-        f"domain distance        : MMD² = {mmd.get('mmd2', float('nan')):.4g}, p = {mmd.get('p_value', float('nan')):.3g}",
+        f"domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g}, p = {mmd['p_value']:.3g}" if mmd else
+                                          "not measured (no source data)"),
         f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}"
         f"  (champion: {evaluation.get('champion_version', '-')}; {evaluation.get('champion_reason', '')})",
         "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transferlab.config import PipelineParams
+from transferlab.data import TASK_TRANSFER
 from transferlab.methods import get_method
 from transferlab.models import load_model, save_model
 from tasks import timing, tracking
@@ -27,6 +28,16 @@ def fit_method(name: str, raw_config: dict, source_model, data, settings, log=No
     return method_cls().fit(source_model, data, method_config(method_cls, raw_config), settings, log=log)
 
 
+def trained_baselines(data) -> list[str]:
+    """The baselines adapt trains for evaluate to compare with (source-only needs no training). On a
+    new task the source head is useless, so the bar is what the target's labels reach without the
+    source (target-only) and with its frozen features (the linear probe, Chen et al. 2019's strong
+    few-shot baseline); with the source's classes and some labels, target-only."""
+    if data.road == TASK_TRANSFER:
+        return ["target-only", "linear-probe"]
+    return ["target-only"] if data.target_labelled is not None else []
+
+
 def seed_dir(folder: Path, seed: int) -> Path:
     """Where the model of an extra training seed lives inside a model folder."""
     return folder / f"seed-{seed}"
@@ -47,9 +58,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         source_model = load_model(root / SOURCE_MODEL)
         data = adaptation_data(root)
     seeds = adapt_seeds(params)
-    baselines = []
-    if data.target_labelled is not None and method_cls.name != "target-only":
-        baselines.append("target-only")
+    baselines = [name for name in trained_baselines(data) if name != method_cls.name]
 
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
@@ -74,7 +83,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                 result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(data.source_train),
                 {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id, "seed": seeds[0],
                  "checkpoint_criterion": result.checkpoint_criterion})
-        details = {"method": method_cls.name, "config": config.model_dump(), "best_epoch": result.best_epoch,
+        details = {"method": method_cls.name, "road": data.road, "config": config.model_dump(), "best_epoch": result.best_epoch,
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
         with atomic_dir(root / ADAPTED_MODEL) as tmp:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab.config import PipelineParams, TrainParams
+from transferlab.config import IMAGENET_MEAN, IMAGENET_STD, PipelineParams, TrainParams
 from transferlab.data import Domain
 from transferlab.models import ModelSpec
 from transferlab.training import TrainSettings
@@ -22,13 +22,20 @@ def adapt_seeds(params: PipelineParams) -> list[int]:
 
 
 def model_spec(params: PipelineParams, domain: Domain) -> ModelSpec:
-    if domain.is_image:
-        _, channels, size, _ = domain.x.shape
-        arch = params.model.arch if params.model.arch != "mlp" else "lenet"
-        return params.model.spec(in_channels=channels, image_size=size, input_dim=None,
-                                 num_classes=domain.num_classes).model_copy(update={"arch": arch})
-    return params.model.spec(in_channels=1, image_size=28, input_dim=domain.x.shape[1],
-                             num_classes=domain.num_classes).model_copy(update={"arch": "mlp"})
+    """The architecture pretrain trains on ``domain``: its classes, its image shape (or feature width).
+    torchvision architectures keep torchvision's convention, RGB normalised by ImageNet's statistics,
+    so that a state dict exported from one loads elsewhere (and back, as ``model.pretrained``) as is."""
+    classes = {"num_classes": domain.num_classes, "classes": list(domain.classes)}
+    if not domain.is_image:
+        return params.model.spec(in_channels=1, image_size=28, input_dim=domain.x.shape[1],
+                                 num_classes=domain.num_classes).model_copy(update={"arch": "mlp", **classes})
+    _, channels, size, _ = domain.x.shape
+    arch = params.model.arch if params.model.arch != "mlp" else "lenet"
+    spec = params.model.spec(in_channels=channels, image_size=size, input_dim=None, num_classes=domain.num_classes)
+    update = {"arch": arch, **classes}
+    if arch.startswith("tv-"):
+        update.update(in_channels=3, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    return ModelSpec(**{**spec.model_dump(), **update})
 
 
 def input_example(domain: Domain) -> np.ndarray:

@@ -7,7 +7,8 @@ from pathlib import Path
 from transferlab.data import Domain, load_domain_file
 from transferlab.errors import DataError
 from transferlab.methods import AdaptationData
-from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
+from tasks.io import read_json
+from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
 
 def _read(folder: Path, split: str) -> Domain:
@@ -17,7 +18,18 @@ def _read(folder: Path, split: str) -> Domain:
     return load_domain_file(path)
 
 
-def source_splits(root: Path) -> tuple[Domain, Domain]:
+def source_manifest(root: Path) -> dict:
+    return read_json(root / PREPARED_SOURCE / MANIFEST, "the prepared source manifest")
+
+
+def target_manifest(root: Path) -> dict:
+    return read_json(root / PREPARED_TARGET / MANIFEST, "the prepared target manifest")
+
+
+def source_splits(root: Path) -> tuple[Domain, Domain] | None:
+    """(train, val), or None when there is no source data (only a source model)."""
+    if not source_manifest(root).get("available", True):
+        return None
     return _read(root / PREPARED_SOURCE, "train"), _read(root / PREPARED_SOURCE, "val")
 
 
@@ -28,12 +40,19 @@ def target_splits(root: Path) -> tuple[Domain | None, Domain | None]:
     return (labelled if len(labelled) else None), (unlabelled if len(unlabelled) else None)
 
 
+def road(root: Path) -> str:
+    """The road prepare decided (manifests written before roads existed were domain adaptation)."""
+    return target_manifest(root).get("road", "domain-adaptation")
+
+
 def adaptation_data(root: Path) -> AdaptationData:
-    """Everything a method may train on: source splits and the target's labelled and unlabelled
-    splits. Never the target test split."""
-    train, val = source_splits(root)
+    """Everything a method may train on: source splits (when there is source data) and the target's
+    labelled and unlabelled splits. Never the target test split."""
+    source = source_splits(root)
     labelled, unlabelled = target_splits(root)
-    return AdaptationData(source_train=train, source_val=val, target_labelled=labelled, target_unlabelled=unlabelled)
+    return AdaptationData(source_train=source[0] if source else None, source_val=source[1] if source else None,
+                          target_labelled=labelled, target_unlabelled=unlabelled,
+                          source_classes=tuple(source_manifest(root)["classes"]))
 
 
 def target_test(root: Path) -> Domain:

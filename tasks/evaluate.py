@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from transferlab.config import PipelineParams
-from transferlab.data import Domain
+from transferlab.data import DOMAIN_ADAPTATION, Domain
 from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.models import load_model
@@ -39,7 +39,7 @@ def predict_proba(model: torch.nn.Module, domain: Domain, batch_size: int = 512)
 
 def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
     """name -> (role, one model per training seed): the adapted model, then the baselines
-    (source-only always: the pretrained model, a single run)."""
+    (source-only on the domain-adaptation road: the pretrained model, a single run)."""
     adapted = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
     seeds = adapted.get("seeds") or [None]
 
@@ -47,7 +47,8 @@ def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
         return [load_model(folder if i == 0 else seed_dir(folder, seed)) for i, seed in enumerate(seeds)]
 
     models = {adapted["method"]: ("chosen", per_seed(root / ADAPTED_MODEL))}
-    if "source-only" not in models:
+    # The source model as it is is a baseline only where its head speaks the target's classes.
+    if "source-only" not in models and adapted.get("road", DOMAIN_ADAPTATION) == DOMAIN_ADAPTATION:
         models["source-only"] = ("baseline", [load_model(root / SOURCE_MODEL)])
     baselines = read_json(root / BASELINE_MODELS / MANIFEST, "the baselines' manifest")
     for name in baselines.get("baselines", []):
@@ -150,6 +151,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
         audit = audit_candidates(params, root, selection, first_seed, test)
     test_hash = input_hash(root / PREPARED_TEST / "test.npz")
+    test_manifest = read_json(root / PREPARED_TEST / MANIFEST, "the test manifest")
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
 
@@ -160,7 +162,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         champion = champion_decision(client, registered, version, registered_accuracy, beats, test_hash,
                                      _score_registered(registered, test))
         evaluation = {
-            "target": read_json(root / PREPARED_TEST / MANIFEST, "the test manifest").get("domain"),
+            "target": test_manifest.get("domain"),
             "test": {"n": len(test), "split": "target test", "sha256": test_hash},
             "seeds": adapted_manifest.get("seeds") or [params.seed],
             "chosen": chosen, "method": chosen,
@@ -168,8 +170,12 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             "gain": gain,
             "champion": champion,
             # Flat headline numbers: what `dvc metrics show` and `dvc metrics diff` compare.
+            "road": adapted_manifest.get("road", DOMAIN_ADAPTATION),
+            "label_spaces": test_manifest.get("label_spaces"),
             "adapted_accuracy": accuracy[chosen],
-            "source_only_accuracy": accuracy["source-only"],
+            "source_only_accuracy": accuracy.get("source-only"),
+            "baseline": gain["baseline"],
+            "baseline_accuracy": accuracy[gain["baseline"]],
             "transfer_gain": gain["estimate"],
             "transfer_gain_ci": gain["ci"],
             "negative_transfer": bool(gain["verdict"]["negative_transfer"]),
@@ -208,8 +214,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             client.set_model_version_tag(registered, str(version), "verdict", gain["verdict"]["label"])
             if champion["moved"]:
                 client.set_registered_model_alias(registered, CHAMPION, str(version))
-        run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy["source-only"],
-                          "transfer_gain": gain["estimate"], "transfer_gain_ci_low": gain["ci"][0],
+        run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy.get("source-only"),
+                          "baseline_accuracy": accuracy[gain["baseline"]], "transfer_gain": gain["estimate"], "transfer_gain_ci_low": gain["ci"][0],
                           "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()},
                           **({"audit.regret": audit["regret"]} if audit else {})})
         run_.set_tags({"verdict": gain["verdict"]["label"], "negative_transfer": evaluation["negative_transfer"],
@@ -217,5 +223,5 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         run_.tag_parent({"verdict": gain["verdict"]["label"], "adapted_accuracy": f"{accuracy[chosen]:.4f}"})
         run_.log_artifact(root / EVALUATION)
         run_.log_artifact(root / EVALUATION_DIR, "evaluation")
-    return {"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy["source-only"],
-            "verdict": gain["verdict"]["label"], "champion": champion}
+    return {"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy.get("source-only"),
+            "baseline": gain["baseline"], "verdict": gain["verdict"]["label"], "champion": champion}

@@ -12,6 +12,8 @@ PREPARED_TARGET = Path("data/prepared/target")
 PREPARED_TEST = Path("data/prepared/target_test")
 VALIDATION = Path("reports/validation.json")
 SOURCE_MODEL = Path("models/source")
+# Where a user's own model files live so that DVC tracks them (a dependency of prepare and pretrain).
+PRETRAINED_DIR = Path("models/pretrained")
 SIMILARITY = Path("reports/similarity.json")
 SIMILARITY_PLOTS = Path("reports/similarity")
 SIMILARITY_METRICS = Path("reports/similarity_metrics.json")

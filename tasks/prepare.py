@@ -1,11 +1,19 @@
-"""prepare: load both domains, bring them to one shape, split them, write them with manifests."""
+"""prepare: load both domains, bring them to one shape, decide the road, split, write manifests.
+
+The road comes from the class names (:mod:`transferlab.data.labels`): the source's (its data's,
+or the imported model's when there is no source data) against the target's. On the
+domain-adaptation road the target's labels are re-indexed to the source's class order, so the
+source head's outputs mean the target's classes; on the task-transfer road the target keeps its
+own classes, and a new task with no labelled target sample is refused here, before anything runs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from transferlab.config import PipelineParams
-from transferlab.data import check_same_label_space, harmonise, load_domain, save_domain, split_source, split_target
+from transferlab.data import (DOMAIN_ADAPTATION, Domain, harmonise, label_spaces, load_domain, reorder_classes,
+                              save_domain, split_source, split_target)
 from transferlab.errors import DataError
 from tasks import timing, tracking
 from tasks.io import atomic_dir, write_manifest
@@ -18,42 +26,59 @@ DEPS: list[Path] = []
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     d = params.data
     with timing.work():
-        counts, source, target = _prepare(params, root)
+        counts, source, target, road = _prepare(params, root)
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
         run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
-        run_.set_tags({"source.domain": source, "target.domain": target})
-    return {"source": source, "target": target, **counts}
+        run_.set_tags({"source.domain": source, "target.domain": target, "road": road})
+        run_.tag_parent({"road": road})
+    return {"source": source, "target": target, "road": road, **counts}
 
 
-def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str, str]:
+def _source_classes(params: PipelineParams, root: Path, source: Domain | None) -> tuple[str, ...]:
+    if source is not None:
+        return tuple(source.classes)
+    from tasks.pretrained import import_pretrained
+
+    return import_pretrained(params, root).classes
+
+
+def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str, str]:
     d = params.data
-    source = harmonise(load_domain(d.source, seed=params.seed), d.image_size, d.channels)
+    source = harmonise(load_domain(d.source, seed=params.seed), d.image_size, d.channels) if d.source else None
     target = harmonise(load_domain(d.target, seed=params.seed), d.image_size, d.channels)
-    check_same_label_space(source, target)
-    if source.x.shape[1:] != target.x.shape[1:]:
+    if source is not None and source.x.shape[1:] != target.x.shape[1:]:
         raise DataError(
             f"source '{source.name}' samples have shape {source.x.shape[1:]} but target '{target.name}' "
             f"samples have shape {target.x.shape[1:]}; feature-vector domains must share a dimension"
         )
-    train, val = split_source(source, d.source_val_fraction, params.seed)
+    spaces = label_spaces(_source_classes(params, root, source), target.classes)
+    if spaces.road == DOMAIN_ADAPTATION:
+        target = reorder_classes(target, spaces.source)
+    elif d.target_labels_per_class == 0:
+        raise DataError(f"{spaces.sentence()[:-1]}, so the target needs labelled samples, but "
+                        "data.target_labels_per_class is 0: set it to 1 or more")
     tsplits = split_target(target, d.target_labels_per_class, d.target_test_fraction, params.seed)
-
-    common = {"classes": list(source.classes), "sample_shape": list(source.x.shape[1:]), "seed": params.seed}
+    common = {"sample_shape": list(target.x.shape[1:]), "seed": params.seed, "road": spaces.road}
+    counts = {"source_train": 0, "source_val": 0}
     with atomic_dir(root / PREPARED_SOURCE) as tmp:
-        save_domain(train, tmp / "train.npz")
-        save_domain(val, tmp / "val.npz")
-        write_manifest(tmp, "source-splits", [], domain=source.name, counts={"train": len(train), "val": len(val)}, **common)
+        if source is not None:
+            train, val = split_source(source, d.source_val_fraction, params.seed)
+            save_domain(train, tmp / "train.npz")
+            save_domain(val, tmp / "val.npz")
+            counts = {"source_train": len(train), "source_val": len(val)}
+        write_manifest(tmp, "source-splits", [], domain=source.name if source else None, available=source is not None,
+                       classes=list(spaces.source), counts={"train": counts["source_train"], "val": counts["source_val"]},
+                       **common)
+    target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common}
     with atomic_dir(root / PREPARED_TARGET) as tmp:
         save_domain(tsplits.labelled, tmp / "labelled.npz")
         save_domain(tsplits.unlabelled, tmp / "unlabelled.npz")
-        write_manifest(tmp, "target-splits", [], domain=target.name,
-                       labels_per_class=d.target_labels_per_class,
-                       counts={"labelled": len(tsplits.labelled), "unlabelled": len(tsplits.unlabelled)}, **common)
+        write_manifest(tmp, "target-splits", [], domain=target.name, labels_per_class=d.target_labels_per_class,
+                       counts={"labelled": len(tsplits.labelled), "unlabelled": len(tsplits.unlabelled)}, **target_meta)
     with atomic_dir(root / PREPARED_TEST) as tmp:
         save_domain(tsplits.test, tmp / "test.npz")
-        write_manifest(tmp, "target-test", [], domain=target.name, counts={"test": len(tsplits.test)}, **common)
-
-    counts = {"source_train": len(train), "source_val": len(val), "target_labelled": len(tsplits.labelled),
-              "target_unlabelled": len(tsplits.unlabelled), "target_test": len(tsplits.test)}
-    return counts, source.name, target.name
+        write_manifest(tmp, "target-test", [], domain=target.name, counts={"test": len(tsplits.test)}, **target_meta)
+    counts.update(target_labelled=len(tsplits.labelled), target_unlabelled=len(tsplits.unlabelled),
+                  target_test=len(tsplits.test))
+    return counts, source.name if source else None, target.name, spaces.road

@@ -1,24 +1,34 @@
-"""pretrain: train the source model with early stopping on source validation; save and register it."""
+"""pretrain: train the source model with early stopping on source validation, or import the one
+the user already has (``model.pretrained``); save it and register it as a source version.
+
+An imported model is not retrained: it is loaded safely, hashed (lineage tag and manifest),
+recorded with where it came from, checked against the source data's classes when there is
+source data (and scored on its validation split), and registered like a trained one.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from transferlab.config import PipelineParams
+from transferlab.errors import DataError
 from transferlab.models import build_model, save_model
-from transferlab.training import train_classifier
+from transferlab.training import accuracy, train_classifier
 from tasks import timing, tracking
 from tasks.common import epoch_logger, input_example, model_spec, train_settings
-from tasks.data_files import source_splits
+from tasks.data_files import source_manifest, source_splits, target_splits
 from tasks.io import atomic_dir, read_json, write_json, write_manifest
-from tasks.paths import PREPARED_SOURCE, PRETRAIN_METRICS, SOURCE_MODEL, VALIDATION
+from tasks.paths import PREPARED_SOURCE, PRETRAIN_METRICS, PRETRAINED_DIR, SOURCE_MODEL, VALIDATION
 
 NAME = "pretrain"
-DEPS = [PREPARED_SOURCE, VALIDATION]
+DEPS = [PREPARED_SOURCE, VALIDATION, PRETRAINED_DIR]
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     read_json(root / VALIDATION, "the validation report")  # the DAG's gate: validation must have passed
+    if params.model.pretrained is not None:
+        return _import(params, root)
     with timing.work():
         train, val = source_splits(root)
     spec = model_spec(params, train)
@@ -31,16 +41,51 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                                       log=epoch_logger(run_))
         summary = {"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                    "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
-        version = None
-        if params.mlflow.register_models:
-            version = run_.register_model(
-                result.model, tracking.model_name(params.mlflow.model_prefix, "source"), input_example(train),
-                {"role": "source", "run_id": run_.run_id, "source_val_accuracy": f"{result.best_score:.4f}"})
-        with atomic_dir(root / SOURCE_MODEL) as tmp:
-            save_model(result.model, tmp, extra={"role": "source", "mlflow_version": version})
-            write_manifest(tmp, "source-model", [PREPARED_SOURCE], root=root, spec=spec.model_dump(),
-                           mlflow_run_id=run_.run_id, mlflow_version=version, **summary)
-        write_json(root / PRETRAIN_METRICS, summary)
-        run_.log_metrics({"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch})
-        run_.set_tags({"checkpoint_criterion": result.checkpoint_criterion})
-    return {**summary, "mlflow_version": version}
+        _save_and_register(params, root, run_, result.model, train, summary)
+    return summary
+
+
+def _save_and_register(params: PipelineParams, root: Path, run_, model, example_domain, summary: dict) -> None:
+    version = None
+    if params.mlflow.register_models:
+        tags = {"role": "source", "run_id": run_.run_id}
+        if summary.get("source_val_accuracy") is not None:
+            tags["source_val_accuracy"] = f"{summary['source_val_accuracy']:.4f}"
+        if "imported" in summary:
+            tags.update({f"imported.{k}": v for k, v in summary["imported"].items()})
+        version = run_.register_model(model, tracking.model_name(params.mlflow.model_prefix, "source"),
+                                      input_example(example_domain), tags)
+    summary["mlflow_version"] = version
+    with atomic_dir(root / SOURCE_MODEL) as tmp:
+        save_model(model, tmp, extra={"role": "source", "mlflow_version": version})
+        write_manifest(tmp, "source-model", [PREPARED_SOURCE], root=root, spec=model.spec.model_dump(),
+                       mlflow_run_id=run_.run_id, **summary)
+    write_json(root / PRETRAIN_METRICS, {k: v for k, v in summary.items() if k != "mlflow_version"})
+    run_.log_metrics({k: v for k, v in summary.items() if k in ("source_val_accuracy", "best_epoch")})
+
+
+def _import(params: PipelineParams, root: Path) -> dict:
+    from tasks.pretrained import import_pretrained, untracked_note
+
+    with timing.work():
+        imported = import_pretrained(params, root)
+        source = source_splits(root)
+        expected = tuple(source_manifest(root)["classes"])
+        if imported.classes != expected:
+            raise DataError(f"the imported model's classes ({', '.join(imported.classes[:6])}"
+                            f"{', …' if len(imported.classes) > 6 else ''}) are not the source classes prepare "
+                            f"recorded ({', '.join(expected[:6])}{', …' if len(expected) > 6 else ''})")
+        val_accuracy = accuracy(imported.model, source[1]) if source is not None else None
+    summary = {"source_val_accuracy": val_accuracy, "best_epoch": 0, "epochs_run": 0,
+               "checkpoint_criterion": f"none: imported ({imported.origin['kind']}), not retrained",
+               "imported": imported.origin}
+    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+        run_.log_params({"seed": params.seed, "model": imported.model.spec.model_dump(),
+                         "pretrained": params.model.pretrained.model_dump(mode="json")})
+        run_.set_tags({f"import.{k}": v for k, v in imported.origin.items()})
+        example = source[0] if source is not None else next(d for d in target_splits(root) if d is not None)
+        _save_and_register(params, root, run_, imported.model, example, summary)
+    note = untracked_note(imported.origin)
+    if note:
+        print(note, file=sys.stderr)
+    return summary

@@ -35,7 +35,8 @@ def similarity_config(params: PipelineParams) -> SimilarityConfig:
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with timing.work():
         model = load_model(root / SOURCE_MODEL)
-        train, _ = source_splits(root)
+        source = source_splits(root)
+        train = source[0] if source is not None else None
         labelled, unlabelled = target_splits(root)
         target = target_pool(labelled, unlabelled)
     with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
@@ -45,15 +46,33 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                 report = similarity_report(model, train, target, labelled, config=similarity_config(params),
                                            plots_dir=plots if params.similarity.plots else None)
             write_json(root / SIMILARITY, report)
-        mmd = report["mmd"]
-        headline = {"mmd2": mmd["mmd2"], "mmd_p_value": mmd["p_value"], "mmd_normalised": mmd.get("normalised"),
-                    "a_distance": report.get("a_distance"), "coral": report.get("coral")}
-        for layer in report.get("layers", []):
-            headline[f"layer_mmd2.{layer['layer']}"] = layer["mmd2"]
-        for key, value in (report.get("transferability") or {}).items():
-            headline[f"transferability.{key}"] = value
+        headline = headline_metrics(report)
         run_.log_metrics(headline)
-        write_json(root / SIMILARITY_METRICS, {k: v for k, v in headline.items() if not k.startswith("layer_")})
+        run_.set_tags({"road": report["road"], "source_data": report["source_data"]})
+        write_json(root / SIMILARITY_METRICS, {k: v for k, v in headline.items() if not k.startswith(("layer_", "block_"))})
         run_.log_artifact(root / SIMILARITY)
         run_.log_artifact(root / SIMILARITY_PLOTS, "plots")
-    return {"mmd2": mmd["mmd2"], "p_value": mmd["p_value"]}
+    mmd = report.get("mmd") or {}
+    return {"road": report["road"], "mmd2": mmd.get("mmd2"), "p_value": mmd.get("p_value"),
+            "depth": (report.get("depth") or {}).get("reason")}
+
+
+def headline_metrics(report: dict) -> dict:
+    """The numbers MLflow and `dvc metrics show` get (flat; the per-layer ones only in MLflow)."""
+    headline: dict = {}
+    if report.get("mmd"):
+        mmd = report["mmd"]
+        headline.update(mmd2=mmd["mmd2"], mmd_p_value=mmd["p_value"], mmd_normalised=mmd.get("normalised"),
+                        a_distance=report.get("a_distance"), coral=report.get("coral"))
+    for layer in report.get("layers") or []:
+        headline[f"layer_mmd2.{layer['layer']}"] = layer["mmd2"]
+    if report.get("normalisation"):
+        headline["bn_symmetric_kl"] = report["normalisation"]["mean_symmetric_kl"]
+        headline.update({f"prediction.{k}": v for k, v in report["predictions"].items() if k != "predicted_shares"})
+    for key, value in (report.get("transferability") or {}).items():
+        headline[f"transferability.{key}"] = value
+    for block in report.get("block_transferability") or []:
+        headline[f"block_logme.{block['layer']}"] = block["logme"]
+    if report.get("depth"):
+        headline["suggested_depth"] = report["depth"]["k"]
+    return headline

@@ -120,17 +120,28 @@ class StageRun:
             client.set_tag(self.parent_id, k, str(v))
 
     def register_model(self, model: Any, name: str, example: Any, tags: dict[str, Any]) -> int:
-        """Log ``model`` in MLflow's PyTorch flavour (pt2, no pickle) and register it as a new version."""
+        """Log ``model`` in MLflow's PyTorch flavour (pt2, no pickle) and register it as a new version.
+
+        transferlab's own safe format (model.safetensors + model.json) travels with it as the model's
+        extra files, so that ``model.pretrained: {kind: registry}`` can rebuild the exact network
+        (the pt2 graph alone has lost its blocks and spec)."""
         import copy
+        import tempfile
 
         import torch
 
+        from transferlab.models import save_model
+        from transferlab.models.io import SPEC, WEIGHTS
+
         # pt2 serialisation expects contiguous weights; build_model stores conv weights channels-last.
         portable = copy.deepcopy(model).to(memory_format=torch.contiguous_format).eval()
-        info = mlflow.pytorch.log_model(
-            portable, name="model", input_example=example, serialization_format="pt2",
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
+        with tempfile.TemporaryDirectory(prefix="transferlab-weights-") as tmp:
+            save_model(model, tmp)
+            info = mlflow.pytorch.log_model(
+                portable, name="model", input_example=example, serialization_format="pt2",
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                extra_files=[str(Path(tmp) / WEIGHTS), str(Path(tmp) / SPEC)],
+            )
         version = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
         return int(version.version)
 

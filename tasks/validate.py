@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.config import PipelineParams
-from transferlab.data import Domain
+from transferlab.data import DOMAIN_ADAPTATION, Domain
 from transferlab.errors import DataError
 from tasks import timing, tracking
 from tasks.data_files import source_splits, target_splits, target_test
@@ -97,36 +97,66 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     return {"success": True, "warnings": sum(d["warnings"] for d in report["domains"].values())}
 
 
-def _validate(root: Path) -> tuple[dict, int]:
-    train, val = source_splits(root)
+def check_label_sets(manifests: dict, labelled: Domain | None) -> str:
+    """The road's label-set rules (returns the road): one label space for domain adaptation; for a
+    new task, different classes and labelled samples of every target class. The test split always
+    has the target's classes."""
+    source = manifests[PREPARED_SOURCE]["classes"]
+    target = manifests[PREPARED_TARGET]["classes"]
+    road = manifests[PREPARED_TARGET].get("road", DOMAIN_ADAPTATION)
+    if manifests[PREPARED_TEST]["classes"] != target:
+        raise DataError("the target test split declares other classes than the target's labelled and unlabelled "
+                        "splits; re-run prepare")
+    if road == DOMAIN_ADAPTATION and source != target:
+        raise DataError("the manifests say domain adaptation but source and target declare different label sets; "
+                        "re-run prepare")
+    if road != DOMAIN_ADAPTATION:
+        if set(source) == set(target):
+            raise DataError("the manifests say task transfer but source and target have the same classes; re-run prepare")
+        counts = labelled.class_counts() if labelled is not None else [0] * len(target)
+        missing = [c for c, n in zip(target, counts) if n == 0]
+        if missing:
+            raise DataError(f"a new task needs labelled samples of every target class, but class "
+                            f"'{missing[0]}' has none in data/prepared/target/labelled.npz")
+    return road
+
+
+def _frames(root: Path) -> tuple[pd.DataFrame | None, pd.DataFrame, dict, str, bool]:
+    source = source_splits(root)
     labelled, unlabelled = target_splits(root)
     test = target_test(root)
     manifests = {p: read_json(root / p / MANIFEST, f"manifest of {p}") for p in DEPS}
-    classes = manifests[PREPARED_SOURCE]["classes"]
-    if manifests[PREPARED_TARGET]["classes"] != classes or manifests[PREPARED_TEST]["classes"] != classes:
-        raise DataError("source and target declare different label sets; both domains must share one label space")
-    shape = "x".join(map(str, train.x.shape[1:]))
-
-    source = pd.concat([sample_metadata(train, "source", "train"), sample_metadata(val, "source", "val")],
-                       ignore_index=True)
+    road = check_label_sets(manifests, labelled)
+    frame = None
+    if source is not None:
+        frame = pd.concat([sample_metadata(source[0], "source", "train"), sample_metadata(source[1], "source", "val")],
+                          ignore_index=True)
+        frame["cross_split_hash"] = _guarded_hashes(frame, {"val": {"train"}})
     target_parts = [sample_metadata(test, "target", "test")]
-    target_parts += [sample_metadata(d, "target", s) for d, s in ((labelled, "labelled"), (unlabelled, "unlabelled")) if d is not None]
+    target_parts += [sample_metadata(d, "target", s) for d, s in ((labelled, "labelled"), (unlabelled, "unlabelled"))
+                     if d is not None]
     target = pd.concat(target_parts, ignore_index=True)
-    source["cross_split_hash"] = _guarded_hashes(source, {"val": {"train"}})
     target["cross_split_hash"] = _guarded_hashes(target, {"test": {"labelled", "unlabelled"}})
+    return frame, target, manifests, road, test.is_image
 
+
+def _validate(root: Path) -> tuple[dict, int]:
+    source, target, manifests, road, is_image = _frames(root)
+    shape = target["shape"].iloc[0]
     import great_expectations as gx  # slow import (~4 s): only this stage pays for it
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
     batch = context.data_sources.add_pandas("samples").add_dataframe_asset("metadata") \
         .add_batch_definition_whole_dataframe("all")
-    report: dict = {"success": True, "domains": {}}
+    report: dict = {"success": True, "road": road, "domains": {}}
     failures: list[str] = []
-    for role, frame, domain_name in (("source", source, manifests[PREPARED_SOURCE]["domain"]),
-                                     ("target", target, manifests[PREPARED_TARGET]["domain"])):
+    roles = [("target", target, PREPARED_TARGET)] if source is None else \
+        [("source", source, PREPARED_SOURCE), ("target", target, PREPARED_TARGET)]
+    for role, frame, folder in roles:
+        domain_name, classes = manifests[folder]["domain"], manifests[folder]["classes"]
         suite = context.suites.add(gx.ExpectationSuite(name=f"{role}-samples"))
-        for exp in _expectations(gx, frame, classes, shape, train.is_image):
+        for exp in _expectations(gx, frame, classes, shape, is_image):
             suite.add_expectation(exp)
         definition = context.validation_definitions.add(
             gx.ValidationDefinition(data=batch, suite=suite, name=f"{role}-validation"))
@@ -145,6 +175,9 @@ def _validate(root: Path) -> tuple[dict, int]:
         report["domains"][role] = {"name": domain_name, "rows": len(frame), "expectations": rows,
                                    "critical_failures": sum(1 for r in rows if r["severity"] == "critical" and not r["success"]),
                                    "warnings": sum(1 for r in rows if r["severity"] != "critical" and not r["success"])}
+    if source is None:
+        report["domains"]["source"] = {"name": None, "rows": 0, "expectations": [], "critical_failures": 0,
+                                       "warnings": 0, "note": "no source data: only a source model"}
     report["success"] = not failures
     report["failures"] = failures
     report_path = root / VALIDATION
@@ -152,4 +185,4 @@ def _validate(root: Path) -> tuple[dict, int]:
         # The full result stays beside the verdict for inspection, under a name DVC does not track.
         write_json(report_path.with_name("validation.failed.json"), report)
         raise DataError(failures[0] + f"; full report in {report_path.with_name('validation.failed.json')}")
-    return report, len(source) + len(target)
+    return report, (0 if source is None else len(source)) + len(target)

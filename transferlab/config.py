@@ -22,7 +22,9 @@ class _Strict(BaseModel):
 
 
 class DataParams(_Strict):
-    source: DomainSpec = DomainSpec(name="mnist5k")
+    source: DomainSpec | None = Field(
+        DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
+                                                "(model.pretrained): source-free transfer")
     target: DomainSpec = DomainSpec(name="uci-digits")
     image_size: int = Field(28, ge=8, le=512, description="common side length of both domains")
     channels: Literal[1, 3] = 1
@@ -31,9 +33,54 @@ class DataParams(_Strict):
     target_test_fraction: float = Field(0.3, gt=0, lt=1)
 
 
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class PretrainedModel(_Strict):
+    """A trained model to start from: pretrain imports it (hashes, records, registers) instead of
+    training one. Nothing is downloaded.
+
+    - ``kind: registry``: a version in this project's MLflow registry, ``uri`` as
+      ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` (resolved when pretrain runs);
+    - ``kind: folder``: ``path`` to a folder in transferlab's safe format (model.safetensors +
+      model.json, e.g. a ``models/source`` of an earlier run);
+    - ``kind: torchvision``: ``arch`` (resnet18/34/50, mobilenet_v3_small/large, efficientnet_b0)
+      and ``path`` to a state-dict file (.pth/.pt, loaded with weights_only, or .safetensors).
+    """
+
+    kind: Literal["registry", "folder", "torchvision"]
+    uri: str | None = Field(None, pattern=r"^models:/[^/@]+(/\d+|@[A-Za-z0-9_-]+)$")
+    path: str | None = None
+    arch: Literal["resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large",
+                  "efficientnet_b0"] | None = None
+    classes: list[str] | None = Field(
+        None, description="torchvision: names of the network's outputs, in order; without them the outputs are "
+                          "nobody's classes and the target is always a new task")
+    image_size: int | None = Field(None, ge=16, le=1024,
+                                   description="torchvision: side length the network sees (default data.image_size)")
+    mean: list[float] = Field(IMAGENET_MEAN, min_length=1, max_length=3,
+                              description="torchvision: input normalisation (ImageNet's by default)")
+    std: list[float] = Field(IMAGENET_STD, min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> "PretrainedModel":
+        need = {"registry": ("uri",), "folder": ("path",), "torchvision": ("arch", "path")}[self.kind]
+        for key in need:
+            if getattr(self, key) is None:
+                raise ValueError(f"kind '{self.kind}' needs '{key}'")
+        extra = [k for k in ("uri", "path", "arch") if k not in need and getattr(self, k) is not None]
+        if extra:
+            raise ValueError(f"kind '{self.kind}' does not take '{extra[0]}'")
+        return self
+
+
 class ModelParams(_Strict):
-    arch: Literal["lenet", "resnet18", "mlp"] = "lenet"
+    arch: Literal["lenet", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
+                  "tv-mobilenet_v3_large", "tv-efficientnet_b0"] = "lenet"
     hidden: int = Field(500, ge=8)
+    pretrained: PretrainedModel | None = Field(
+        None, description="start from this trained model instead of training one on data.source")
 
     def spec(self, *, in_channels: int, image_size: int, input_dim: int | None, num_classes: int) -> ModelSpec:
         return ModelSpec(arch=self.arch, hidden=self.hidden, in_channels=in_channels,
@@ -111,6 +158,12 @@ class PipelineParams(_Strict):
     mlflow: MlflowParams = MlflowParams()
 
     @model_validator(mode="after")
+    def _something_to_transfer_from(self) -> "PipelineParams":
+        if self.data.source is None and self.model.pretrained is None:
+            raise ValueError("data.source is null and model.pretrained is not set: there is nothing to transfer from")
+        return self
+
+    @model_validator(mode="after")
     def _known_methods(self) -> "PipelineParams":
         from transferlab.methods import get_method
 
@@ -128,7 +181,7 @@ def _describe(error: ValidationError, source: str) -> str:
     where = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{where}'"
-    return f"{source}: {where}: {first['msg']}"
+    return f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> PipelineParams:

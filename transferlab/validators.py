@@ -223,9 +223,9 @@ def _forward(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: str
 
 def label_free_scores(
     model: torch.nn.Module,
-    source_train_x: np.ndarray,
-    source_val_x: np.ndarray,
-    source_val_y: np.ndarray,
+    source_train_x: np.ndarray | None,
+    source_val_x: np.ndarray | None,
+    source_val_y: np.ndarray | None,
     target_x: np.ndarray,
     *,
     seed: int = 0,
@@ -239,31 +239,36 @@ def label_free_scores(
     At most ``max_samples`` of each array are used (a seeded subset) so SND's N×N matrix and
     DEV's domain classifier stay cheap. Returns {"im", "snd", "snd_paper", "dev", "dev_risk"}:
     "snd" is the centred variant (robust to collapsed outputs, used for ranking), "snd_paper"
-    the published definition, "dev" = −"dev_risk".
+    the published definition, "dev" = −"dev_risk". Without source data (``source_*`` None) DEV,
+    which weighs source-validation losses, cannot be computed and is left out.
     """
     rng = np.random.default_rng(seed)
 
     def cap(n: int) -> np.ndarray:
         return np.sort(rng.choice(n, size=max_samples, replace=False)) if n > max_samples else np.arange(n)
 
-    if len(target_x) < 2 or len(source_val_x) < 2:
+    source = source_val_x is not None and source_train_x is not None
+    if len(target_x) < 2 or (source and len(source_val_x) < 2):
         raise DataError("label-free validation needs at least two target and two source-validation samples")
     was_training = model.training
     model.eval()
     try:
-        ti, si, vi = cap(len(target_x)), cap(len(source_train_x)), cap(len(source_val_x))
+        ti = cap(len(target_x))
         f_t, z_t = _forward(model, target_x[ti], batch_size, device)
-        f_s, _ = _forward(model, source_train_x[si], batch_size, device)
-        f_v, z_v = _forward(model, source_val_x[vi], batch_size, device)
+        if source:
+            si, vi = cap(len(source_train_x)), cap(len(source_val_x))
+            f_s, _ = _forward(model, source_train_x[si], batch_size, device)
+            f_v, z_v = _forward(model, source_val_x[vi], batch_size, device)
     finally:
         model.train(was_training)
-    log_p_v = np.log(np.clip(softmax(z_v), _EPS, None))
-    losses = -log_p_v[np.arange(len(vi)), np.asarray(source_val_y)[vi]]
-    dev = deep_embedded_validation(f_s, f_t, f_v, losses, seed=seed)
-    return {
+    scores = {
         "im": information_maximization(z_t),
         "snd": soft_neighbourhood_density(z_t, temperature=snd_temperature, centre=True),
         "snd_paper": soft_neighbourhood_density(z_t, temperature=snd_temperature),
-        "dev": dev.score,
-        "dev_risk": dev.risk,
     }
+    if source:
+        log_p_v = np.log(np.clip(softmax(z_v), _EPS, None))
+        losses = -log_p_v[np.arange(len(vi)), np.asarray(source_val_y)[vi]]
+        dev = deep_embedded_validation(f_s, f_t, f_v, losses, seed=seed)
+        scores.update(dev=dev.score, dev_risk=dev.risk)
+    return scores

@@ -41,12 +41,14 @@ def test_unreadable_folder(tmp_path):
     _fails_cleanly(project, match="missing")
 
 
-def test_label_sets_that_differ(tmp_path):
+def test_a_new_task_without_target_labels(tmp_path):
     rng = np.random.default_rng(0)
     npz = tmp_path / "three.npz"
-    np.savez(npz, x=rng.integers(0, 255, (90, 16, 16), dtype=np.uint8), y=np.repeat(np.arange(3), 30))
+    np.savez(npz, x=rng.integers(0, 255, (90, 16, 16), dtype=np.uint8), y=np.repeat(np.arange(3), 30),
+             classes=np.array(["cat", "dog", "fox"]))
     project = make_project(tmp_path / "p", _params(target={"name": "npz", "path": str(npz)}))
-    _fails_cleanly(project, match="label")
+    line = _fails_cleanly(project, match="task transfer, so the target needs labelled samples")
+    assert "data.target_labels_per_class is 0" in line
 
 
 def test_empty_split(tmp_path):

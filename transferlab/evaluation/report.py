@@ -47,6 +47,14 @@ def _mean_std(entry: dict | None, scale: float = 100.0, digits: int = 1) -> str:
     return f"{scale * mean:.{digits}f} ± {scale * (std or 0.0):.{digits}f}"
 
 
+def _road_line(evaluation: dict) -> str | None:
+    spaces = evaluation.get("label_spaces") or {}
+    if not spaces.get("sentence"):
+        return None
+    road = "task transfer (new classes)" if evaluation.get("road") == "task-transfer" else "domain adaptation"
+    return f"Road: {road}. {spaces['sentence']}"
+
+
 def _headline(evaluation: dict) -> str:
     verdict = (evaluation.get("gain") or {}).get("verdict") or {}
     return _VERDICT_HEADLINE.get(verdict.get("label", ""), "No baseline comparison available")
@@ -164,6 +172,9 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -> str:
     target = evaluation.get("target")
     out = [f"# Transfer evaluation{f' on {target}' if target else ''}", "", f"**{_headline(evaluation)}**", ""]
+    road = _road_line(evaluation)
+    if road:
+        out += [road, ""]
     out += _gain_lines(evaluation)
     champion = _champion_line(evaluation)
     if champion:
@@ -234,6 +245,9 @@ def render_evaluation_html(
         f"<h1>Transfer evaluation{e(f' on {target}' if target else '')}</h1>",
         f"<p class='verdict {e(label)}'>{e(_headline(evaluation))}</p>",
     ]
+    road = _road_line(evaluation)
+    if road:
+        parts.append(f"<p>{e(road)}</p>")
     parts += [f"<p>{e(line)}</p>" for line in _gain_lines(evaluation)]
     champion = _champion_line(evaluation)
     if champion:

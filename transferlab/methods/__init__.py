@@ -24,6 +24,9 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     deep_coral,
     cdan,
     instance_weighting,
+    protonet,
+    shot,
+    tent,
 )
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig",

@@ -32,12 +32,15 @@ def list_methods() -> list[type[Method]]:
     return [_REGISTRY[n] for n in sorted(_REGISTRY)]
 
 
-def applicable_methods(data: AdaptationData) -> list[str]:
-    """The names of every registered method whose data needs ``data`` meets, sorted."""
+def applicable_methods(data: AdaptationData, model=None) -> list[str]:
+    """The names of every registered method whose data needs ``data`` meets (and, given the source
+    ``model``, that can work with it), sorted."""
     names = []
     for cls in list_methods():
         try:
             cls.check_data(data)
+            if model is not None:
+                cls.check_model(model)
         except MethodRequirementError:
             continue
         names.append(cls.name)

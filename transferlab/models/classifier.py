@@ -100,8 +100,11 @@ class Classifier(nn.Module):
         self.adapter = InputAdapter(spec)
 
     @property
-    def classes(self) -> list[str] | None:
-        return self.spec.classes
+    def classes(self) -> tuple[str, ...]:
+        """The names of the outputs. A model saved before names were recorded had digit-style integer
+        names ("0".."n-1"), which is what transferlab's readers give integer labels."""
+        names = self.spec.classes
+        return tuple(names) if names is not None else tuple(str(i) for i in range(self.spec.num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.adapter(x)
@@ -112,13 +115,15 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def block_outputs(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        """Flattened activations at the input, after every block, and at the logits."""
-        out: OrderedDict[str, torch.Tensor] = OrderedDict(input=x.flatten(1))
+    def block_outputs(self, x: torch.Tensor, flatten: bool = True) -> "OrderedDict[str, torch.Tensor]":
+        """Activations at the input (as given, before the adapter), after every block, and at the
+        logits; flattened to (N, D), or with ``flatten=False`` in their own shape (feature maps)."""
+        shape = (lambda t: t.flatten(1)) if flatten else (lambda t: t)
+        out: OrderedDict[str, torch.Tensor] = OrderedDict(input=shape(x))
         x = self.adapter(x)
         for name, block in zip(self.block_names, self.blocks):
             x = block(x)
-            out[name] = x.flatten(1)
+            out[name] = shape(x)
         out["logits"] = self.head(x.flatten(1))
         return out
 

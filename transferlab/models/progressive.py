@@ -63,10 +63,11 @@ class ProgressiveClassifier(Classifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self._columns(x)[0].flatten(1)
 
-    def block_outputs(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
-        out: OrderedDict[str, torch.Tensor] = OrderedDict(input=x.flatten(1))
+    def block_outputs(self, x: torch.Tensor, flatten: bool = True) -> "OrderedDict[str, torch.Tensor]":
+        shape = (lambda t: t.flatten(1)) if flatten else (lambda t: t)
+        out: OrderedDict[str, torch.Tensor] = OrderedDict(input=shape(x))
         final, outs = self._columns(x)
         for name, h in zip(self.block_names, outs):
-            out[name] = h.flatten(1)
+            out[name] = shape(h)
         out["logits"] = self.head(final.flatten(1))
         return out

@@ -39,6 +39,11 @@ class SelectionConfig(BaseModel):
     )
     force_method: str | None = Field(None, description="use this method whatever the evidence says")
     unsupervised_method: str = Field("dann", description="the method chosen when the target has no labels")
+    source_free_method: str = Field(
+        "shot", description="the method chosen when the target has no labels and there is no source data")
+    few_shot_labels_per_class: int = Field(
+        5, ge=1, description="a new task with at most this many labels per class is few-shot: prototypical "
+                             "networks, when the source has other classes to learn from")
 
     # Trial mode.
     budget_epochs: float = Field(

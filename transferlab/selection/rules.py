@@ -36,33 +36,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from transferlab.data.labels import DOMAIN_ADAPTATION, TASK_TRANSFER
 from transferlab.errors import ConfigError, DataError
+from transferlab.selection.candidates import LABELLED, UNSUPERVISED, DecisionBuilder, ineligibility
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.layers import FreezeDepth, freeze_depth
 from transferlab.selection.result import Selection
-
-UNSUPERVISED = ("dann", "cdan", "dan", "deep-coral")
-LABELLED = ("linear-probe", "layer-transfer", "l2-sp", "finetune")
-
-# One line per method for the candidate table; "needs labels" decides eligibility when L = 0.
-ABOUT: dict[str, tuple[bool, str]] = {
-    "source-only": (False, "uses the source model unchanged; right when the domains match"),
-    "target-only": (True, "trains on the labelled target alone; right when transfer would hurt"),
-    "linear-probe": (True, "freezes the features and retrains the head; right when features transfer as they are"),
-    "layer-transfer": (True, "freezes the first k blocks and retrains the rest"),
-    "l2-sp": (True, "fine-tunes everything with a penalty on distance to the source weights"),
-    "finetune": (True, "fine-tunes every layer; needs plenty of labels"),
-    "dann": (False, "domain-adversarial alignment of features with unlabelled target data"),
-    "cdan": (False, "class-conditional adversarial alignment with unlabelled target data"),
-    "dan": (False, "multi-kernel MMD alignment of task layers with unlabelled target data"),
-    "deep-coral": (False, "aligns feature covariances with unlabelled target data"),
-}
 
 # Name of the layer-transfer hyperparameter that holds the number of frozen leading blocks.
 LAYER_TRANSFER_K = "k"
 
 
-def _get(d: Any, *keys: str) -> Any:
+def report_value(d: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(d, dict) or d.get(key) is None:
             return None
@@ -80,8 +65,8 @@ def rescaled_transferability(report: dict, n_classes: int) -> tuple[float, str, 
     return None
 
 
-def _severity(report: dict, config: SelectionConfig) -> tuple[str, str]:
-    m = _get(report, "mmd", "normalised")
+def shift_severity(report: dict, config: SelectionConfig) -> tuple[str, str]:
+    m = report_value(report, "mmd", "normalised")
     a = report.get("a_distance")
     parts = []
     if m is not None:
@@ -96,49 +81,28 @@ def _severity(report: dict, config: SelectionConfig) -> tuple[str, str]:
     return level, f"The shift is {level}: {' and '.join(parts)}."
 
 
-class _Builder:
-    """Collects the decision, its reasons and the candidate table."""
-
-    def __init__(self, config: SelectionConfig, labels_per_class: int):
-        self.config = config
-        self.labels = labels_per_class
-        self.reasons: list[str] = []
-        self.warnings: list[str] = []
-        self.evidence: dict[str, Any] = {}
-
-    def candidates(self, chosen: str, fallbacks: list[str], chosen_why: str) -> list[dict]:
-        names = ["source-only", "target-only", *LABELLED, *UNSUPERVISED]
-        for extra in (chosen, self.config.unsupervised_method, *fallbacks):
-            if extra not in names:
-                names.append(extra)
-        out = []
-        for name in names:
-            needs_labels, about = ABOUT.get(name, (False, "a registered transfer method"))
-            eligible = not (needs_labels and self.labels == 0)
-            if name == chosen:
-                score, why = 1.0, f"chosen: {chosen_why}"
-            elif not eligible:
-                score, why = 0.0, f"needs target labels and there are none; {about}"
-            elif name in fallbacks:
-                score, why = round(0.9 - 0.1 * fallbacks.index(name), 2), f"fallback: {about}"
-            else:
-                score, why = 0.1, about
-            out.append({"method": name, "score": score, "eligible": eligible, "why": why})
-        return out
-
-
 def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config: SelectionConfig) -> Selection:
-    """Pick a method from the similarity report and the label budget (policy table in the module doc)."""
+    """Pick a method from the similarity report and the label budget: on the task-transfer road by
+    :mod:`transferlab.selection.new_task`, without source data by
+    :mod:`transferlab.selection.source_free`, else by the policy table in the module doc."""
     if labels_per_class < 0:
         raise ConfigError(f"labels_per_class must be 0 or more, got {labels_per_class}")
     if n_classes < 2:
         raise ConfigError(f"n_classes must be at least 2, got {n_classes}")
-    p = _get(report, "mmd", "p_value")
+    if report.get("road", DOMAIN_ADAPTATION) == TASK_TRANSFER:
+        from transferlab.selection.new_task import select_new_task
+
+        return select_new_task(report, labels_per_class, n_classes, config)
+    if not report.get("source_data", True):
+        from transferlab.selection.source_free import select_source_free
+
+        return select_source_free(report, labels_per_class, n_classes, config)
+    p = report_value(report, "mmd", "p_value")
     if p is None:
         raise DataError("the similarity report has no mmd.p_value, which rule-mode selection needs")
-    b = _Builder(config, labels_per_class)
+    b = DecisionBuilder(config, labels_per_class)
     L = labels_per_class
-    level, severity_sentence = _severity(report, config)
+    level, severity_sentence = shift_severity(report, config)
     transfer = rescaled_transferability(report, n_classes)
     depth = freeze_depth(
         report.get("layers") or [], layer_shift=config.layer_shift, layer_jump=config.layer_jump, alpha=config.alpha
@@ -147,7 +111,7 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
     hurt = level == "large" and transfer is not None and transfer[0] < config.low_transferability
     b.evidence = {
         "p_value": p, "alpha": config.alpha, "significant": significant, "severity": level,
-        "normalised_mmd": _get(report, "mmd", "normalised"), "a_distance": report.get("a_distance"),
+        "normalised_mmd": report_value(report, "mmd", "normalised"), "a_distance": report.get("a_distance"),
         "transferability": None if transfer is None else {"rescaled": transfer[0], "score": transfer[1], "raw": transfer[2]},
         "labels_per_class": L, "n_classes": n_classes, "transfer_predicted_to_hurt": hurt,
         "freeze_depth": None if depth is None else {"k": depth.k, "n_blocks": depth.n_blocks, "blocks": depth.blocks},
@@ -171,30 +135,23 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
     )
 
     method, settings, fallbacks, why = _decide(b, significant, level, hurt, depth)
-    if config.force_method is not None:
-        forced = config.force_method
-        b.reasons.append(
-            f"force_method is set, so '{forced}' is used instead of the evidence's choice '{method}'."
-        )
-        needs_labels = ABOUT.get(forced, (False, ""))[0]
-        if needs_labels and L == 0:
-            b.warnings.append(f"'{forced}' needs target labels but the target has none.")
+    return finish(b, method, settings, fallbacks, why, lambda forced: _settings_for(forced, depth))
+
+
+def finish(b: DecisionBuilder, method: str, settings: dict, fallbacks: list[str], why: str, settings_for) -> Selection:
+    """The Selection for the rule's choice, or for ``force_method`` when it is set (with a warning when
+    the forced method cannot run on this data)."""
+    decided_by = "rules"
+    forced = b.config.force_method
+    if forced is not None:
+        b.reasons.append(f"force_method is set, so '{forced}' is used instead of the evidence's choice '{method}'.")
+        blocked = ineligibility(forced, b.road, b.labels, b.source_data)
+        if blocked and blocked != "not a registered method":
+            b.warnings.append(f"'{forced}' {blocked}.")
         fallbacks = [method, *[f for f in fallbacks if f != forced]]
-        settings = _settings_for(forced, depth)
-        method, why = forced, "forced by config.force_method"
-        decided_by = "force_method"
-    else:
-        decided_by = "rules"
-    return Selection(
-        method=method,
-        settings=settings,
-        candidates=b.candidates(method, fallbacks, why),
-        reasons=b.reasons,
-        mode="rule",
-        warnings=b.warnings,
-        decided_by=decided_by,
-        evidence=b.evidence,
-    )
+        method, settings, why, decided_by = forced, settings_for(forced), "forced by config.force_method", "force_method"
+    return Selection(method=method, settings=settings, candidates=b.candidates(method, fallbacks, why),
+                     reasons=b.reasons, mode="rule", warnings=b.warnings, decided_by=decided_by, evidence=b.evidence)
 
 
 def _settings_for(method: str, depth: FreezeDepth | None) -> dict:
@@ -204,7 +161,7 @@ def _settings_for(method: str, depth: FreezeDepth | None) -> dict:
 
 
 def _decide(
-    b: _Builder, significant: bool, level: str, hurt: bool, depth: FreezeDepth | None
+    b: DecisionBuilder, significant: bool, level: str, hurt: bool, depth: FreezeDepth | None
 ) -> tuple[str, dict, list[str], str]:
     """(method, settings, fallbacks in order of preference, short why) for rows 1–9 of the policy."""
     c, L = b.config, b.labels

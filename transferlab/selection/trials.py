@@ -47,7 +47,9 @@ from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.halving import halving_rounds, round_fidelity
 from transferlab.selection.result import Selection
-from transferlab.selection.rules import LAYER_TRANSFER_K, UNSUPERVISED, select_by_rules
+from transferlab.data.labels import DOMAIN_ADAPTATION, TASK_TRANSFER
+from transferlab.selection.candidates import UNSUPERVISED, ineligibility
+from transferlab.selection.rules import LAYER_TRANSFER_K, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
 from transferlab.training import TrainSettings, predict_logits
 from transferlab.training.continuation import Continuation, RunState, continuing
@@ -171,9 +173,11 @@ def run_trial(job: TrialJob) -> TrialResult:
         else:
             model = _fit(job, data, res)
             target = _unlabelled_target_x(data)
+            source = data.has_source_data
             res.scores = label_free_scores(
                 model.cpu() if _device_of(model).type != "cpu" else model,
-                data.source_train.x, data.source_val.x, data.source_val.y, target,
+                data.source_train.x if source else None, data.source_val.x if source else None,
+                data.source_val.y if source else None, target,
                 seed=job.config.seed, max_samples=job.config.validator_max_samples,
                 batch_size=job.settings.batch_size,
             )
@@ -221,16 +225,19 @@ def _default_candidates(
     report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig, has_unlabelled: bool
 ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, dict[str, list]], list[str]]:
     """(methods, rule settings per method, searched settings per method, reasons): the rule
-    shortlist widened by the methods trials can check cheaply, or the default set."""
+    shortlist widened by the methods trials can check cheaply, or the default set; only methods
+    that can run on this road with this data."""
     if config.candidates is not None:
         return list(dict.fromkeys(config.candidates)), {}, {}, ["Candidates come from config.candidates."]
+    road = (report or {}).get("road", DOMAIN_ADAPTATION)
+    source_data = (report or {}).get("source_data", True)
     depth, shifted = None, False
     if report is not None:
         rules = select_by_rules(report, labels_per_class, n_classes, config.model_copy(update={"force_method": None}))
         shortlist = [c["method"] for c in rules.candidates if c["eligible"] and c["score"] >= 0.5]
         methods = [rules.method, *shortlist]
         settings = {rules.method: rules.settings}
-        depth = rules.evidence.get("freeze_depth")
+        depth = rules.evidence.get("freeze_depth") or rules.evidence.get("depth")
         shifted = bool(rules.evidence.get("significant"))
         reasons = [f"Rule mode's shortlist is {', '.join(dict.fromkeys(methods))}; rule mode alone would pick "
                    f"'{rules.method}'."]
@@ -239,39 +246,55 @@ def _default_candidates(
     else:
         methods, settings = ["target-only", "linear-probe", "l2-sp", "finetune"], {}
         reasons = ["Candidates are the default set for this label budget."]
-    added = []
-    if labels_per_class > 0:
-        # The rule's evidence is too coarse to rule these out, and trials score them on the
-        # same labelled samples: layer transfer at more than one depth, and the adversarial
-        # unlabelled-target methods, measured best on several labelled benchmark pairs. cdan
-        # as well as dann: on the selection benchmark it fixed the pick that lost to source-only
-        # (rotate 0.3, seed 1: regret 6.6 -> 0.7-1.1 at 1 and 2 torch threads). Summed regret
-        # moved 29.1 -> 21.0 over 20 labelled scenarios at 2 threads but 17.7 -> 27.1 over 16
-        # at 1 thread, where the extra arm thinned the first round and invert+noise (seed 0)
-        # chose finetune, 16.3 points below layer-transfer.
-        added = ["layer-transfer"] + ([config.unsupervised_method, "cdan"] if has_unlabelled else [])
+    added = _added_candidates(road, source_data, labels_per_class, has_unlabelled, config)
     new = [m for m in dict.fromkeys(added) if m not in methods]
     methods = list(dict.fromkeys([*methods, *added, "source-only"]))
-    if shifted and labels_per_class < 2:
+    if (shifted or not source_data) and labels_per_class < 2:
         # A label-free validator compares the untouched source model, as trained as it will ever
         # be, with short trials that are not yet: DEV, the importance-weighted source loss, then
         # favours the model fitted to the source (on usps→mnist it chose source-only, 50.5 % on
-        # test, over dann, 76.7 %). Whether adapting is needed at all is the MMD test's question.
+        # test, over dann, 76.7 %). Whether adapting is needed at all is the MMD test's question
+        # (and without source data, which no test can answer, the default is to adapt).
         methods.remove("source-only")
-        reasons.append("source-only is not tried: the MMD test finds a significant shift, and without target "
-                       "labels no validator can fairly weigh the finished source model against short trials; "
-                       "it remains the baseline the evaluation compares with.")
+        reasons.append("source-only is not tried: " + ("the MMD test finds a significant shift" if shifted else
+                       "without source data no test can say the target has not shifted")
+                       + ", and without target labels no validator can fairly weigh the finished source model "
+                       "against short trials; it remains the baseline the evaluation compares with.")
+    dropped = [m for m in methods if ineligibility(m, road, labels_per_class, source_data)]
+    if dropped:
+        methods = [m for m in methods if m not in dropped]
+        reasons.append(f"Not tried, since they cannot run here: {', '.join(dropped)}.")
     search: dict[str, dict[str, list]] = {}
     if "layer-transfer" in methods and labels_per_class > 0:
         # The rule's depth, but never every block (that is linear-probe), and also k = 1.
         ks = sorted({1, max(1, min(depth["k"], depth["n_blocks"] - 1))} if depth else {1})
         settings.pop("layer-transfer", None)
         search["layer-transfer"] = {LAYER_TRANSFER_K: ks}
+    new = [m for m in new if m in methods]
     if new:
-        reasons.append(f"Trial mode also tries {', '.join(new)}, and source-only as the baseline.")
+        reasons.append(f"Trial mode also tries {', '.join(new)}"
+                       + (", and source-only as the baseline." if "source-only" in methods else "."))
     if "layer-transfer" in search:
         reasons.append(f"Layer transfer is tried with k in {search['layer-transfer'][LAYER_TRANSFER_K]} frozen blocks.")
     return methods, settings, search, reasons
+
+
+def _added_candidates(road: str, source_data: bool, labels_per_class: int, has_unlabelled: bool,
+                      config: SelectionConfig) -> list[str]:
+    """The methods trials add to the rule's shortlist: its evidence is too coarse to rule them out,
+    and trials score them on the same data."""
+    if road == TASK_TRANSFER:
+        # Every way of putting a new head on transferred layers, and the network without them.
+        return ["layer-transfer", "linear-probe", "l2-sp", "target-only", "protonet"]
+    if labels_per_class == 0:
+        return [] if source_data else ["shot", "tent"]
+    # Layer transfer at more than one depth, and the adversarial unlabelled-target methods,
+    # measured best on several labelled benchmark pairs. cdan as well as dann: on the selection
+    # benchmark it fixed the pick that lost to source-only (rotate 0.3, seed 1: regret 6.6 ->
+    # 0.7-1.1 at 1 and 2 torch threads). Summed regret moved 29.1 -> 21.0 over 20 labelled
+    # scenarios at 2 threads but 17.7 -> 27.1 over 16 at 1 thread, where the extra arm thinned
+    # the first round and invert+noise (seed 0) chose finetune, 16.3 points below layer-transfer.
+    return ["layer-transfer"] + ([config.unsupervised_method, "cdan"] if has_unlabelled else [])
 
 
 def _serial_map(fn: Callable[[Any], Any], jobs: list[Any]) -> list[Any]:
@@ -296,8 +319,16 @@ def select_by_trials(
     data any trial sees; the target test split is not an argument and cannot be reached.
     """
     map_fn = map_fn or _serial_map
-    n_classes = data.source_train.num_classes
+    n_classes = data.n_target_classes
     labels_per_class = _labels_per_class(data.target_labelled)
+    if data.road == TASK_TRANSFER and labels_per_class < 2 and report is not None:
+        # One label per new class leaves nothing to hold out, and no label-free validator knows
+        # what a new head's classes mean: the rules decide.
+        selection = select_by_rules(report, labels_per_class, n_classes, config)
+        selection.mode, selection.decided_by = "trial", "rules (one label per new class is too few to score trials)"
+        selection.reasons.append("Trial mode fell back to the rules: with one label per class of a new task no "
+                                 "trial can be scored on held-out labels.")
+        return selection
     has_unlabelled = data.target_unlabelled is not None and len(data.target_unlabelled) > 0
     methods, rule_settings, derived_search, reasons = _default_candidates(
         report, labels_per_class, n_classes, config, has_unlabelled)
@@ -318,7 +349,7 @@ def select_by_trials(
     # The brute-force sweep trains every method that can run here once, in full (source-only
     # trains nothing, so it costs nothing there): the alternative to selecting, whose best
     # method a selection's regret is measured against.
-    swept = registered if config.candidates is not None else applicable_methods(data)
+    swept = registered if config.candidates is not None else applicable_methods(data, source_model)
     full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
     budget = config.budget_epochs
     if config.budget_fraction is not None:
@@ -411,8 +442,8 @@ def select_by_trials(
         raise ConfigError("every trial in trial-mode selection failed or refused its data; see the trial errors")
     decided_by = plan.description
     if plan.kind == "validators":
-        top = {k: win_res.scores[k] for k in ("im", "snd", "dev")}
-        decided_by += f" (winner's IM {top['im']:.3f}, SND {top['snd']:.3f}, DEV {top['dev']:.3f})"
+        decided_by += " (winner's " + ", ".join(f"{k.upper()} {win_res.scores[k]:.3f}"
+                                                 for k in ("im", "snd", "dev") if k in win_res.scores) + ")"
     reasons.append(
         f"'{arms[winner].label}' scored best in the final round ({_score_text(win_res)})."
     )
@@ -504,12 +535,22 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
     if plan.uses_labels:
         for r in ok:
             r.score = _labelled_numbers(r.scores, config)[0]
-    elif config.validator == "mean-rank":
-        for r, s in zip(ok, mean_rank_scores([r.scores for r in ok])):
+        return
+    validator = ranking_validator(config, all("dev" in r.scores for r in ok))
+    if validator == "mean-rank":
+        keys = ("im", "snd", "dev") if all("dev" in r.scores for r in ok) else ("im", "snd")
+        for r, s in zip(ok, mean_rank_scores([r.scores for r in ok], keys)):
             r.score = float(s)
     else:
         for r in ok:
-            r.score = r.scores[config.validator]
+            r.score = r.scores[validator]
+
+
+def ranking_validator(config: SelectionConfig, source_data: bool) -> str:
+    """The label-free validator that ranks: ``config.validator``, except that without source data DEV
+    (an importance-weighted source-validation loss) cannot be computed and IM ranks instead, the
+    better of the two that remain in the selection benchmark's validator study."""
+    return config.validator if source_data or config.validator in ("im", "snd", "mean-rank") else "im"
 
 
 def _cost(results: list[TrialResult], full: int) -> dict:

@@ -19,10 +19,13 @@ class BatchStream:
     ``(seed, name)``, so two streams in one run shuffle independently and the same seed
     always gives the same batches. A pass drops its incomplete last batch (batch-norm
     needs more than one sample) unless the domain is smaller than one batch.
+
+    ``with_index`` also returns each sample's index into ``domain``, for methods that keep
+    per-sample state across steps (e.g. SHOT's pseudo-labels of the target pool).
     """
 
     def __init__(self, domain: Domain, batch_size: int, seed: int, name: str = "",
-                 weights: np.ndarray | None = None):
+                 weights: np.ndarray | None = None, with_index: bool = False):
         if len(domain) == 0:
             raise DataError(f"domain '{domain.name}' is empty: nothing to train on")
         self.domain = domain
@@ -30,6 +33,7 @@ class BatchStream:
         self._x = torch.from_numpy(np.ascontiguousarray(domain.x))
         self._y = torch.from_numpy(np.ascontiguousarray(domain.y))
         self._w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self.with_index = with_index
         self._rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         self._order = np.empty(0, dtype=np.int64)
         self._pos = 0
@@ -47,7 +51,8 @@ class BatchStream:
         self._order, self._pos = state["order"].copy(), state["pos"]
 
     def next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
-        """``(x, y)``, or ``(x, y, w)`` when the stream carries per-sample weights."""
+        """``(x, y)``, then ``w`` when the stream carries per-sample weights, then the samples'
+        indices into the domain (int64) with ``with_index``."""
         if self._pos + self.batch_size > len(self._order):
             self._order = self._rng.permutation(len(self.domain))
             self._pos = 0
@@ -56,6 +61,8 @@ class BatchStream:
         out = [self._x[idx].to(device), self._y[idx].to(device)]
         if self._w is not None:
             out.append(self._w[idx].to(device))
+        if self.with_index:
+            out.append(idx.to(device))
         return tuple(out)
 
 
