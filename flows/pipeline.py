@@ -145,16 +145,17 @@ def apply_overrides(project_dir: Path, overrides: dict[str, Any]) -> None:
 def _summary_markdown(project_dir: Path) -> str:
     evaluation = json.loads((project_dir / EVALUATION).read_text())
     lines = ["# transfer-pipeline result", ""]
-    for key in ("method", "adapted_accuracy", "source_only_accuracy", "transfer_gain", "negative_transfer",
-                "champion_moved"):
-        if key in evaluation:
+    for key in ("method", "road", "adapted_accuracy", "baseline", "baseline_accuracy", "source_only_accuracy",
+                "transfer_gain", "negative_transfer", "champion_moved"):
+        if evaluation.get(key) is not None:
             lines.append(f"- **{key}**: {evaluation[key]}")
     if (project_dir / SELECTION).exists():
         for reason in json.loads((project_dir / SELECTION).read_text()).get("reasons", []):
             lines.append(f"- selection: {reason}")
     if (project_dir / SIMILARITY).exists():
-        mmd = json.loads((project_dir / SIMILARITY).read_text())["mmd"]
-        lines.append(f"- **MMD²**: {mmd['mmd2']:.4g} (p = {mmd['p_value']:.3g})")
+        mmd = json.loads((project_dir / SIMILARITY).read_text()).get("mmd")
+        lines.append(f"- **MMD²**: {mmd['mmd2']:.4g} (p = {mmd['p_value']:.3g})" if mmd else
+                     "- **MMD²**: not measured (no source data)")
     return "\n".join(lines)
 
 

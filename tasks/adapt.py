@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from transferlab.config import PipelineParams
@@ -80,9 +81,10 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         version = None
         if params.mlflow.register_models:
             version = run_.register_model(
-                result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(data.source_train),
+                result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(data.source_train, data.target_unlabelled, data.target_labelled),
                 {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id, "seed": seeds[0],
-                 "checkpoint_criterion": result.checkpoint_criterion})
+                 "checkpoint_criterion": result.checkpoint_criterion, "road": data.road,
+                 "classes": json.dumps(list(data.target_classes))})
         details = {"method": method_cls.name, "road": data.road, "config": config.model_dump(), "best_epoch": result.best_epoch,
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}

@@ -38,8 +38,10 @@ def model_spec(params: PipelineParams, domain: Domain) -> ModelSpec:
     return ModelSpec(**{**spec.model_dump(), **update})
 
 
-def input_example(domain: Domain) -> np.ndarray:
-    """Two real samples: a batch of one would make the exported graph fix the batch size at 1."""
+def input_example(*domains: Domain | None) -> np.ndarray:
+    """Two real samples of the first non-empty domain given: a batch of one would make the exported
+    graph fix the batch size at 1."""
+    domain = next(d for d in domains if d is not None and len(d) >= 2)
     return np.ascontiguousarray(domain.x[:2])
 
 

@@ -6,6 +6,7 @@ when the adapted version beats the baselines and the current champion on the sam
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,9 @@ def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored
 
 
 def champion_decision(client, name: str, version: int | None, accuracy: float, beats_baselines: bool,
-                      test_hash: str, score_version) -> dict:
-    """Whether ``version`` takes the champion alias, and why (or why not)."""
+                      test_hash: str, score_version, classes: list[str] | None = None) -> dict:
+    """Whether ``version`` takes the champion alias, and why (or why not). A champion that predicts
+    other classes (it was registered for another task) is no rival on this test split."""
     if version is None:
         return {"moved": False, "version": None, "reason": "model registration is off (mlflow.register_models: false)"}
     try:
@@ -90,8 +92,12 @@ def champion_decision(client, name: str, version: int | None, accuracy: float, b
     if not beats_baselines:
         return {"moved": False, "version": current.version if current else None,
                 "reason": "the adapted model did not beat every baseline on the target test split"}
+    tags = (current.tags or {}) if current is not None else {}
+    if current is not None and classes is not None and "classes" in tags and json.loads(tags["classes"]) != classes:
+        return {"moved": True, "version": str(version),
+                "reason": f"it beats every baseline on the target test split; the previous champion v{current.version} "
+                          "predicts other classes (another task), so it is no rival here"}
     if current is not None and int(current.version) != version:
-        tags = current.tags or {}
         if tags.get("test_split_sha256") == test_hash and "test_accuracy" in tags:
             champion_acc, how = float(tags["test_accuracy"]), "recorded on this same test split"
         else:
@@ -160,7 +166,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
         client = MlflowClient()
         champion = champion_decision(client, registered, version, registered_accuracy, beats, test_hash,
-                                     _score_registered(registered, test))
+                                     _score_registered(registered, test), classes=classes)
         evaluation = {
             "target": test_manifest.get("domain"),
             "test": {"n": len(test), "split": "target test", "sha256": test_hash},

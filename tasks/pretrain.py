@@ -8,6 +8,7 @@ source data (and scored on its validation split), and registered like a trained 
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -41,20 +42,20 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                                       log=epoch_logger(run_))
         summary = {"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                    "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
-        _save_and_register(params, root, run_, result.model, train, summary)
+        _save_and_register(params, root, run_, result.model, input_example(train), summary)
     return summary
 
 
-def _save_and_register(params: PipelineParams, root: Path, run_, model, example_domain, summary: dict) -> None:
+def _save_and_register(params: PipelineParams, root: Path, run_, model, example, summary: dict) -> None:
     version = None
     if params.mlflow.register_models:
-        tags = {"role": "source", "run_id": run_.run_id}
+        tags = {"role": "source", "run_id": run_.run_id, "classes": json.dumps(list(model.classes))}
         if summary.get("source_val_accuracy") is not None:
             tags["source_val_accuracy"] = f"{summary['source_val_accuracy']:.4f}"
         if "imported" in summary:
             tags.update({f"imported.{k}": v for k, v in summary["imported"].items()})
         version = run_.register_model(model, tracking.model_name(params.mlflow.model_prefix, "source"),
-                                      input_example(example_domain), tags)
+                                      example, tags)
     summary["mlflow_version"] = version
     with atomic_dir(root / SOURCE_MODEL) as tmp:
         save_model(model, tmp, extra={"role": "source", "mlflow_version": version})
@@ -83,7 +84,7 @@ def _import(params: PipelineParams, root: Path) -> dict:
         run_.log_params({"seed": params.seed, "model": imported.model.spec.model_dump(),
                          "pretrained": params.model.pretrained.model_dump(mode="json")})
         run_.set_tags({f"import.{k}": v for k, v in imported.origin.items()})
-        example = source[0] if source is not None else next(d for d in target_splits(root) if d is not None)
+        example = input_example(source[0] if source is not None else None, *target_splits(root))
         _save_and_register(params, root, run_, imported.model, example, summary)
     note = untracked_note(imported.origin)
     if note:

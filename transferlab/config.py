@@ -76,8 +76,8 @@ class PretrainedModel(_Strict):
 
 
 class ModelParams(_Strict):
-    arch: Literal["lenet", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
-                  "tv-mobilenet_v3_large", "tv-efficientnet_b0"] = "lenet"
+    arch: Literal["lenet", "lenet-bn", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50",
+                  "tv-mobilenet_v3_small", "tv-mobilenet_v3_large", "tv-efficientnet_b0"] = "lenet"
     hidden: int = Field(500, ge=8)
     pretrained: PretrainedModel | None = Field(
         None, description="start from this trained model instead of training one on data.source")
@@ -95,6 +95,8 @@ class TrainParams(_Strict):
     patience: int = Field(3, ge=1)
     max_steps_per_epoch: int | None = Field(None, ge=1)
     lr_schedule: Literal["constant", "annealed"] = "constant"
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="pretrain: cross-entropy to (1 - ε) one-hot + "
+                                                                 "ε / K targets (SHOT's source recipe: 0.1)")
 
 
 class SimilarityParams(_Strict):

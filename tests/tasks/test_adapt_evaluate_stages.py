@@ -119,6 +119,12 @@ def test_champion_moves_only_past_baselines_and_the_current_champion():
     assert rescored["moved"] and rescored["version"] == "2"
     off = champion_decision(FakeRegistry(), "m", None, 0.8, True, "h", never)
     assert not off["moved"] and "registration is off" in off["reason"]
+    # A champion of another task (other classes) is no rival; one of the same classes still is.
+    other_task = _version(1, 0.99)
+    other_task.tags["classes"] = json.dumps(["5", "6"])
+    new_task = champion_decision(FakeRegistry(other_task), "m", 2, 0.8, True, "h", never, classes=["0", "1"])
+    assert new_task["moved"] and "another task" in new_task["reason"]
+    assert not champion_decision(FakeRegistry(other_task), "m", 2, 0.8, True, "h", never, classes=["5", "6"])["moved"]
 
 
 def test_champion_alias_in_the_registry_moves_then_stays(project):

@@ -17,11 +17,11 @@ from torch import nn
 
 # Built-in architectures, then torchvision's (their exact layer layout, so that a state dict a user
 # already has loads into them; see transferlab.models.backbones).
-BUILTIN_ARCHS = ("lenet", "resnet18", "mlp")
+BUILTIN_ARCHS = ("lenet", "lenet-bn", "resnet18", "mlp")
 TORCHVISION_ARCHS = ("tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
                      "tv-mobilenet_v3_large", "tv-efficientnet_b0")
-Arch = Literal["lenet", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50", "tv-mobilenet_v3_small",
-               "tv-mobilenet_v3_large", "tv-efficientnet_b0"]
+Arch = Literal["lenet", "lenet-bn", "resnet18", "mlp", "tv-resnet18", "tv-resnet34", "tv-resnet50",
+               "tv-mobilenet_v3_small", "tv-mobilenet_v3_large", "tv-efficientnet_b0"]
 
 
 class ModelSpec(BaseModel):
@@ -34,7 +34,8 @@ class ModelSpec(BaseModel):
     image_size: int = Field(28, ge=8)
     input_dim: int | None = Field(None, ge=1, description="feature-vector inputs (arch 'mlp')")
     num_classes: int = Field(10, ge=2)
-    hidden: int = Field(500, ge=8, description="width of the penultimate layer (lenet, mlp)")
+    hidden: int = Field(500, ge=8, description="width of the penultimate layer (lenet, mlp; lenet-bn: its "
+                                               "batch-normed bottleneck, 256 in SHOT)")
     progressive: bool = Field(False, description="a progressive network: frozen source column + target column")
     classes: list[str] | None = Field(None, description="names of the output classes, in the head's order")
     mean: list[float] | None = Field(None, description="per-channel mean the network's inputs are normalised by")
@@ -128,15 +129,31 @@ class Classifier(nn.Module):
         return out
 
 
-def _lenet(spec: ModelSpec) -> Classifier:
-    # LeNet as used in the digits domain-adaptation literature (20/50 conv channels, 500 hidden).
+def _lenet_convs(spec: ModelSpec) -> tuple[nn.Module, nn.Module, int]:
+    """LeNet's two conv blocks (20 and 50 channels) and the length of their flattened output."""
     conv1 = nn.Sequential(nn.Conv2d(spec.in_channels, 20, 5), nn.MaxPool2d(2), nn.ReLU())
     conv2 = nn.Sequential(nn.Conv2d(20, 50, 5), nn.Dropout2d(0.5), nn.MaxPool2d(2), nn.ReLU())
     with torch.no_grad():
         probe = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size)
         flat = conv2(conv1(probe)).flatten(1).shape[1]
+    return conv1, conv2, flat
+
+
+def _lenet(spec: ModelSpec) -> Classifier:
+    # LeNet as used in the digits domain-adaptation literature (20/50 conv channels, 500 hidden).
+    conv1, conv2, flat = _lenet_convs(spec)
     fc = nn.Sequential(nn.Flatten(), nn.Linear(flat, spec.hidden), nn.ReLU(), nn.Dropout(0.5))
     return Classifier(spec, [("conv1", conv1), ("conv2", conv2), ("fc", fc)], spec.hidden)
+
+
+def _lenet_bn(spec: ModelSpec) -> Classifier:
+    # SHOT's digit network (Liang et al. 2020; its reference code's LeNetBase + "bn" bottleneck):
+    # LeNet's conv blocks, then a bottleneck block linear -> batch norm -> dropout (no ReLU) of
+    # ``hidden`` units (SHOT: 256) under the linear head. Its batch norm is what tent adapts.
+    conv1, conv2, flat = _lenet_convs(spec)
+    bottleneck = nn.Sequential(nn.Flatten(), nn.Linear(flat, spec.hidden), nn.BatchNorm1d(spec.hidden),
+                               nn.Dropout(0.5))
+    return Classifier(spec, [("conv1", conv1), ("conv2", conv2), ("bottleneck", bottleneck)], spec.hidden)
 
 
 def _resnet18(spec: ModelSpec) -> Classifier:
@@ -161,7 +178,7 @@ def _mlp(spec: ModelSpec) -> Classifier:
     return Classifier(spec, [("fc1", fc1), ("fc2", fc2)], spec.hidden)
 
 
-_BUILDERS = {"lenet": _lenet, "resnet18": _resnet18, "mlp": _mlp}
+_BUILDERS = {"lenet": _lenet, "lenet-bn": _lenet_bn, "resnet18": _resnet18, "mlp": _mlp}
 
 
 def _build(spec: ModelSpec) -> Classifier:

@@ -30,6 +30,12 @@ class TrainSettings(BaseModel):
                     "(Ganin et al. 2016) that DAN and CDAN also train with",
     )
     min_steps_per_epoch: int = Field(20, ge=1)
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1,
+        description="supervised training (train_classifier: the pretrain stage) minimises cross-entropy to "
+                    "(1 - ε) one-hot + ε / K uniform targets; 0: plain cross-entropy. SHOT trains its source "
+                    "model with 0.1 (Liang et al. 2020); methods' own losses ignore it",
+    )
     epoch_limit: float | None = Field(
         None, gt=0,
         description="stop after this many epochs' worth of optimiser steps since the run began, fractions "

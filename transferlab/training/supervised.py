@@ -17,6 +17,8 @@ def train_classifier(model, train: Domain, val: Domain, settings: TrainSettings,
                      log: LogFn | None = None) -> AdaptResult:
     """Minimise cross-entropy on ``train``; keep the epoch with the best accuracy on ``val``.
 
+    With ``settings.label_smoothing`` ε > 0 the targets are smoothed: for K classes,
+    L = −Σ_k q_k log p_k with q = (1 − ε) one-hot(y) + ε / K (PyTorch's ``label_smoothing``).
     Trains ``model`` in place (pass a fresh one) and returns it at its best epoch.
     """
     if len(train) == 0:
@@ -28,7 +30,7 @@ def train_classifier(model, train: Domain, val: Domain, settings: TrainSettings,
 
     def step(s: TrainingStep):
         x, y = s.batches["train"]
-        return {"loss": F.cross_entropy(model(x), y)}
+        return {"loss": F.cross_entropy(model(x), y, label_smoothing=settings.label_smoothing)}
 
     return run_training(
         model, [param_group(model.parameters())], step, {"train": stream},
