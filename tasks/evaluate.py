@@ -128,6 +128,25 @@ def _score_registered(name: str, test: Domain):
     return score
 
 
+def write_reports(root: Path, evaluation: dict, selection: dict, links: dict, chosen_summary: dict,
+                  chosen_probs: np.ndarray, test: Domain) -> None:
+    """The page a person reads (Markdown and HTML), the chosen model's plots and predictions, and
+    reports/evaluation.json, all from the one ``evaluation`` record."""
+    chosen, classes = evaluation["chosen"], list(test.classes)
+    with atomic_dir(root / EVALUATION_DIR) as tmp:
+        plot_confusion_matrix(chosen_summary["confusion_matrix"], classes, tmp / "confusion.png",
+                              title=f"{chosen} on target test")
+        plot_reliability_diagram(chosen_probs, test.y, tmp / "reliability.png", title=f"{chosen} calibration")
+        evaluation["models"][chosen]["plots"] = {"confusion_matrix": "confusion.png", "reliability": "reliability.png"}
+        with open(tmp / "predictions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows(zip((classes[i] for i in test.y), (classes[i] for i in chosen_probs.argmax(1))))
+        (tmp / "evaluation.md").write_text(render_evaluation_markdown(evaluation, selection, links))
+        (tmp / "evaluation.html").write_text(render_evaluation_html(evaluation, selection, links, base_dir=tmp))
+        write_json(root / EVALUATION, evaluation)
+
+
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     selection = read_json(root / SELECTION, "the selection report")
     adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
@@ -199,20 +218,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         for name in models:
             evaluation["models"][name]["accuracy_mean"] = accuracy[name]
         links = {"MLflow run (make ui)": run_.ui_url(run_.run_id), "MLflow pipeline run": run_.ui_url(run_.parent_id)}
-        with atomic_dir(root / EVALUATION_DIR) as tmp, timing.work():
-            chosen_probs = probs[chosen][0]
-            plot_confusion_matrix(summaries[chosen]["confusion_matrix"], classes, tmp / "confusion.png",
-                                  title=f"{chosen} on target test")
-            plot_reliability_diagram(chosen_probs, test.y, tmp / "reliability.png", title=f"{chosen} calibration")
-            evaluation["models"][chosen]["plots"] = {"confusion_matrix": "confusion.png",
-                                                      "reliability": "reliability.png"}
-            with open(tmp / "predictions.csv", "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["actual", "predicted"])
-                writer.writerows(zip((classes[i] for i in test.y), (classes[i] for i in chosen_probs.argmax(1))))
-            (tmp / "evaluation.md").write_text(render_evaluation_markdown(evaluation, selection, links))
-            (tmp / "evaluation.html").write_text(render_evaluation_html(evaluation, selection, links, base_dir=tmp))
-            write_json(root / EVALUATION, evaluation)
+        with timing.work():
+            write_reports(root, evaluation, selection, links, summaries[chosen], probs[chosen][0], test)
 
         if version is not None:
             client.set_model_version_tag(registered, str(version), "test_accuracy", repr(float(registered_accuracy)))
@@ -221,8 +228,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             if champion["moved"]:
                 client.set_registered_model_alias(registered, CHAMPION, str(version))
         run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy.get("source-only"),
-                          "baseline_accuracy": accuracy[gain["baseline"]], "transfer_gain": gain["estimate"], "transfer_gain_ci_low": gain["ci"][0],
-                          "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()},
+                          "baseline_accuracy": accuracy[gain["baseline"]], "transfer_gain": gain["estimate"],
+                          "transfer_gain_ci_low": gain["ci"][0], "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()},
                           **({"audit.regret": audit["regret"]} if audit else {})})
         run_.set_tags({"verdict": gain["verdict"]["label"], "negative_transfer": evaluation["negative_transfer"],
                        "champion_moved": champion["moved"]})
