@@ -153,7 +153,7 @@ def scenario(pair: Pair, source: Domain, k: int, seed: int, cache: dict) -> dict
           f"{label(trial.method, trial.settings)}; " + ", ".join(f"{n} {100 * a:.1f}" for n, a in accs.items())
           + f" ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
     return {"accs": accs, "preds": preds, "y": test.y, "rule": label(rule.method, rule.settings),
-            "trial": label(trial.method, trial.settings), "trial_cost": trial.cost["fraction_of_full_sweep"],
+            "trial": label(trial.method, trial.settings), "trial_cost": trial.cost.get("fraction_of_full_sweep", 0.0),
             "trial_s": trial_s, "sweep_s": sweep_s, "depth": (report.get("depth") or {}).get("reason")}
 
 

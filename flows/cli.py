@@ -156,8 +156,9 @@ def cmd_methods(args) -> int:
                                    ("unlabelled target", m.needs_unlabelled_target),
                                    ("source data", m.uses_source)) if flag]
         optional = "unlabelled target" if m.uses_unlabelled_target and not m.needs_unlabelled_target else ""
-        rows.append((m.name, ", ".join(needs) or "-", optional or "-", m.description))
-    _table(["method", "needs", "also uses", "description"], rows)
+        road = "same classes" if m.shared_label_space else "new classes" if m.new_task_only else "either"
+        rows.append((m.name, ", ".join(needs) or "-", optional or "-", road, m.description))
+    _table(["method", "needs", "also uses", "road", "description"], rows)
     return 0
 
 
