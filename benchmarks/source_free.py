@@ -254,83 +254,21 @@ def table(recipe: Recipe, results, methods, args, pools, total_s: float) -> str:
               "pretraining, shared by every row of its seed). Published: shot from the SHOT paper (LeNet-BN "
               "source with label smoothing, SGD, last iterate); source-only, dann, cdan from "
               "Transfer-Learning-Library (LeNet, checkpoints picked with target test labels)."]
+    per_seed = []
+    for name in methods:
+        for pair in args.pairs:
+            rows = results.get((pair, name), [])
+            per_seed.append(f"{name} {pair} " + " / ".join(f"{r[0]:.2f}" for r in rows))
+    lines += ["", f"Per seed ({', '.join(map(str, args.seeds))}): " + "; ".join(per_seed) + "."]
     if "shot" in methods and not args.quick:
         verdicts = []
         for pair in args.pairs:
             rows = results.get((pair, "shot"), [])
             acc = statistics.mean(r[0] for r in rows)
             ok = acc >= GOALS[pair] and len(rows) >= 3
-            verdicts.append(f"{pair} shot {acc:.1f} against ≥ {GOALS[pair]} over {len(rows)} seeds: "
+            verdicts.append(f"{pair} shot {acc:.2f} against ≥ {GOALS[pair]} (mean of {len(rows)} seeds): "
                             f"{'met' if ok else 'not met'}")
         lines += ["", "Goals: " + "; ".join(verdicts) + "."]
-    return "\n".join(lines) + "\n"
-
-
-def tune(args) -> str:
-    """The tuning suite: every TUNING variant on mnist5k → uci-digits and usps (train) → uci-digits,
-    scored on the whole uci-digits pool with its labels (transductive, as the pool is the target)."""
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    sources: dict[tuple, tuple] = {}
-    scores: dict[tuple[int, str], list[float]] = {}
-    source_only: dict[tuple[str, float, str], list[float]] = {}
-    for pair, (s, t) in TUNING_PAIRS.items():
-        source, target = load(s, args.data, "train"), load(t, args.data, "train")
-        pool = unlabelled(target)
-        for i, (arch, eps, method, update, config) in enumerate(TUNING):
-            for seed in args.seeds:
-                key = (pair, arch, eps, seed)
-                if key not in sources:
-                    src_train, src_val = source_split(source, seed)
-                    spec = RECIPE.spec.model_copy(update={"arch": arch, "hidden": 256 if arch == "lenet-bn" else 500})
-                    pretrain = RECIPE.pretrain.model_copy(
-                        update={"seed": seed, "device": args.device, "label_smoothing": eps})
-                    model = train_classifier(build_model(spec, seed=seed), src_train, src_val, pretrain).model
-                    sources[key] = (model, src_train, src_val)
-                    source_only.setdefault((arch, eps, pair), []).append(100 * accuracy(model, target))
-                model, src_train, src_val = sources[key]
-                settings, base = RECIPE.methods[method]
-                settings = settings.model_copy(update={**update, "seed": seed, "device": args.device})
-                data = AdaptationData(None, None, None, pool, source_classes=CLASSES)
-                result = get_method(method)().fit(model, data, {**base, **config}, settings)
-                acc = 100 * accuracy(result.model, target)
-                scores.setdefault((i, pair), []).append(acc)
-                print(f"{pair} seed {seed} {arch} ε {eps:g} {method} {update} {config}: {acc:.1f} "
-                      f"(best epoch {result.best_epoch})", file=sys.stderr, flush=True)
-    seeds = " ".join(map(str, args.seeds))
-    lines = [f"## Source-free tuning suite (seeds {', '.join(map(str, args.seeds))})", "",
-             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/source_free.py --tune --seeds {seeds}"
-             + (f" --threads {args.threads}" if args.threads != 1 else "") + device_flag(args.device)
-             + f" --out benchmarks/RESULTS.md`. Whole run: {(time.perf_counter() - started) / 60:.1f} min.", "",
-             "Where `benchmarks/source_free.py`'s recipe was chosen: pairs that are not the reported ones, "
-             + ", ".join(f"{p}" for p in TUNING_PAIRS) + " (usps = its train split; uci-digits = scikit-learn's 1,797 "
-             "8×8 digits, upsampled to 28×28, a dataset the reported pairs never use). Each variant is the "
-             "benchmark's recipe with the change its row names; accuracy (%) on the whole uci-digits pool, which is "
-             "also the unlabelled pool (transductive), mean ± std over the seeds. No MNIST or USPS test label, and "
-             "no label of a reported target, was used.", "",
-             "| source network | label smoothing | method | change to the recipe | "
-             + " | ".join(TUNING_PAIRS) + " | mean of both |", "|" + "---|" * (5 + len(TUNING_PAIRS))]
-    seen = set()
-    for arch, eps, *_ in TUNING:
-        if (arch, eps) in seen:
-            continue
-        seen.add((arch, eps))
-        cells = [mean_sd(source_only[(arch, eps, p)]) for p in TUNING_PAIRS]
-        both = statistics.mean(statistics.mean(source_only[(arch, eps, p)]) for p in TUNING_PAIRS)
-        lines.append(f"| {arch} | {eps:g} | source-only | - | " + " | ".join(cells) + f" | {both:.1f} |")
-    chosen = {"shot": (RECIPE.methods["shot"][0], RECIPE.methods["shot"][1]),
-              "tent": (RECIPE.methods["tent"][0], RECIPE.methods["tent"][1])}
-    for i, (arch, eps, method, update, config) in enumerate(TUNING):
-        cells = [mean_sd(scores[(i, p)]) for p in TUNING_PAIRS]
-        both = statistics.mean(statistics.mean(scores[(i, p)]) for p in TUNING_PAIRS)
-        change = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
-                           for k, v in {**update, **config}.items())
-        settings, base = chosen[method]
-        is_chosen = (arch == RECIPE.spec.arch and eps == RECIPE.pretrain.label_smoothing
-                     and all(getattr(settings, k) == v for k, v in update.items())
-                     and all(base.get(k, None) == v for k, v in config.items()))
-        lines.append(f"| {arch} | {eps:g} | {method}{' (chosen)' if is_chosen else ''} | {change} | "
-                     + " | ".join(cells) + f" | {both:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -38,15 +38,16 @@ def test_the_transferability_peak_sets_the_depth():
     assert select_by_rules(new_task(depth_k=None), 10, 3, CFG).method == "l2-sp"
 
 
-def test_few_shot_with_other_source_classes_means_prototypical_networks():
+def test_few_labels_with_source_data_means_multitask():
     sel = select_by_rules(new_task(), 5, 3, CFG)
-    assert sel.method == "protonet" and any("5 classes the target does not have" in r for r in sel.reasons)
-    # The source's classes are all target classes too: nothing to meta-train on.
-    overlap = new_task(source=("5", "6", "7", "8"), target=("5", "6", "7", "9"))
-    assert select_by_rules(overlap, 5, 4, CFG).method != "protonet"
+    assert sel.method == "multitask" and any("source task keeps the shared layers" in r for r in sel.reasons)
+    assert select_by_rules(new_task(), 6, 3, CFG).method == "layer-transfer"
+    assert select_by_rules(new_task(), 2, 3, SelectionConfig(few_shot_labels_per_class=1)).method == "layer-transfer"
+    # Without source data there is no source task to train beside the new one.
     no_source = {**new_task(), "source_data": False}
-    assert select_by_rules(no_source, 1, 3, CFG).method != "protonet"
-    assert not by_name(select_by_rules(no_source, 1, 3, CFG))["protonet"]["eligible"]
+    assert select_by_rules(no_source, 1, 3, CFG).method == "layer-transfer"
+    cands = by_name(select_by_rules(no_source, 1, 3, CFG))
+    assert not cands["multitask"]["eligible"] and not cands["protonet"]["eligible"]
 
 
 def test_transfer_predicted_to_hurt_means_target_only_with_enough_labels():
@@ -55,9 +56,10 @@ def test_transfer_predicted_to_hurt_means_target_only_with_enough_labels():
     assert select_by_rules(new_task(hurt=True), 3, 3, CFG).method == "finetune"
 
 
-def test_plenty_of_labels_on_a_new_task():
-    assert select_by_rules(new_task(norm=0.3), 60, 3, CFG).method == "l2-sp"
-    assert select_by_rules(new_task(norm=0.8), 60, 3, CFG).method == "finetune"
+def test_on_a_new_task_the_profile_decides_whatever_the_input_shift():
+    # Two different sets of classes always look far apart: the MMD severity does not pick the method.
+    assert select_by_rules(new_task(norm=0.3), 60, 3, CFG).method == "layer-transfer"
+    assert select_by_rules(new_task(norm=0.9), 60, 3, CFG).method == "layer-transfer"
 
 
 def test_a_new_task_without_labels_is_refused():

@@ -42,8 +42,8 @@ class SelectionConfig(BaseModel):
     source_free_method: str = Field(
         "shot", description="the method chosen when the target has no labels and there is no source data")
     few_shot_labels_per_class: int = Field(
-        5, ge=1, description="a new task with at most this many labels per class is few-shot: prototypical "
-                             "networks, when the source has other classes to learn from")
+        5, ge=1, description="a new task with at most this many labels per class has few: multitask learning with "
+                             "the source data when there is some (transferlab/selection/new_task.py says why)")
 
     # Trial mode.
     budget_epochs: float = Field(

@@ -8,14 +8,24 @@ explain the target's labels best, and whether any explains them better than the 
 | 0 | ``force_method`` set                                        | that method             | the user overrode the evidence |
 | 1 | no block beats the pixels and L ≥ ``target_only_min`` (10)  | ``target-only``         | transfer predicted to hurt |
 | 2 | no block beats the pixels and L < ``target_only_min``       | ``finetune``            | too few labels to drop the source; warns |
-| 3 | L ≥ plenty (50), large shift                                | ``finetune``            | labels support moving far from the source |
-| 4 | L ≥ plenty                                                  | ``l2-sp`` (new head)    | adapt everything, source weights as the prior |
-| 5 | L ≤ ``few_shot`` (5), source data with ≥ 2 other classes    | ``protonet``            | learn to compare from the source's own classes |
-| 6 | LogME peaks at the last block                               | ``linear-probe``        | every block transfers |
-| 7 | LogME peaks at block k < last                               | ``layer-transfer`` (k)  | freeze up to the peak, retrain the rest |
-| 8 | no profile                                                  | ``l2-sp`` (new head)    | nothing says which layers transfer |
+| 3 | L ≤ ``few_shot`` (5) and source data                        | ``multitask``           | the source task keeps the shared layers honest |
+| 4 | LogME peaks at the last block                               | ``linear-probe``        | every block transfers |
+| 5 | LogME peaks at block k < last                               | ``layer-transfer`` (k)  | freeze up to the peak, retrain the rest |
+| 6 | no profile                                                  | ``l2-sp`` (new head)    | nothing says which layers transfer |
 
 L is the labelled target samples per class; a new task with none is refused (by prepare).
+
+Why this table (``benchmarks/new_task.py --suite tuning``: mnist5k digits 5-9 → mnist5k and →
+uci-digits 0-4, k = 1, 5, 10, 50, 3 seeds; the held-out pairs were not looked at). Multitask
+(one trunk, the source head and a new target head trained together) was the best arm at k = 1 on
+both pairs (85.3 and 80.2 % against 76.5 and 76.7 for target-only) and within 0.5 points of the
+best at k = 5; layer transfer at the LogME depth was best or within 1 point of it at k = 10 and 50.
+The input shift between two different sets of classes is large by construction, so the MMD
+severity says nothing about how far to fine-tune here (rules on it chose finetune at k = 50,
+2.8 points below the best). Prototypical networks, the classic few-shot answer, trailed at every
+k on this suite (72.6 / 56.7 / 72.5 % at k = 1 on mnist5k, below target-only): with five source
+classes every episode sees all of them, and there is little to learn to compare with. protonet stays a
+trial-mode candidate and can be forced.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from transferlab.selection.result import Selection
 from transferlab.selection.rules import LAYER_TRANSFER_K, finish, report_value, shift_severity
 
 
-def _evidence(b: DecisionBuilder, report: dict, n_classes: int) -> tuple[dict | None, str | None, int]:
+def _evidence(b: DecisionBuilder, report: dict, n_classes: int) -> dict | None:
     spaces = report.get("label_spaces") or {}
     depth = report.get("depth")
     level = shift_severity(report, b.config)[0] if report_value(report, "mmd", "normalised") is not None else None
@@ -46,9 +56,9 @@ def _evidence(b: DecisionBuilder, report: dict, n_classes: int) -> tuple[dict | 
         b.reasons.append("The report has no per-block transferability profile.")
     c = b.config
     b.reasons.append(f"The target has {b.labels} labelled samples per class "
-                     f"({'plenty' if b.labels >= c.plenty_labels_per_class else 'few-shot' if b.labels <= c.few_shot_labels_per_class else 'few'}; "
-                     f"plenty from {c.plenty_labels_per_class}, few-shot up to {c.few_shot_labels_per_class}).")
-    return depth, level, other
+                     f"({'few' if b.labels <= c.few_shot_labels_per_class else 'more than few'}; few up to "
+                     f"{c.few_shot_labels_per_class}).")
+    return depth
 
 
 def select_new_task(report: dict, labels_per_class: int, n_classes: int, config: SelectionConfig) -> Selection:
@@ -57,15 +67,15 @@ def select_new_task(report: dict, labels_per_class: int, n_classes: int, config:
         raise DataError("the target is a new task (its classes are not the source's) and has no labelled samples; "
                         "set data.target_labels_per_class to 1 or more")
     b = DecisionBuilder(config, labels_per_class, road=TASK_TRANSFER, source_data=report.get("source_data", True))
-    depth, level, other = _evidence(b, report, n_classes)
-    method, settings, fallbacks, why = _decide(b, depth, level, other)
+    depth = _evidence(b, report, n_classes)
+    method, settings, fallbacks, why = _decide(b, depth)
 
     def settings_for(name: str) -> dict:
         return {LAYER_TRANSFER_K: min(depth["k"], depth["n_blocks"])} if name == "layer-transfer" and depth else {}
     return finish(b, method, settings, b.eligible(fallbacks), why, settings_for)
 
 
-def _decide(b: DecisionBuilder, depth: dict | None, level: str | None, other: int) -> tuple[str, dict, list[str], str]:
+def _decide(b: DecisionBuilder, depth: dict | None) -> tuple[str, dict, list[str], str]:
     c, L = b.config, b.labels
     if depth and depth["hurt"]:
         b.warnings.append("Negative transfer predicted: no block of the source network explains the target's labels "
@@ -75,17 +85,11 @@ def _decide(b: DecisionBuilder, depth: dict | None, level: str | None, other: in
             return "target-only", {}, ["linear-probe", "finetune"], "transfer predicted to hurt and enough labels"
         b.reasons.append(f"Only {L} labels per class is too few to drop the source: every layer is fine-tuned freely.")
         return "finetune", {}, ["target-only", "linear-probe"], "transfer predicted to hurt, too few labels to drop it"
-    if L >= c.plenty_labels_per_class:
-        if level == "large":
-            b.reasons.append("Plenty of labels and a large shift: fine-tune every layer under a new head.")
-            return "finetune", {}, ["l2-sp", "target-only"], "large shift with plenty of target labels"
-        b.reasons.append("Plenty of labels: fine-tune every layer under a new head, L2-SP keeping the layers near "
-                         "the source's.")
-        return "l2-sp", {}, ["finetune", "linear-probe"], "plenty of target labels"
-    if L <= c.few_shot_labels_per_class and b.source_data and other >= 2:
-        b.reasons.append(f"Few-shot: prototypical networks learn to compare on episodes of the source's {other} "
-                         "classes the target does not have, then classify the new classes by their nearest prototype.")
-        return "protonet", {}, ["linear-probe", "layer-transfer"], f"{L} labels per new class and {other} source classes to learn from"
+    if L <= c.few_shot_labels_per_class and b.source_data:
+        b.reasons.append(f"Few labels ({L} per class, few from {c.few_shot_labels_per_class} down) and source data: "
+                         "multitask learning trains a new head for the target with the source head beside it, so the "
+                         "source task keeps the shared layers from fitting the handful of target samples.")
+        return "multitask", {}, ["layer-transfer", "l2-sp"], f"{L} labels per new class and source data to train with"
     if depth:
         if depth["k"] >= depth["n_blocks"]:
             b.reasons.append("Every block transfers: freeze them and train only a new head (linear probe).")

@@ -285,7 +285,7 @@ def _added_candidates(road: str, source_data: bool, labels_per_class: int, has_u
     and trials score them on the same data."""
     if road == TASK_TRANSFER:
         # Every way of putting a new head on transferred layers, and the network without them.
-        return ["layer-transfer", "linear-probe", "l2-sp", "target-only", "protonet"]
+        return ["layer-transfer", "linear-probe", "l2-sp", "multitask", "target-only", "protonet"]
     if labels_per_class == 0:
         return [] if source_data else ["shot", "tent"]
     # Layer transfer at more than one depth, and the adversarial unlabelled-target methods,
