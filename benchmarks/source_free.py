@@ -119,6 +119,23 @@ TUNING: list[tuple[str, float, str, dict, dict]] = [
 ]
 
 
+CHOICES = (
+    "Recipe chosen on the tuning suite (section `source-free-tuning`, `--tune`, 4 seeds), never on the reported "
+    "pairs: lenet-bn over the pipeline's lenet under shot (and tent needs its batch norm); no label smoothing "
+    "(SHOT's ε = 0.1 lost with every learning rate on both tuning pairs); shot's Adam lr 3e-4 (against 1e-4 and "
+    "1e-3); β = 0.1 (0.3 lost); the last iterate (the information-maximisation checkpoint picked the last epoch "
+    "in every tuning run, so the two coincide there); tent's learning rate and epochs made no difference there, "
+    "so it keeps its paper's one pass at lr 1e-3.")
+UNTRIED = (
+    "Not tried, and what could close the gap where a goal is missed: the reference code's SGD (lr 0.01, "
+    "momentum 0.9, Nesterov, weight decay 1e-3; the shared training loop has only Adam), a weight-normalised "
+    "head (the pipeline's classifier head is a plain linear layer), inputs normalised to [-1, 1], source "
+    "validation on the source's test split; SHOT's label smoothing again, since the tuning suite's 8×8 "
+    "target may not speak for USPS; and more target updates on the small USPS pool (30 epochs are 3,420 steps "
+    "on mnist→usps against 28,140 on usps→mnist). Choosing any of them honestly needs a tuning pair that "
+    "resembles the reported ones more closely than uci-digits does.")
+
+
 def load(name: str, data: Path, split: str) -> Domain:
     """A domain at 28×28 grey: MNIST / USPS splits from ``data`` (USPS upsampled bilinearly), or a
     built-in registry dataset (mnist5k, uci-digits; they have no splits, ``split`` is ignored)."""
@@ -269,6 +286,75 @@ def table(recipe: Recipe, results, methods, args, pools, total_s: float) -> str:
             verdicts.append(f"{pair} shot {acc:.2f} against ≥ {GOALS[pair]} (mean of {len(rows)} seeds): "
                             f"{'met' if ok else 'not met'}")
         lines += ["", "Goals: " + "; ".join(verdicts) + "."]
+    if not args.quick:
+        lines += ["", CHOICES]
+        if "shot" in methods and any(statistics.mean(r[0] for r in results.get((p, "shot"), [(0.0, 0.0)]))
+                                     < GOALS[p] for p in args.pairs):
+            lines += ["", UNTRIED]
+    return "\n".join(lines) + "\n"
+
+
+def tune(args) -> str:
+    """The tuning suite: every TUNING variant on mnist5k → uci-digits and usps (train) → uci-digits,
+    scored on the whole uci-digits pool with its labels (transductive, as the pool is the target)."""
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    sources: dict[tuple, Domain] = {}
+    scores: dict[tuple[int, str], list[float]] = {}
+    source_only: dict[tuple[str, float, str], list[float]] = {}
+    for pair, (s, t) in TUNING_PAIRS.items():
+        source, target = load(s, args.data, "train"), load(t, args.data, "train")
+        pool = unlabelled(target)
+        for i, (arch, eps, method, update, config) in enumerate(TUNING):
+            for seed in args.seeds:
+                key = (pair, arch, eps, seed)
+                if key not in sources:
+                    src_train, src_val = source_split(source, seed)
+                    spec = RECIPE.spec.model_copy(update={"arch": arch, "hidden": 256 if arch == "lenet-bn" else 500})
+                    pretrain = RECIPE.pretrain.model_copy(
+                        update={"seed": seed, "device": args.device, "label_smoothing": eps})
+                    sources[key] = train_classifier(build_model(spec, seed=seed), src_train, src_val, pretrain).model
+                    source_only.setdefault((arch, eps, pair), []).append(100 * accuracy(sources[key], target))
+                settings, base = RECIPE.methods[method]
+                settings = settings.model_copy(update={**update, "seed": seed, "device": args.device})
+                data = AdaptationData(None, None, None, pool, source_classes=CLASSES)
+                result = get_method(method)().fit(sources[key], data, {**base, **config}, settings)
+                acc = 100 * accuracy(result.model, target)
+                scores.setdefault((i, pair), []).append(acc)
+                print(f"{pair} seed {seed} {arch} ε {eps:g} {method} {update} {config}: {acc:.1f} "
+                      f"(best epoch {result.best_epoch})", file=sys.stderr, flush=True)
+    seeds = " ".join(map(str, args.seeds))
+    lines = [f"## Source-free tuning suite (seeds {', '.join(map(str, args.seeds))})", "",
+             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/source_free.py --tune --seeds {seeds}"
+             + (f" --threads {args.threads}" if args.threads != 1 else "") + device_flag(args.device)
+             + f" --out benchmarks/RESULTS.md`. Whole run: {(time.perf_counter() - started) / 60:.1f} min.", "",
+             "Where `benchmarks/source_free.py`'s recipe was chosen: pairs that are not the reported ones, "
+             + ", ".join(TUNING_PAIRS) + " (usps = its train split; uci-digits = scikit-learn's 1,797 8×8 digits, "
+             "upsampled to 28×28, a dataset the reported pairs never use). Each variant is the benchmark's recipe "
+             "with the change its row names; accuracy (%) on the whole uci-digits pool, which is also the unlabelled "
+             "pool (transductive), mean ± std over the seeds. No MNIST or USPS test label, and no label of a "
+             "reported target, was used.", "",
+             "| source network | label smoothing | method | change to the recipe | "
+             + " | ".join(TUNING_PAIRS) + " | mean of both |", "|" + "---|" * (5 + len(TUNING_PAIRS))]
+    seen = set()
+    for arch, eps, *_ in TUNING:
+        if (arch, eps) in seen:
+            continue
+        seen.add((arch, eps))
+        cells = [mean_sd(source_only[(arch, eps, p)]) for p in TUNING_PAIRS]
+        both = statistics.mean(statistics.mean(source_only[(arch, eps, p)]) for p in TUNING_PAIRS)
+        lines.append(f"| {arch} | {eps:g} | source-only | - | " + " | ".join(cells) + f" | {both:.1f} |")
+    for i, (arch, eps, method, update, config) in enumerate(TUNING):
+        cells = [mean_sd(scores[(i, p)]) for p in TUNING_PAIRS]
+        both = statistics.mean(statistics.mean(scores[(i, p)]) for p in TUNING_PAIRS)
+        change = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                           for k, v in {**update, **config}.items())
+        settings, base = RECIPE.methods[method]
+        is_chosen = (arch == RECIPE.spec.arch and eps == RECIPE.pretrain.label_smoothing
+                     and all(getattr(settings, k) == v for k, v in update.items())
+                     and all(base.get(k) == v for k, v in config.items()))
+        lines.append(f"| {arch} | {eps:g} | {method}{' (chosen)' if is_chosen else ''} | {change} | "
+                     + " | ".join(cells) + f" | {both:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,7 +34,8 @@ def test_a_new_task_never_offers_a_method_that_needs_the_source_classes():
 def test_the_transferability_peak_sets_the_depth():
     sel = select_by_rules(new_task(depth_k=2), 10, 3, CFG)
     assert sel.method == "layer-transfer" and sel.settings == {"k": 2}
-    assert select_by_rules(new_task(depth_k=3), 10, 3, CFG).method == "linear-probe"
+    last = select_by_rules(new_task(depth_k=3), 10, 3, CFG)  # a peak at the last block still retrains it
+    assert last.method == "layer-transfer" and last.settings == {"k": 2} and any("linear probe" in r for r in last.reasons)
     assert select_by_rules(new_task(depth_k=None), 10, 3, CFG).method == "l2-sp"
 
 
@@ -53,7 +54,8 @@ def test_few_labels_with_source_data_means_multitask():
 def test_transfer_predicted_to_hurt_means_target_only_with_enough_labels():
     sel = select_by_rules(new_task(hurt=True), 10, 3, CFG)
     assert sel.method == "target-only" and any("Negative transfer predicted" in w for w in sel.warnings)
-    assert select_by_rules(new_task(hurt=True), 3, 3, CFG).method == "finetune"
+    few = select_by_rules(new_task(hurt=True), 3, 3, CFG)  # too few labels to trust the profile: warn only
+    assert few.method == "multitask" and few.warnings
 
 
 def test_on_a_new_task_the_profile_decides_whatever_the_input_shift():
