@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
 from transferlab.data import DomainSpec, harmonise, load_domain  # noqa: E402
 from transferlab.data.types import Domain  # noqa: E402
+from transferlab.errors import MethodRequirementError  # noqa: E402
 from transferlab.methods import AdaptationData, get_method, list_methods  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
@@ -100,7 +101,7 @@ def run(args) -> str:
         pre = TrainSettings(epochs=10, batch_size=64, lr=1e-3, patience=3)
         ada = TrainSettings(epochs=10, batch_size=64, lr=5e-4, patience=5, max_steps_per_epoch=500)
     pre, ada = (s.model_copy(update={"device": args.device}) for s in (pre, ada))
-    names = args.methods or [m.name for m in list_methods()]
+    names = args.methods or [m.name for m in list_methods() if not m.new_task_only]  # protonet: new classes only
     directions = [("mnist", "usps"), ("usps", "mnist")]
     results: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
     pretrain_s: dict[str, list[float]] = {}
@@ -121,7 +122,11 @@ def run(args) -> str:
                 cls = get_method(name)
                 method_data = data if cls.needs_target_labels else without_labels(data)
                 t0 = time.perf_counter()
-                result = cls().fit(source_model, method_data, None, ada.model_copy(update={"seed": seed}))
+                try:
+                    result = cls().fit(source_model, method_data, None, ada.model_copy(update={"seed": seed}))
+                except MethodRequirementError as exc:  # e.g. tent on a network without normalisation layers
+                    print(f"{src_name}->{tgt_name} {name}: skipped ({exc})", file=sys.stderr)
+                    continue
                 seconds = time.perf_counter() - t0
                 acc = accuracy(result.model, target_test)
                 results.setdefault((f"{src_name}→{tgt_name}", name), []).append(
@@ -153,6 +158,9 @@ def table(results, names, directions, mode, args, total_s: float, pretrain_s: di
         cells = []
         for s, t in directions:
             rows = results.get((f"{s}→{t}", name), [])
+            if not rows:
+                cells += ["skipped", "-"]
+                continue
             accs, secs = [r[0] for r in rows], [r[1] for r in rows]
             sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
             cells += [f"{statistics.mean(accs):.1f} ± {sd:.1f}", f"{statistics.mean(secs):.1f}"]
