@@ -120,7 +120,7 @@ TUNING: list[tuple[str, float, str, dict, dict]] = [
 
 
 CHOICES = (
-    "Recipe chosen on the tuning suite (section `source-free-tuning`, `--tune`, 4 seeds), never on the reported "
+    "Recipe chosen on the tuning suite (section `source-free-tuning`, `--tune`), never on the reported "
     "pairs: lenet-bn over the pipeline's lenet under shot (and tent needs its batch norm); no label smoothing "
     "(SHOT's ε = 0.1 lost with every learning rate on both tuning pairs); shot's Adam lr 3e-4 (against 1e-4 and "
     "1e-3); β = 0.1 (0.3 lost); the last iterate (the information-maximisation checkpoint picked the last epoch "
