@@ -23,6 +23,7 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     dan,
     deep_coral,
     cdan,
+    mcc,
     instance_weighting,
     protonet,
     shot,

@@ -22,6 +22,7 @@ ABOUT: dict[str, str] = {
     "cdan": "class-conditional adversarial alignment with unlabelled target data",
     "dan": "multi-kernel MMD alignment of task layers with unlabelled target data",
     "deep-coral": "aligns feature covariances with unlabelled target data",
+    "mcc": "minimises the class confusion of its predictions on unlabelled target data",
     "shot": "source-free: information maximisation and self-labelling of the target, source head frozen",
     "tent": "source-free: entropy minimisation of the normalisation layers on the target",
     "protonet": "episodic training on the source's other classes, then nearest prototype of the new ones",
