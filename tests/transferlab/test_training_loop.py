@@ -153,3 +153,21 @@ def test_annealed_schedule_lowers_the_learning_rate_as_training_progresses():
     lrs = [h["lr"] for h in annealed.history]
     assert lrs == sorted(lrs, reverse=True) and lrs[0] < 3e-3 and lrs[-1] > 3e-3 * 11 ** -0.75
     assert annealed.history[-1]["loss"] < annealed.history[0]["loss"]  # it still learns
+
+
+class _OneHotByValue(torch.nn.Module):
+    """Predicts class round(x) with certainty: a perfect classifier of a pool whose input is its class."""
+
+    def forward(self, x):
+        return -100.0 * (x[:, :1] - torch.arange(3.0)).pow(2)
+
+
+def test_information_maximisation_scorer_sees_every_class_of_a_class_sorted_pool():
+    from transferlab.training import information_maximization_scorer
+
+    pool = np.repeat(np.arange(3, dtype=np.float32), 1000)[:, None]  # sorted by class, as an ImageFolder tree
+    score = information_maximization_scorer(pool, max_samples=2000).score(_OneHotByValue(), "cpu")
+    # Every class in about equal share: H(mean) ≈ log 3, the first 2,000 would give log 2.
+    assert score == pytest.approx(np.log(3), abs=0.01)
+    again = information_maximization_scorer(pool, max_samples=2000).score(_OneHotByValue(), "cpu")
+    assert again == score

@@ -56,14 +56,16 @@ def accuracy_scorer(domain: Domain, name: str) -> Scorer:
     return Scorer(name, lambda model, device: accuracy(model, domain, device))
 
 
-def information_maximization_scorer(x: np.ndarray, max_samples: int = 2000) -> Scorer:
+def information_maximization_scorer(x: np.ndarray, max_samples: int = 2000, seed: int = 0) -> Scorer:
     """Label-free: IM = H(mean prediction) - mean H(prediction) on unlabelled target inputs.
 
     High when target predictions are individually confident yet spread over the classes
-    (see :mod:`transferlab.validators`). The first ``max_samples`` inputs are used, so the
-    score is deterministic and cheap.
+    (see :mod:`transferlab.validators`). A seeded random ``max_samples`` of the inputs are used,
+    so the score is deterministic and cheap; not the first ones, since a pool sorted by class
+    (an ImageFolder tree) would show only some classes and favour a model that predicts those.
     """
-    x = x[:max_samples]
+    if len(x) > max_samples:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))]
     return Scorer("target-unlabelled information maximisation (label-free)",
                   lambda model, device: information_maximization(predict_logits(model, x, device)))
 
