@@ -104,3 +104,18 @@ def test_instance_weighting_records_its_weights(pair):
     result = get_method("instance-weighting")().fit(source, data, None, SETTINGS.model_copy(update={"epochs": 2}))
     assert result.history[0]["weight_max"] > 1.0
     assert 0 < result.history[0]["effective_sample_fraction"] <= 1.0
+
+
+def test_instance_weighting_trains_on_its_weights(pair, monkeypatch):
+    """Weights that keep only class-0 source samples pull the network towards class 0: dropping the
+    weights from the loss (a plain mean cross-entropy) would leave its predictions spread."""
+    import transferlab.methods.instance_weighting as iw
+
+    source, data = pair
+    only_class_0 = (3.0 * (data.source_train.y == 0)).astype(np.float32)  # mean 1, as density_ratio returns
+    monkeypatch.setattr(iw, "density_ratio", lambda *a, **k: only_class_0)
+    result = get_method("instance-weighting")().fit(source, data, None, SETTINGS.model_copy(update={"epochs": 3}))
+    predicted = torch.from_numpy(data.source_val.x)
+    with torch.no_grad():
+        share_0 = (result.model.eval()(predicted).argmax(1) == 0).float().mean().item()
+    assert share_0 > 0.9
