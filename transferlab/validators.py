@@ -70,6 +70,13 @@ def _array(x: object, what: str, ndim: int) -> np.ndarray:
     return arr
 
 
+def seeded_subset(n: int, max_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of at most ``max_samples`` of ``n`` rows, drawn from ``rng`` (all rows when fewer).
+
+    Random rather than the first rows: a pool sorted by class would otherwise show only some classes."""
+    return np.sort(rng.choice(n, size=max_samples, replace=False)) if n > max_samples else np.arange(n)
+
+
 def softmax(logits: object) -> np.ndarray:
     z = _array(logits, "logits", 2)
     z = z - z.max(axis=1, keepdims=True)
@@ -244,19 +251,17 @@ def label_free_scores(
     """
     rng = np.random.default_rng(seed)
 
-    def cap(n: int) -> np.ndarray:
-        return np.sort(rng.choice(n, size=max_samples, replace=False)) if n > max_samples else np.arange(n)
-
     source = source_val_x is not None and source_train_x is not None
     if len(target_x) < 2 or (source and len(source_val_x) < 2):
         raise DataError("label-free validation needs at least two target and two source-validation samples")
     was_training = model.training
     model.eval()
     try:
-        ti = cap(len(target_x))
+        ti = seeded_subset(len(target_x), max_samples, rng)
         f_t, z_t = _forward(model, target_x[ti], batch_size, device)
         if source:
-            si, vi = cap(len(source_train_x)), cap(len(source_val_x))
+            si, vi = (seeded_subset(len(source_train_x), max_samples, rng),
+                      seeded_subset(len(source_val_x), max_samples, rng))
             f_s, _ = _forward(model, source_train_x[si], batch_size, device)
             f_v, z_v = _forward(model, source_val_x[vi], batch_size, device)
     finally:

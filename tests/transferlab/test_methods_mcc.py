@@ -8,7 +8,8 @@ from synthetic_domains import blob_data, blob_test, mlp
 
 from transferlab.errors import MethodRequirementError
 from transferlab.methods import AdaptationData, get_method
-from transferlab.methods.mcc import class_confusion, mcc_loss, uncertainty_weights
+from transferlab.methods.cdan import entropy_weights
+from transferlab.methods.mcc import class_confusion, mcc_loss
 from transferlab.training import TrainSettings, accuracy, train_classifier
 
 LOGITS = [[2.0, 0.0, -1.0], [0.0, 1.5, 0.0], [1.0, 1.0, 0.0], [-0.5, 0.0, 3.0]]
@@ -48,7 +49,7 @@ def test_confident_one_hot_predictions_have_no_confusion_and_uniform_ones_the_mo
 
 def test_uncertainty_weights_sum_to_the_batch_and_favour_confident_samples():
     probs = torch.tensor([[0.98, 0.01, 0.01], [1 / 3, 1 / 3, 1 / 3], [0.6, 0.3, 0.1]])
-    w = uncertainty_weights(probs)
+    w = entropy_weights(probs)  # MCC's W_ii
     assert w.sum().item() == pytest.approx(3.0)
     assert w[0] > w[2] > w[1]
     assert not w.requires_grad

@@ -177,3 +177,14 @@ class Method(ABC):
     @classmethod
     def check_model(cls, model: nn.Module) -> None:
         """Refuse, with one sentence, a source model this method cannot work with (default: any will do)."""
+
+
+class UnsupervisedMethod(Method):
+    """A domain-adaptation method that trains on labelled source data and unlabelled target inputs
+    in one label space (dann, cdan, dan, deep-coral, mcc, instance-weighting)."""
+
+    uses_unlabelled_target = True
+    needs_unlabelled_target = True
+    uses_source = True
+    shared_label_space = True
+    Config = UnsupervisedConfig

@@ -23,7 +23,7 @@ from torch import nn
 
 from transferlab.methods.adversarial import DomainDiscriminator, domain_loss, grad_reverse, warmup_coefficient
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult
 
@@ -65,13 +65,9 @@ class CdanConfig(UnsupervisedConfig):
 
 
 @register
-class Cdan(Method):
+class Cdan(UnsupervisedMethod):
     name = "cdan"
     description = "conditional adversarial alignment of features ⊗ predictions, with entropy conditioning"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = CdanConfig
 
     def train(self, source_model, data: AdaptationData, config: CdanConfig, settings, log) -> AdaptResult:

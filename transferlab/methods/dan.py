@@ -26,7 +26,7 @@ import torch
 from pydantic import Field
 
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult
 
@@ -50,13 +50,9 @@ class DanConfig(UnsupervisedConfig):
 
 
 @register
-class Dan(Method):
+class Dan(UnsupervisedMethod):
     name = "dan"
     description = "multi-kernel MMD between source and target activations of the task layers"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = DanConfig
 
     def train(self, source_model, data: AdaptationData, config: DanConfig, settings, log) -> AdaptResult:

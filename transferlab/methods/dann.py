@@ -15,7 +15,7 @@ from pydantic import Field
 
 from transferlab.methods.adversarial import DomainDiscriminator, domain_loss, grad_reverse, warmup_coefficient
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult
 
@@ -26,13 +26,9 @@ class DannConfig(UnsupervisedConfig):
 
 
 @register
-class Dann(Method):
+class Dann(UnsupervisedMethod):
     name = "dann"
     description = "domain-adversarial training: a gradient-reversal layer makes features domain-invariant"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = DannConfig
 
     def train(self, source_model, data: AdaptationData, config: DannConfig, settings, log) -> AdaptResult:

@@ -14,7 +14,7 @@ import torch
 from pydantic import Field
 
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult
 
@@ -35,13 +35,9 @@ class DeepCoralConfig(UnsupervisedConfig):
 
 
 @register
-class DeepCoral(Method):
+class DeepCoral(UnsupervisedMethod):
     name = "deep-coral"
     description = "aligns the covariance of source and target features (Deep CORAL)"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = DeepCoralConfig
 
     def train(self, source_model, data: AdaptationData, config: DeepCoralConfig, settings, log) -> AdaptResult:

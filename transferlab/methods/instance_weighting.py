@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult, resolve_device
 
@@ -56,13 +56,9 @@ class InstanceWeightingConfig(UnsupervisedConfig):
 
 
 @register
-class InstanceWeighting(Method):
+class InstanceWeighting(UnsupervisedMethod):
     name = "instance-weighting"
     description = "reweights source samples by a domain classifier's density-ratio estimate, then trains on them"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = InstanceWeightingConfig
 
     def train(self, source_model, data: AdaptationData, config: InstanceWeightingConfig, settings, log) -> AdaptResult:

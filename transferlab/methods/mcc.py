@@ -24,24 +24,17 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, Method, UnsupervisedConfig
+from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
+from transferlab.methods.cdan import entropy_weights
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult
-
-
-def uncertainty_weights(probs: torch.Tensor) -> torch.Tensor:
-    """W_ii = B (1 + exp(−H_i)) / Σ_i' (1 + exp(−H_i')): weights that sum to the batch size.
-
-    The paper treats the weights as constants of the batch (they steer, they are not optimised)."""
-    h = -(probs * torch.log(probs.clamp_min(1e-12))).sum(1)
-    w = 1 + torch.exp(-h)
-    return (probs.shape[0] * w / w.sum()).detach()
 
 
 def class_confusion(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """C̃: the row-normalised class correlation matrix Ŷᵀ W Ŷ of a batch (C × C)."""
     probs = F.softmax(logits / temperature, dim=1)
-    c = probs.T @ (uncertainty_weights(probs).unsqueeze(1) * probs)
+    # W_ii is CDAN's entropy weighting (mean 1, so the weights sum to B), a constant of the batch.
+    c = probs.T @ (entropy_weights(probs).unsqueeze(1) * probs)
     return c / c.sum(1, keepdim=True)
 
 
@@ -59,13 +52,9 @@ class MccConfig(UnsupervisedConfig):
 
 
 @register
-class Mcc(Method):
+class Mcc(UnsupervisedMethod):
     name = "mcc"
     description = "minimises the class confusion of the target predictions (MCC)"
-    uses_unlabelled_target = True
-    needs_unlabelled_target = True
-    uses_source = True
-    shared_label_space = True
     Config = MccConfig
 
     def train(self, source_model, data: AdaptationData, config: MccConfig, settings, log) -> AdaptResult:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from transferlab.data.types import Domain
-from transferlab.validators import information_maximization
+from transferlab.validators import information_maximization, seeded_subset
 
 
 @torch.no_grad()
@@ -64,8 +64,7 @@ def information_maximization_scorer(x: np.ndarray, max_samples: int = 2000, seed
     so the score is deterministic and cheap; not the first ones, since a pool sorted by class
     (an ImageFolder tree) would show only some classes and favour a model that predicts those.
     """
-    if len(x) > max_samples:
-        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_samples, replace=False))]
+    x = x[seeded_subset(len(x), max_samples, np.random.default_rng(seed))]
     return Scorer("target-unlabelled information maximisation (label-free)",
                   lambda model, device: information_maximization(predict_logits(model, x, device)))
 
