@@ -15,6 +15,7 @@ from transferlab.data import DomainSpec
 from transferlab.errors import ConfigError
 from transferlab.models import ModelSpec
 from transferlab.selection import SelectionConfig
+from transferlab.training.augment import AugmentSpec, Strength
 
 
 class _Strict(BaseModel):
@@ -97,6 +98,9 @@ class TrainParams(_Strict):
     lr_schedule: Literal["constant", "annealed"] = "constant"
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="pretrain: cross-entropy to (1 - ε) one-hot + "
                                                                  "ε / K targets (SHOT's source recipe: 0.1)")
+    augment: Strength = Field("none", description="per-sample augmentation of the supervised batches: none | "
+                                                  "weak | strong (transferlab.training.augment)")
+    augmentation: AugmentSpec = Field(default_factory=AugmentSpec)
 
 
 class SimilarityParams(_Strict):

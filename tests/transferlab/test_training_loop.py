@@ -171,3 +171,38 @@ def test_information_maximisation_scorer_sees_every_class_of_a_class_sorted_pool
     assert score == pytest.approx(np.log(3), abs=0.01)
     again = information_maximization_scorer(pool, max_samples=2000).score(_OneHotByValue(), "cpu")
     assert again == score
+
+
+def test_after_step_runs_once_per_optimiser_update():
+    from transferlab.training import param_group, run_training
+    from transferlab.training.evaluation import Scorer
+
+    train = blobs("s", 64, 1)
+    model = mlp()
+    calls = []
+    stream = BatchStream(train, 16, 0, "train")
+
+    def step(s):
+        x, y = s.batches["train"]
+        return {"loss": torch.nn.functional.cross_entropy(model(x), y)}
+
+    run_training(model, [param_group(model.parameters())], step, {"train": stream},
+                 Scorer("constant", lambda m, d: 0.0, keep="last"), settings(epochs=3), 5,
+                 after_step=lambda: calls.append(1))
+    assert len(calls) == 15
+
+
+def test_augmented_pretraining_trains_on_augmented_batches_and_is_reproducible():
+    train, val = images("s", 96, 1), images("v", 30, 2)
+    plain = train_classifier(lenet(), train, val, settings(epochs=2)).model
+    weak = train_classifier(lenet(), train, val, settings(epochs=2, augment="weak")).model
+    again = train_classifier(lenet(), train, val, settings(epochs=2, augment="weak")).model
+    w_plain, w_weak, w_again = (next(m.parameters()) for m in (plain, weak, again))
+    assert torch.equal(w_weak, w_again) and not torch.equal(w_weak, w_plain)
+
+
+def test_augment_settings_are_checked():
+    with pytest.raises(Exception, match="augment"):
+        TrainSettings(augment="medium")
+    with pytest.raises(Exception, match="cutout"):
+        TrainSettings(augmentation={"cutout": 2.0})

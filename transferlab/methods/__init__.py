@@ -24,6 +24,8 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     deep_coral,
     cdan,
     mcc,
+    adamatch,
+    mean_teacher,
     instance_weighting,
     protonet,
     shot,

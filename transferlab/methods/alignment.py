@@ -6,7 +6,8 @@ the network in one forward pass (so batch-norm statistics see both domains) and 
     L = CE(source logits, source labels) + trade_off * A(f_s, f_t, z_s, z_t, p)
 
 where ``A`` is the method's alignment loss on features ``f`` / logits ``z`` and ``p`` the
-training progress. The checkpoint is chosen as :mod:`transferlab.methods.checkpointing` says.
+training progress. With ``settings.augment`` both batches are augmented per sample. The
+checkpoint is chosen as :mod:`transferlab.methods.checkpointing` says.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig
 from transferlab.methods.checkpointing import unsupervised_checkpoint
 from transferlab.methods.heads import student_from
+from transferlab.training.augment import Augmenter
 from transferlab.training import (
     AdaptResult,
     BatchStream,
@@ -63,10 +65,12 @@ def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: Un
     scorer = unsupervised_checkpoint(data, config.checkpoint)
     groups = [param_group(model.parameters())] + [param_group(m.parameters()) for m in aux_modules]
 
+    augment = Augmenter(settings.augmentation)
+
     def step(s: TrainingStep) -> dict[str, torch.Tensor]:
         xs, ys, *ws = s.batches["source"]
         xt = s.batches["target"][0]
-        feats = model.features(torch.cat([xs, xt]))
+        feats = model.features(augment(torch.cat([xs, xt]), settings.augment))
         logits = model.head(feats)
         ns = xs.shape[0]
         if ws:

@@ -2,7 +2,7 @@
 
 Cross-entropy on the labelled target (minus the held-out part that chooses the checkpoint,
 see :mod:`transferlab.methods.checkpointing`), plus whatever extra term a method adds
-(e.g. L2-SP's pull towards the source weights).
+(e.g. L2-SP's pull towards the source weights). ``settings.augment`` augments the labelled batch.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from torch import nn
 
 from transferlab.methods.base import AdaptationData
 from transferlab.methods.checkpointing import labelled_target_checkpoint
+from transferlab.training.augment import Augmenter
 from transferlab.training import (
     AdaptResult,
     BatchStream,
@@ -35,10 +36,11 @@ def fit_on_labelled_target(model: nn.Module, groups: list[dict], data: Adaptatio
     seed_everything(settings.seed)
     train, scorer = labelled_target_checkpoint(data, settings)
     stream = BatchStream(train, settings.batch_size, settings.seed, "target-labelled")
+    augment = Augmenter(settings.augmentation)
 
     def step(s: TrainingStep) -> dict[str, torch.Tensor]:
         x, y = s.batches["target"]
-        ce = F.cross_entropy(model(x), y)
+        ce = F.cross_entropy(model(augment(x, settings.augment)), y)
         out = {"loss": ce, "target_ce": ce}
         if extra_loss is not None:
             extra = extra_loss(model, s)

@@ -23,6 +23,8 @@ ABOUT: dict[str, str] = {
     "dan": "multi-kernel MMD alignment of task layers with unlabelled target data",
     "deep-coral": "aligns feature covariances with unlabelled target data",
     "mcc": "minimises the class confusion of its predictions on unlabelled target data",
+    "adamatch": "self-training: strong-augmentation consistency with aligned, thresholded target pseudo-labels",
+    "mean-teacher": "self-ensembling: a moving-average teacher's confident target predictions train the student",
     "shot": "source-free: information maximisation and self-labelling of the target, source head frozen",
     "tent": "source-free: entropy minimisation of the normalisation layers on the target",
     "protonet": "episodic training on the source's other classes, then nearest prototype of the new ones",

@@ -76,13 +76,15 @@ def run_training(
     log: LogFn | None = None,
     aux_modules: list[nn.Module] | None = None,
     description: str = "train",
+    after_step: Callable[[], None] | None = None,
 ) -> AdaptResult:
     """Train ``model`` (in place) and return it at the checkpoint ``scorer`` prefers.
 
     ``step_fn`` must return a dict with a scalar tensor ``"loss"`` (what is minimised) and
     optionally other scalar tensors, which are averaged per epoch into the history.
     ``aux_modules`` (e.g. a domain discriminator) are moved to the device and put in train
-    mode with the model, but are not part of the returned network.
+    mode with the model, but are not part of the returned network. ``after_step`` runs after each
+    optimiser update (e.g. a mean teacher's moving average of the weights).
     """
     device = resolve_device(settings.device)
     if device.type == "cuda":
@@ -154,6 +156,8 @@ def run_training(
                 optimiser.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 optimiser.step()
+                if after_step is not None:
+                    after_step()
                 for k, v in losses.items():
                     # Summed on the device: a float() per step would wait for the GPU every step.
                     sums[k] = sums.get(k, 0.0) + v.detach().double()

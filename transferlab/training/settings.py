@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from transferlab.training.augment import AugmentSpec, Strength
+
 
 class TrainSettings(BaseModel):
     """How long and how to train; what a method trains is its own business.
@@ -36,6 +38,15 @@ class TrainSettings(BaseModel):
                     "(1 - ε) one-hot + ε / K uniform targets; 0: plain cross-entropy. SHOT trains its source "
                     "model with 0.1 (Liang et al. 2020); methods' own losses ignore it",
     )
+    augment: Strength = Field(
+        "none",
+        description="per-sample augmentation of the inputs of supervised losses (pretraining, the source and "
+                    "target batches of the alignment methods, the labelled target of fine-tuning): none | weak | "
+                    "strong (transferlab.training.augment); the consistency methods (adamatch, mean-teacher) "
+                    "always use both strengths on their own terms",
+    )
+    augmentation: AugmentSpec = Field(default_factory=AugmentSpec,
+                                      description="the weak and strong pipelines' knobs")
     epoch_limit: float | None = Field(
         None, gt=0,
         description="stop after this many epochs' worth of optimiser steps since the run began, fractions "
