@@ -3,7 +3,8 @@
 Each method trains LeNet at 28×28 from the same source network on random source / target
 batches through its own ``fit`` (augmentation, teacher updates and all), for ``--steps`` steps
 with the checkpoint scorer on a 64-sample pool so that scoring is negligible; the time per step
-is the median over ``--repeats`` runs, after an untimed 3-step warm-up run. The issue's bound: at most 2.5× dann at the same batch.
+is the median over ``--repeats`` runs, after an untimed 3-step warm-up run.
+The issue's bound: at most 2.5× dann at the same batch.
 
     python benchmarks/method_step_time.py [--threads 2] [--out benchmarks/RESULTS.md]
 """
