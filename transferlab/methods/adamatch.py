@@ -36,19 +36,12 @@ from pydantic import Field
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from transferlab.methods.alignment import epoch_steps, source_and_target
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.checkpointing import unsupervised_checkpoint
 from transferlab.methods.heads import student_from
 from transferlab.methods.registry import register
-from transferlab.training import (
-    AdaptResult,
-    BatchStream,
-    TrainingStep,
-    param_group,
-    run_training,
-    seed_everything,
-    steps_per_epoch,
-)
+from transferlab.training import AdaptResult, TrainingStep, param_group, run_training, seed_everything
 from transferlab.training.augment import Augmenter
 
 
@@ -119,9 +112,6 @@ class AdaMatch(UnsupervisedMethod):
         seed_everything(settings.seed)
         model = student_from(source_model, new_head=False, seed=settings.seed)
         augment = Augmenter(settings.augmentation)
-        bs = settings.batch_size
-        source = BatchStream(data.source_train, bs, settings.seed, "source")
-        target = BatchStream(data.target_unlabelled, bs * config.target_ratio, settings.seed, "target-unlabelled")
 
         def step(s: TrainingStep) -> dict[str, torch.Tensor]:
             xs, ys = s.batches["source"]
@@ -136,8 +126,7 @@ class AdaMatch(UnsupervisedMethod):
             weight = warmup_weight(s.progress) * config.trade_off
             return {"loss": terms["source_ce"] + weight * terms["target_ce"], **terms}
 
-        n = steps_per_epoch([len(data.source_train), len(data.target_unlabelled) // config.target_ratio], bs,
-                            settings.min_steps_per_epoch, settings.max_steps_per_epoch)
-        return run_training(model, [param_group(model.parameters())], step, {"source": source, "target": target},
-                            unsupervised_checkpoint(data, config.checkpoint), settings, n, log,
-                            description=self.name)
+        return run_training(model, [param_group(model.parameters())], step,
+                            source_and_target(data, settings, config.target_ratio),
+                            unsupervised_checkpoint(data, config.checkpoint), settings,
+                            epoch_steps(data, settings, config.target_ratio), log, description=self.name)

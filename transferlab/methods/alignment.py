@@ -60,8 +60,7 @@ def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: Un
     seed_everything(settings.seed)
     model = student_from(source_model, new_head=False, seed=settings.seed)
     aux_modules = aux_modules or []
-    source = BatchStream(data.source_train, settings.batch_size, settings.seed, "source", weights=source_weights)
-    target = BatchStream(data.target_unlabelled, settings.batch_size, settings.seed, "target-unlabelled")
+    streams = source_and_target(data, settings, source_weights=source_weights)
     scorer = unsupervised_checkpoint(data, config.checkpoint)
     groups = [param_group(model.parameters())] + [param_group(m.parameters()) for m in aux_modules]
 
@@ -80,7 +79,21 @@ def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: Un
         terms = alignment(AlignmentInputs(feats[:ns], feats[ns:], logits[:ns], logits[ns:], s))
         return {"loss": ce + config.trade_off * terms["align"], "source_ce": ce, **terms}
 
-    n = steps_per_epoch([len(data.source_train), len(data.target_unlabelled)], settings.batch_size,
-                        settings.min_steps_per_epoch, settings.max_steps_per_epoch)
-    return run_training(model, groups, step, {"source": source, "target": target}, scorer, settings, n, log,
+    return run_training(model, groups, step, streams, scorer, settings, epoch_steps(data, settings), log,
                         aux_modules=aux_modules, description=description)
+
+
+def source_and_target(data: AdaptationData, settings: TrainSettings, target_ratio: int = 1,
+                      source_weights=None) -> dict[str, BatchStream]:
+    """The two seeded streams every method with source data and an unlabelled pool draws from:
+    ``source`` (x, y[, w]) at the batch size and ``target`` (x, 0) at ``target_ratio`` times it."""
+    return {"source": BatchStream(data.source_train, settings.batch_size, settings.seed, "source",
+                                  weights=source_weights),
+            "target": BatchStream(data.target_unlabelled, settings.batch_size * target_ratio, settings.seed,
+                                  "target-unlabelled")}
+
+
+def epoch_steps(data: AdaptationData, settings: TrainSettings, target_ratio: int = 1) -> int:
+    """One pass over the larger of the source and the pool (the pool at ``target_ratio`` per step)."""
+    return steps_per_epoch([len(data.source_train), len(data.target_unlabelled) // target_ratio],
+                           settings.batch_size, settings.min_steps_per_epoch, settings.max_steps_per_epoch)

@@ -34,19 +34,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from transferlab.methods.alignment import epoch_steps, source_and_target
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.checkpointing import unsupervised_checkpoint
 from transferlab.methods.heads import student_from
 from transferlab.methods.registry import register
-from transferlab.training import (
-    AdaptResult,
-    BatchStream,
-    TrainingStep,
-    param_group,
-    run_training,
-    seed_everything,
-    steps_per_epoch,
-)
+from transferlab.training import AdaptResult, TrainingStep, param_group, run_training, seed_everything
 from transferlab.training.augment import Augmenter
 
 
@@ -101,8 +94,6 @@ class MeanTeacher(UnsupervisedMethod):
         seed_everything(settings.seed)
         pair = StudentTeacher(student_from(source_model, new_head=False, seed=settings.seed))
         augment = Augmenter(settings.augmentation)
-        source = BatchStream(data.source_train, settings.batch_size, settings.seed, "source")
-        target = BatchStream(data.target_unlabelled, settings.batch_size, settings.seed, "target-unlabelled")
 
         def step(s: TrainingStep) -> dict[str, torch.Tensor]:
             xs, ys = s.batches["source"]
@@ -115,11 +106,9 @@ class MeanTeacher(UnsupervisedMethod):
             unsupervised = terms["consistency"] + config.class_balance * terms["class_balance"]
             return {"loss": ce + config.trade_off * unsupervised, "source_ce": ce, **terms}
 
-        n = steps_per_epoch([len(data.source_train), len(data.target_unlabelled)], settings.batch_size,
-                            settings.min_steps_per_epoch, settings.max_steps_per_epoch)
-        result = run_training(pair, [param_group(pair.student.parameters())], step,
-                              {"source": source, "target": target}, unsupervised_checkpoint(data, config.checkpoint),
-                              settings, n, log, description=self.name,
+        result = run_training(pair, [param_group(pair.student.parameters())], step, source_and_target(data, settings),
+                              unsupervised_checkpoint(data, config.checkpoint), settings, epoch_steps(data, settings),
+                              log, description=self.name,
                               after_step=lambda: pair.update_teacher(config.ema))
         result.model = pair.teacher
         return result
