@@ -140,6 +140,21 @@ def test_adamatch_trains_lenet_on_augmented_images_and_is_reproducible():
     assert not torch.equal(next(a.model.parameters()), next(source.parameters()))
 
 
+def test_adamatch_returns_the_moving_average_of_its_weights_when_asked(pair):
+    source, data = pair
+    plain = get_method("adamatch")().fit(source, data, None, SETTINGS).model
+    # α → 0: the average is the trained network after every step, so the same weights come back.
+    tracking = get_method("adamatch")().fit(source, data, {"ema": 1e-12}, SETTINGS).model
+    averaged = get_method("adamatch")().fit(source, data, {"ema": 0.9}, SETTINGS).model
+    for p, t in zip(plain.parameters(), tracking.parameters()):
+        assert torch.allclose(p, t, atol=1e-6)
+    gaps = [(p - a).abs().max().item() for p, a in zip(plain.parameters(), averaged.parameters())]
+    assert max(gaps) > 1e-4
+    assert all(not p.requires_grad for p in averaged.parameters())
+    test = blob_test(offset=3.0)
+    assert accuracy(averaged, test) > accuracy(source, test) + 0.15
+
+
 def test_adamatch_config_has_the_papers_threshold():
     cfg = get_method("adamatch").Config()
-    assert (cfg.tau, cfg.trade_off, cfg.target_ratio) == (0.9, 1.0, 1)
+    assert (cfg.tau, cfg.trade_off, cfg.target_ratio, cfg.ema) == (0.9, 1.0, 1, 0.0)

@@ -6,11 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from synthetic_domains import blob_data, images, lenet, mlp
 
 from transferlab.data.types import Domain
 from transferlab.methods import AdaptationData, get_method
-from transferlab.methods.mean_teacher import StudentTeacher, self_ensembling_losses
+from transferlab.methods.ema import StudentTeacher
+from transferlab.methods.mean_teacher import self_ensembling_losses
 from transferlab.training import TrainSettings, accuracy, train_classifier
 
 STUDENT = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.5]]
@@ -74,6 +76,16 @@ def test_teacher_is_the_moving_average_of_the_student():
     x = torch.randn(4, 6)
     pair.eval()
     assert torch.equal(pair(x), pair.teacher(x))
+
+
+def test_teacher_takes_the_students_batch_norm_statistics():
+    pair = StudentTeacher(nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4)))
+    pair.student.train()
+    pair.student(torch.randn(16, 6) * 3 + 2)
+    pair.update_teacher(0.99)
+    bn_t, bn_s = pair.teacher[1], pair.student[1]
+    assert torch.equal(bn_t.running_mean, bn_s.running_mean) and torch.equal(bn_t.running_var, bn_s.running_var)
+    assert int(bn_t.num_batches_tracked) == 1
 
 
 def _dimmed(domain, name):

@@ -21,7 +21,10 @@ with p = p_s = softmax, H the cross-entropy and p the training progress (μ rise
 the first half of training). τ = 0.9 as in the paper. The paper draws 3 target samples per source
 sample; the default here is 1: on this project's 2-core CPU budget the step costs about 2× a dann
 step instead of 4× (``benchmarks/step_time.py``), and the same number of steps sees the same
-target pool. The checkpoint is label-free (:mod:`transferlab.methods.checkpointing`).
+target pool. The checkpoint is label-free (:mod:`transferlab.methods.checkpointing`). With
+``ema`` > 0 the network scored and returned is the moving average of the trained weights
+(θ' ← α θ' + (1 − α) θ after every step; :mod:`transferlab.methods.ema`); pseudo-labels still
+come from the trained network, as in the paper.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from transferlab.methods.alignment import epoch_steps, source_and_target
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.checkpointing import unsupervised_checkpoint
+from transferlab.methods.ema import StudentTeacher
 from transferlab.methods.heads import student_from
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult, TrainingStep, param_group, run_training, seed_everything
@@ -100,6 +104,8 @@ class AdaMatchConfig(UnsupervisedConfig):
     tau: float = Field(0.9, gt=0, le=1, description="relative confidence threshold τ (paper: 0.9)")
     target_ratio: int = Field(1, ge=1, le=8, description="target samples per source sample in a step "
                                                          "(paper: 3; 1 halves the step on a CPU)")
+    ema: float = Field(0.0, ge=0, lt=1, description="moving-average rate α of the returned weights "
+                                                    "(0: the trained weights themselves)")
 
 
 @register
@@ -111,6 +117,7 @@ class AdaMatch(UnsupervisedMethod):
     def train(self, source_model, data: AdaptationData, config: AdaMatchConfig, settings, log) -> AdaptResult:
         seed_everything(settings.seed)
         model = student_from(source_model, new_head=False, seed=settings.seed)
+        pair = StudentTeacher(model) if config.ema > 0 else None
         augment = Augmenter(settings.augmentation)
 
         def step(s: TrainingStep) -> dict[str, torch.Tensor]:
@@ -126,7 +133,11 @@ class AdaMatch(UnsupervisedMethod):
             weight = warmup_weight(s.progress) * config.trade_off
             return {"loss": terms["source_ce"] + weight * terms["target_ce"], **terms}
 
-        return run_training(model, [param_group(model.parameters())], step,
-                            source_and_target(data, settings, config.target_ratio),
-                            unsupervised_checkpoint(data, config.checkpoint), settings,
-                            epoch_steps(data, settings, config.target_ratio), log, description=self.name)
+        result = run_training(pair or model, [param_group(model.parameters())], step,
+                              source_and_target(data, settings, config.target_ratio),
+                              unsupervised_checkpoint(data, config.checkpoint), settings,
+                              epoch_steps(data, settings, config.target_ratio), log, description=self.name,
+                              after_step=pair and (lambda: pair.update_teacher(config.ema)))
+        if pair is not None:
+            result.model = pair.teacher
+        return result

@@ -27,8 +27,6 @@ statistics are those of the target batches it sees.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -37,6 +35,7 @@ from torch import nn
 from transferlab.methods.alignment import epoch_steps, source_and_target
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
 from transferlab.methods.checkpointing import unsupervised_checkpoint
+from transferlab.methods.ema import StudentTeacher
 from transferlab.methods.heads import student_from
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult, TrainingStep, param_group, run_training, seed_everything
@@ -55,26 +54,6 @@ def self_ensembling_losses(student_logits: torch.Tensor, teacher_logits: torch.T
     mean_pred = z.mean(0).clamp(1e-6, 1 - 1e-6)
     balance = F.binary_cross_entropy(mean_pred, torch.full_like(mean_pred, 1 / n_classes), reduction="sum")
     return {"consistency": consistency, "class_balance": balance * mask.mean(), "mask_rate": mask.mean()}
-
-
-class StudentTeacher(nn.Module):
-    """The pair the loop trains (the student's weights) and scores (the teacher's predictions)."""
-
-    def __init__(self, student: nn.Module):
-        super().__init__()
-        self.student = student
-        self.teacher = copy.deepcopy(student)
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.teacher(x)
-
-    @torch.no_grad()
-    def update_teacher(self, alpha: float) -> None:
-        """θ' ← α θ' + (1 − α) θ."""
-        for t, s in zip(self.teacher.parameters(), self.student.parameters()):
-            t.mul_(alpha).add_(s.detach(), alpha=1 - alpha)
 
 
 class MeanTeacherConfig(UnsupervisedConfig):
