@@ -53,7 +53,8 @@ def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: Un
                        source_weights=None) -> AdaptResult:
     """Start from the source network; minimise source CE + ``trade_off`` * alignment.
 
-    ``alignment`` returns a dict whose ``"align"`` entry is the loss (other entries are logged).
+    ``alignment`` returns a dict whose ``"align"`` entry is the loss, an optional ``"regulariser"``
+    added as it is (other entries are logged).
     ``aux_modules`` (a discriminator) are trained with the network at the base learning rate.
     ``source_weights`` (per source-train sample) weight the source cross-entropy.
     """
@@ -77,7 +78,9 @@ def fit_with_alignment(source_model: nn.Module, data: AdaptationData, config: Un
         else:
             ce = F.cross_entropy(logits[:ns], ys)
         terms = alignment(AlignmentInputs(feats[:ns], feats[ns:], logits[:ns], logits[ns:], s))
-        return {"loss": ce + config.trade_off * terms["align"], "source_ce": ce, **terms}
+        # "regulariser": terms weighted by their own coefficients, not by trade_off (dann's BNM / BSP).
+        loss = ce + config.trade_off * terms["align"] + terms.get("regulariser", 0)
+        return {"loss": loss, "source_ce": ce, **terms}
 
     return run_training(model, groups, step, streams, scorer, settings, epoch_steps(data, settings), log,
                         aux_modules=aux_modules, description=description)

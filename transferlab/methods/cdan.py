@@ -10,7 +10,8 @@ joint distribution of features and classes rather than the features alone. When 
 Entropy conditioning (CDAN+E) weights each sample's domain loss by w = 1 + exp(-H(g)),
 normalised within each domain, so confidently classified (transferable) samples count more.
 As in the reference implementation, g is detached in the map. The gradient-reversal layer
-and its warm-up are DANN's (:mod:`transferlab.methods.adversarial`).
+and its warm-up are DANN's (:mod:`transferlab.methods.adversarial`); ``bnm`` and ``bsp`` add
+the spectral regularisers of :mod:`transferlab.methods.spectral` (CDAN+BSP, CDAN+BNM).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from torch import nn
 
 from transferlab.methods.adversarial import DomainDiscriminator, domain_loss, grad_reverse, warmup_coefficient
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
+from transferlab.methods.base import AdaptationData, UnsupervisedMethod
 from transferlab.methods.registry import register
+from transferlab.methods.spectral import AdversarialConfig, spectral_terms
 from transferlab.training import AdaptResult
 
 
@@ -53,7 +55,7 @@ def entropy_weights(g: torch.Tensor) -> torch.Tensor:
     return (w / w.mean()).detach()
 
 
-class CdanConfig(UnsupervisedConfig):
+class CdanConfig(AdversarialConfig):
     entropy_conditioning: bool = True
     # The paper switches to the randomized map above 4,096 values; its digit results (and the
     # reference implementation's) use the exact map on LeNet's 500 x 10 = 5,000. On MNIST->USPS the
@@ -82,7 +84,8 @@ class Cdan(UnsupervisedMethod):
             ht = grad_reverse(mapping(a.features_t, gt), coeff)
             ws, wt = (entropy_weights(gs), entropy_weights(gt)) if config.entropy_conditioning else (None, None)
             loss, acc = domain_loss(disc(hs), disc(ht), ws, wt)
-            return {"align": loss, "domain_accuracy": acc, "grl_coefficient": loss.new_tensor(coeff)}
+            return {"align": loss, "domain_accuracy": acc, "grl_coefficient": loss.new_tensor(coeff),
+                    **spectral_terms(config, a.features_s, a.features_t, a.logits_t)}
 
         return fit_with_alignment(source_model, data, config, settings, log, self.name, align,
                                   aux_modules=[disc, mapping])

@@ -6,7 +6,8 @@ layer between features and D makes the feature extractor maximise D's loss at th
     L = CE_s + trade_off * BCE(D(GRL_λ(f)), domain),     λ(p) = 2 / (1 + exp(-10 p)) - 1
 
 (see :mod:`transferlab.methods.adversarial`). At the saddle point the features carry the class
-information but not the domain, so the source classifier applies to the target.
+information but not the domain, so the source classifier applies to the target. ``bnm`` and
+``bsp`` add the spectral regularisers of :mod:`transferlab.methods.spectral`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pydantic import Field
 
 from transferlab.methods.adversarial import DomainDiscriminator, domain_loss, grad_reverse, warmup_coefficient
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
+from transferlab.methods.base import AdaptationData, UnsupervisedMethod
 from transferlab.methods.registry import register
+from transferlab.methods.spectral import AdversarialConfig, spectral_terms
 from transferlab.training import AdaptResult
 
 
-class DannConfig(UnsupervisedConfig):
+class DannConfig(AdversarialConfig):
     discriminator_hidden: int = Field(500, ge=8, description="width of the discriminator's hidden layers")
     gamma: float = Field(10.0, gt=0, description="steepness of the GRL warm-up λ(p) = 2/(1+exp(-γp)) - 1")
 
@@ -37,6 +39,7 @@ class Dann(UnsupervisedMethod):
         def align(a: AlignmentInputs):
             coeff = warmup_coefficient(a.step.progress, config.gamma)
             loss, acc = domain_loss(disc(grad_reverse(a.features_s, coeff)), disc(grad_reverse(a.features_t, coeff)))
-            return {"align": loss, "domain_accuracy": acc, "grl_coefficient": loss.new_tensor(coeff)}
+            return {"align": loss, "domain_accuracy": acc, "grl_coefficient": loss.new_tensor(coeff),
+                    **spectral_terms(config, a.features_s, a.features_t, a.logits_t)}
 
         return fit_with_alignment(source_model, data, config, settings, log, self.name, align, aux_modules=[disc])
