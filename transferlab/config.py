@@ -179,6 +179,9 @@ class PipelineParams(_Strict):
         names.add(self.select.unsupervised_method)
         for name in sorted(names):
             get_method(name)
+        # Every written hyperparameter is checked now, not when (or if) its method trains.
+        for name, config in sorted(self.adapt.methods.items()):
+            get_method(name).make_config(config, where=f"adapt.methods.{name}")
         return self
 
 

@@ -31,6 +31,13 @@ def test_unknown_method_is_refused():
         parse_params({"select": {"force_method": "nope"}})
 
 
+@pytest.mark.parametrize("config, key", [({"bnm": -1}, "adapt.methods.cdan.bnm"),
+                                         ({"foo": 1}, "adapt.methods.cdan.foo")])
+def test_a_method_hyperparameter_is_checked_with_the_params_even_if_the_method_never_runs(config, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_params({"adapt": {"methods": {"cdan": config}}})
+
+
 def test_overrides_use_dotted_keys(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
