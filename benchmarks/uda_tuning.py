@@ -35,12 +35,13 @@ from transferlab.training.augment import AugmentSpec  # noqa: E402
 
 # (source recipe: pretrain settings update, method, adaptation settings update, method config)
 # digits.py's budgets at the library's default augmentation: a row changes only what it says.
-STANDARD_PRETRAIN = digits.STANDARD_PRETRAIN.model_copy(update={"augmentation": AugmentSpec()})
-STANDARD_ADAPT = digits.STANDARD_ADAPT.model_copy(update={"augmentation": AugmentSpec()})
+BASE_PRETRAIN = digits.STANDARD_PRETRAIN.model_copy(update={"augmentation": AugmentSpec()})
+BASE_ADAPT = digits.STANDARD_ADAPT.model_copy(update={"augmentation": AugmentSpec()})
+WIDE_SCALE = AugmentSpec(scale=0.3)
 # A recipe's "arch" is the network's; the rest update the pretraining settings.
 SOURCES = {"plain": {}, "weak-aug": {"augment": "weak"}, "weak-aug ε 0.1": {"augment": "weak", "label_smoothing": 0.1},
            "weak-aug lenet-bn": {"augment": "weak", "arch": "lenet-bn"},
-           "weak-aug scale 0.3": {"augment": "weak", "augmentation": AugmentSpec(scale=0.3)}}
+           "weak-aug scale 0.3": {"augment": "weak", "augmentation": WIDE_SCALE}}
 VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("plain", "source-only", {}, {}),
     ("weak-aug", "source-only", {}, {}),
@@ -61,8 +62,8 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("weak-aug", "adamatch", {"epochs": 32}, {}),
     ("weak-aug lenet-bn", "adamatch", {"epochs": 32}, {}),
     ("weak-aug scale 0.3", "source-only", {}, {}),
-    ("weak-aug scale 0.3", "adamatch", {"epochs": 16, "augmentation": AugmentSpec(scale=0.3)}, {}),
-    ("weak-aug scale 0.3", "adamatch", {"epochs": 32, "augmentation": AugmentSpec(scale=0.3)}, {}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 16, "augmentation": WIDE_SCALE}, {}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 32, "augmentation": WIDE_SCALE}, {}),
 ]
 
 
@@ -84,7 +85,7 @@ def run(args) -> str:
                 t0 = time.perf_counter()
                 model = models[recipe]
                 if method != "source-only":
-                    ada = STANDARD_ADAPT.model_copy(update={**update, "seed": seed})
+                    ada = BASE_ADAPT.model_copy(update={**update, "seed": seed})
                     model = get_method(method)().fit(model, AdaptationData(src_train, src_val, None, pool),
                                                      config, ada).model
                 acc = 100 * accuracy(model, target)
@@ -97,7 +98,7 @@ def run(args) -> str:
 def pretrain(recipe: str, src_train, src_val, seed: int):
     update = dict(SOURCES[recipe])
     spec = ModelSpec(arch=update.pop("arch", "lenet"), image_size=28, num_classes=10)
-    pre = STANDARD_PRETRAIN.model_copy(update={**update, "seed": seed})
+    pre = BASE_PRETRAIN.model_copy(update={**update, "seed": seed})
     return train_classifier(build_model(spec, seed=seed), src_train, src_val, pre).model
 
 
@@ -112,7 +113,8 @@ def table(args, scores, seconds: float) -> str:
     lines = [f"## Label-free adaptation tuning suite (seeds {seeds}; pairs {', '.join(args.pairs)})", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/uda_tuning.py --seeds {seeds} "
              f"--pairs {' '.join(args.pairs)}`. Whole run: {seconds / 60:.1f} min.", "",
-             "Source network lenet (unless the recipe names another); pretraining = digits.py --standard's (10 epochs, early stopping on a 10 % "
+             "Source network lenet (unless the recipe names another); pretraining = digits.py --standard's "
+             "(10 epochs, early stopping on a 10 % "
              "source validation split) with the row's source recipe; adaptation = its standard budget (8 × 250 "
              "steps, annealed lr, label-free information-maximisation checkpoint) with the row's change. "
              "Accuracy (%) on the whole uci-digits pool (also the unlabelled pool).", "",

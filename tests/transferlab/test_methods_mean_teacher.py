@@ -78,14 +78,18 @@ def test_teacher_is_the_moving_average_of_the_student():
     assert torch.equal(pair(x), pair.teacher(x))
 
 
-def test_teacher_takes_the_students_batch_norm_statistics():
-    pair = StudentTeacher(nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4)))
+@pytest.mark.parametrize("share", [True, False])
+def test_teacher_takes_the_students_batch_norm_statistics_only_when_shared(share):
+    pair = StudentTeacher(nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4)), share_statistics=share)
     pair.student.train()
     pair.student(torch.randn(16, 6) * 3 + 2)
     pair.update_teacher(0.99)
     bn_t, bn_s = pair.teacher[1], pair.student[1]
-    assert torch.equal(bn_t.running_mean, bn_s.running_mean) and torch.equal(bn_t.running_var, bn_s.running_var)
-    assert int(bn_t.num_batches_tracked) == 1
+    if share:  # adamatch's average, which never runs forward in training
+        assert torch.equal(bn_t.running_mean, bn_s.running_mean) and torch.equal(bn_t.running_var, bn_s.running_var)
+        assert int(bn_t.num_batches_tracked) == 1
+    else:  # mean-teacher's teacher keeps the statistics of the target batches it saw itself
+        assert torch.equal(bn_t.running_mean, torch.zeros(4)) and int(bn_t.num_batches_tracked) == 0
 
 
 def _dimmed(domain, name):

@@ -117,7 +117,7 @@ class AdaMatch(UnsupervisedMethod):
     def train(self, source_model, data: AdaptationData, config: AdaMatchConfig, settings, log) -> AdaptResult:
         seed_everything(settings.seed)
         model = student_from(source_model, new_head=False, seed=settings.seed)
-        pair = StudentTeacher(model) if config.ema > 0 else None
+        pair = StudentTeacher(model, share_statistics=True) if config.ema > 0 else None
         augment = Augmenter(settings.augmentation)
 
         def step(s: TrainingStep) -> dict[str, torch.Tensor]:
@@ -133,11 +133,12 @@ class AdaMatch(UnsupervisedMethod):
             weight = warmup_weight(s.progress) * config.trade_off
             return {"loss": terms["source_ce"] + weight * terms["target_ce"], **terms}
 
-        result = run_training(pair or model, [param_group(model.parameters())], step,
+        scored, after_step = (model, None) if pair is None else (pair, lambda: pair.update_teacher(config.ema))
+        result = run_training(scored, [param_group(model.parameters())], step,
                               source_and_target(data, settings, config.target_ratio),
                               unsupervised_checkpoint(data, config.checkpoint), settings,
                               epoch_steps(data, settings, config.target_ratio), log, description=self.name,
-                              after_step=pair and (lambda: pair.update_teacher(config.ema)))
+                              after_step=after_step)
         if pair is not None:
             result.model = pair.teacher
         return result

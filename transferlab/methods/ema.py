@@ -12,11 +12,18 @@ from torch import nn
 
 
 class StudentTeacher(nn.Module):
-    """The pair the loop trains (the student's weights) and scores (the teacher's predictions)."""
+    """The pair the loop trains (the student's weights) and scores (the teacher's predictions).
 
-    def __init__(self, student: nn.Module):
+    Batch-norm running statistics: a teacher that runs forward in train mode during training
+    (mean-teacher's, on target batches) keeps its own; one that never runs until it is scored
+    (adamatch's weight average) takes the student's with ``share_statistics``, since an average
+    of running statistics is not the statistics of the averaged network.
+    """
+
+    def __init__(self, student: nn.Module, share_statistics: bool = False):
         super().__init__()
         self.student = student
+        self.share_statistics = share_statistics
         self.teacher = copy.deepcopy(student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
@@ -26,9 +33,9 @@ class StudentTeacher(nn.Module):
 
     @torch.no_grad()
     def update_teacher(self, alpha: float) -> None:
-        """θ' ← α θ' + (1 − α) θ; buffers (batch-norm running statistics) are the student's own,
-        since an average of running statistics is not the statistics of the averaged network."""
+        """θ' ← α θ' + (1 − α) θ (and the student's buffers, when shared)."""
         for t, s in zip(self.teacher.parameters(), self.student.parameters()):
             t.mul_(alpha).add_(s.detach(), alpha=1 - alpha)
-        for t, s in zip(self.teacher.buffers(), self.student.buffers()):
-            t.copy_(s)
+        if self.share_statistics:
+            for t, s in zip(self.teacher.buffers(), self.student.buffers()):
+                t.copy_(s)
