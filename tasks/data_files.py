@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transferlab.data import Domain, load_domain_file
 from transferlab.errors import DataError
-from transferlab.methods import AdaptationData
+from transferlab.data.adaptation import AdaptationData
 from tasks.io import read_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 

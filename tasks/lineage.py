@@ -14,13 +14,20 @@ PIPELINE_KEY_ENV = "TRANSFERLAB_PIPELINE_RUN"
 FLOW_RUN_ENV = "TRANSFERLAB_PREFECT_FLOW_RUN_ID"
 
 
+# Written by the pipeline itself (dvc repro records what it ran): not an input, so its being
+# rewritten by this very run must not make the run look as if it came from uncommitted code.
+PIPELINE_WRITTEN = ("dvc.lock",)
+
+
 def git_commit(root: Path) -> tuple[str, bool]:
-    """(commit sha or 'unknown', whether the work tree has uncommitted changes)."""
+    """(commit sha or 'unknown', whether tracked inputs differ from the commit: code, params, .dvc
+    files; untracked files and :data:`PIPELINE_WRITTEN` do not count)."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip() != ""
+        exclude = [f":(exclude){p}" for p in PIPELINE_WRITTEN]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *exclude],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip() != ""
         return sha, dirty
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False

@@ -1,6 +1,10 @@
 """Typed pipeline parameters: the one config type behind params.yaml, the CLI, Prefect and Python.
 
 Unknown keys and bad values are errors that name the key (``data.target.name: ...``).
+
+Imports marked ``code-deps: schema`` bring in the schemas of sections; they are not followed when
+dvc.yaml's code deps are derived (:mod:`flows.code_deps`): a schema decides whether params load, not
+what a stage writes, and every stage that reads a section imports that section's package itself.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from transferlab.data import DomainSpec
+from transferlab.data import DomainSpec  # code-deps: schema
 from transferlab.errors import ConfigError
-from transferlab.models import ModelSpec
-from transferlab.selection import SelectionConfig
-from transferlab.training.augment import AugmentSpec, Strength
+from transferlab.models import ModelSpec  # code-deps: schema
+from transferlab.selection import SelectionConfig  # code-deps: schema
+from transferlab.training.augment import AugmentSpec, Strength  # code-deps: schema
 
 
 class _Strict(BaseModel):
@@ -171,7 +175,7 @@ class PipelineParams(_Strict):
 
     @model_validator(mode="after")
     def _known_methods(self) -> "PipelineParams":
-        from transferlab.methods import get_method
+        from transferlab.methods import get_method  # code-deps: schema
 
         names = set(self.adapt.methods) | set(self.select.candidates or [])
         if self.select.force_method:

@@ -60,6 +60,7 @@ def make_project(path: Path, params: dict | None = None) -> Path:
     for name in ("transferlab", "tasks", "flows"):
         shutil.copytree(ROOT / name, path / name, ignore=ignore)
     shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    shutil.copy(ROOT / "dvc.lock", path / "dvc.lock")  # as a clone has it: committed, from another run
     shutil.copytree(ROOT / "models" / "pretrained", path / "models" / "pretrained")
     shutil.copy(ROOT / ".gitignore", path / ".gitignore")
     (path / "params.yaml").write_text(yaml.safe_dump(params or TINY, sort_keys=False))

@@ -87,6 +87,40 @@ def test_models_are_registered_with_lineage_tags_and_alias(project):
     assert client.get_run(parent_id).info.status == "FINISHED"
 
 
+def test_a_clean_clones_first_run_is_not_dirty(project):
+    """The committed dvc.lock (another run's) is rewritten by this run: that is not uncommitted code."""
+    path, _ = project
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{path / 'mlflow.db'}")
+    runs = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("transferlab").experiment_id],
+                                      "tags.`transferlab.stage` != ''")
+    assert len(runs) >= 7
+    assert {r.data.tags["git.dirty"] for r in runs} == {"false"}
+
+
+def _status(path) -> set[str]:
+    return set(json.loads(sh([str(BIN / "dvc"), "status", "--json"], path).stdout or "{}"))
+
+
+@pytest.mark.parametrize("module, importers", [
+    ("transferlab/validators.py", {"pretrain", "similarity", "select", "adapt", "evaluate"}),
+    ("transferlab/methods/dann.py", {"select", "adapt", "evaluate"}),
+    ("transferlab/data/readers.py", {"prepare", "validate", "pretrain", "similarity", "select", "adapt",
+                                     "evaluate"}),
+])
+def test_editing_a_module_makes_dvc_status_name_the_stages_that_import_it(project, module, importers):
+    path, _ = project
+    file = path / module
+    original = file.read_bytes()
+    try:
+        file.write_bytes(original + b"\n# an edit\n")
+        assert _status(path) == importers
+    finally:
+        file.write_bytes(original)
+    assert _status(path) == set()
+
+
 def test_second_repro_does_nothing_and_status_is_clean(project):
     path, _ = project
     again = sh([str(BIN / "dvc"), "repro"], path)

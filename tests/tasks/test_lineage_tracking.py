@@ -70,3 +70,23 @@ def test_configure_waits_for_a_store_being_set_up_elsewhere_once(tmp_path, monke
     tracking.configure(tmp_path, "exp")
     tracking.configure(tmp_path, "exp")
     assert calls == ["waited"]
+
+
+def test_git_dirty_ignores_the_lock_the_run_rewrites_but_not_code(tmp_path):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    (tmp_path / "params.yaml").write_text("seed: 0\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    (tmp_path / "new_untracked.txt").write_text("x")
+    sha, dirty = lineage.git_commit(tmp_path)
+    assert len(sha) == 40 and dirty is False
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    assert lineage.git_commit(tmp_path)[1] is True

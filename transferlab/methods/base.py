@@ -12,73 +12,13 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from transferlab.data.labels import TASK_TRANSFER, LabelSpaces, Road
-from transferlab.data.types import Domain
+from transferlab.data.adaptation import AdaptationData
+from transferlab.data.labels import TASK_TRANSFER
 from transferlab.errors import ConfigError, DataError, MethodRequirementError
 from transferlab.training import AdaptResult, TrainSettings
 from transferlab.training.loop import LogFn
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig"]
-
-
-@dataclass(frozen=True)
-class AdaptationData:
-    """Everything a method may train or choose checkpoints with (never target test data).
-
-    ``source_train`` / ``source_val`` are None when there is only a source model and no source
-    data (source-free); ``source_classes`` then names the model's output classes (by default they
-    are the source data's). The target's classes are its splits' own; where they differ from the
-    source's, the road is task transfer (:mod:`transferlab.data.labels`).
-    """
-
-    source_train: Domain | None = None
-    source_val: Domain | None = None
-    target_labelled: Domain | None = None
-    target_unlabelled: Domain | None = None
-    source_classes: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.source_classes is None:
-            if self.source_train is None:
-                raise DataError("adaptation data without source data must name the source model's classes")
-            object.__setattr__(self, "source_classes", tuple(self.source_train.classes))
-        else:
-            object.__setattr__(self, "source_classes", tuple(self.source_classes))
-        for dom in (self.target_labelled, self.target_unlabelled):
-            if dom is not None and len(dom) and tuple(dom.classes) != self.target_classes:
-                raise DataError(f"the target splits disagree on their classes ({list(dom.classes)} against "
-                                f"{list(self.target_classes)})")
-
-    @property
-    def has_source_data(self) -> bool:
-        return self.source_train is not None and len(self.source_train) > 0
-
-    @property
-    def target_classes(self) -> tuple[str, ...]:
-        for dom in (self.target_labelled, self.target_unlabelled):
-            if dom is not None and len(dom):
-                return tuple(dom.classes)
-        return tuple(self.source_classes)
-
-    @property
-    def label_spaces(self) -> LabelSpaces:
-        return LabelSpaces(tuple(self.source_classes), self.target_classes)
-
-    @property
-    def road(self) -> Road:
-        return self.label_spaces.road
-
-    @property
-    def n_target_classes(self) -> int:
-        return len(self.target_classes)
-
-    @property
-    def n_target_labels(self) -> int:
-        return 0 if self.target_labelled is None else len(self.target_labelled)
-
-    @property
-    def n_target_unlabelled(self) -> int:
-        return 0 if self.target_unlabelled is None else len(self.target_unlabelled)
 
 
 class MethodConfig(BaseModel):
