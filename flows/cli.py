@@ -138,13 +138,39 @@ def cmd_serve(args) -> int:
 
 
 def cmd_datasets(args) -> int:
+    from tasks import datasets
     from transferlab.data import list_datasets
 
+    root = Path(args.project)
+    if args.action == "add":
+        t = datasets.add(root, args.name, Path(args.path), kind=args.kind, description=args.description)
+        print(f"tracked {args.name} ({t.kind}, {_size(t.size)}, {t.nfiles or 1} file(s)) at {t.folder}, "
+              f"DVC md5 {t.md5}")
+        print(f"next: git commit -m 'data: {args.name}' {t.dvc_file} {t.folder.parent / '.gitignore'}; "
+              f"dvc push (with a remote); in params.yaml: data.target: {{name: {args.name}}}")
+        return 0
+    tracked = datasets.register_tracked(root)
+    names = {t.name for t in tracked}
     rows = [(d.name, "yes" if d.needs_path else "no", "-" if d.n_samples is None else str(d.n_samples),
              "-" if d.classes is None else str(len(d.classes)), "-" if d.shape is None else "x".join(map(str, d.shape)),
-             d.description) for d in list_datasets()]
+             d.description) for d in list_datasets() if d.name not in names]
     _table(["name", "needs path", "samples", "classes", "shape", "description"], rows)
+    if tracked:
+        print(f"\ntracked by DVC under {datasets.RAW_DATA} (params name them by NAME):")
+        _table(["name", "kind", "DVC md5", "size", "files", "here", "description"],
+               [(t.name, t.kind, t.md5, _size(t.size), t.nfiles or 1,
+                 "yes" if (root / t.path).exists() else "no: dvc pull", t.description) for t in tracked])
     return 0
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def cmd_methods(args) -> int:
@@ -210,7 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="params.yaml")
     p.set_defaults(func=cmd_stage)
 
-    p = sub.add_parser("datasets", help="list the domain registry with sizes and classes")
+    p = sub.add_parser("datasets", help="list the datasets (built in and tracked by DVC); `datasets add` tracks yours",
+                       description="Without arguments: list the registry and the project's DVC-tracked datasets. "
+                                   "`datasets add NAME PATH`: copy PATH (an .npz, an ImageFolder tree, MNIST IDX or "
+                                   "USPS files) into data/raw/NAME, track it with `dvc add`, and let params name it.")
+    p.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    p.add_argument("name", nargs="?", help="add: the dataset's name in params (lower case, digits, . _ -)")
+    p.add_argument("path", nargs="?", help="add: the file or folder to bring in")
+    p.add_argument("--kind", choices=["npz", "imagefolder", "mnist", "usps"], help="add: the format (default: inferred)")
+    p.add_argument("--description", help="add: shown by `transferlab datasets`")
+    p.add_argument("--project", default=".", help="project folder (holding .dvc and data/raw)")
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("methods", help="list every registered transfer method and the data it needs")
@@ -232,7 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     for key, value in DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "datasets" and args.action == "add" and not (args.name and args.path):
+        parser.error("datasets add needs NAME and PATH")
     try:
         return args.func(args)
     except TransferlabError as exc:

@@ -129,6 +129,27 @@ def _run_if_changed(repo, name: str, hooks: dict[str, Any]) -> dict | None:
         repo.close()
 
 
+def commit_data_sources(project_dir: str) -> list[str]:
+    """Record the new hash of every DVC-tracked dataset (``data/raw/NAME.dvc``) edited in place, as
+    ``dvc repro`` does before the stages that depend on it; returns the .dvc files rewritten."""
+    from dvc.repo import Repo
+
+    changed = []
+    with _working_dir(project_dir):
+        repo = Repo(project_dir)
+        try:
+            with repo.lock:
+                for stage in repo.index.stages:
+                    if stage.is_data_source and not stage.is_import and stage.changed():
+                        stage.save()
+                        stage.commit()
+                        stage.dump()
+                        changed.append(stage.relpath)
+        finally:
+            repo.close()
+    return changed
+
+
 def apply_overrides(project_dir: Path, overrides: dict[str, Any]) -> None:
     """Write ``overrides`` (dotted keys) into params.yaml after validating the result, as
     ``dvc exp run --set-param`` would: DVC reads params from the file, so that is where they go."""
@@ -177,6 +198,8 @@ def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None =
         env[FLOW_RUN_ENV] = flow_run_id
     outcome = {}
     with _environment(env):
+        for source in commit_data_sources(str(root)):
+            logger.info("tracked data changed: %s recorded (as `dvc repro` does)", source)
         for name in stage_order(root / "dvc.yaml"):
             hooks = {"map_fn": prefect_map(params.select.workers)} if name == "select" else None
             outcome[name] = run_stage(name, str(root), hooks)

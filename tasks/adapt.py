@@ -61,7 +61,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     seeds = adapt_seeds(params)
     baselines = [name for name in trained_baselines(data) if name != method_cls.name]
 
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
                          "train": params.adapt.train.model_dump(), "seed": params.seed, "seeds": seeds})
         results, trained = [], {name: [] for name in baselines}

@@ -180,7 +180,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
 
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()

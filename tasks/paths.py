@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 PARAMS = Path("params.yaml")
+# The project's own datasets, each tracked by DVC (tasks/datasets.py); a dep of prepare as a whole.
+RAW_DATA = Path("data/raw")
 PREPARED_SOURCE = Path("data/prepared/source")
 PREPARED_TARGET = Path("data/prepared/target")
 # The target test split lives in its own folder so that DVC's deps show exactly which stages read

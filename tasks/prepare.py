@@ -5,17 +5,22 @@ or the imported model's when there is no source data) against the target's. On t
 domain-adaptation road the target's labels are re-indexed to the source's class order, so the
 source head's outputs mean the target's classes; on the task-transfer road the target keeps its
 own classes, and a new task with no labelled target sample is refused here, before anything runs.
+
+Datasets are read from the registry: built-ins, or the project's own ones under ``data/raw``
+(:mod:`tasks.datasets`, tracked by DVC; dvc.yaml lists ``data/raw`` as a dep). Each run records
+what it read as MLflow dataset inputs with their DVC hash (or package version, or sha256).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from transferlab.config import PipelineParams
 from transferlab.data import (DOMAIN_ADAPTATION, Domain, harmonise, label_spaces, load_domain, reorder_classes,
                               save_domain, split_source, split_target)
 from transferlab.errors import DataError
-from tasks import timing, tracking
+from tasks import datasets, timing, tracking
 from tasks.io import atomic_dir, write_manifest
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
@@ -25,9 +30,17 @@ DEPS: list[Path] = []
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     d = params.data
+    datasets.register_tracked(root)
+    for where, spec in (("data.source", d.source), ("data.target", d.target)):
+        if warning := datasets.untracked_path_warning(root, where, spec):
+            print(warning, file=sys.stderr)
     with timing.work():
         counts, source, target, road = _prepare(params, root)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    inputs = {role: datasets.domain_input(root, spec) for role, spec in (("source", d.source), ("target", d.target))
+              if spec is not None}
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
+        for role, data in inputs.items():
+            run_.log_dataset(data, context=role)
         run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
         run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
         run_.set_tags({"source.domain": source, "target.domain": target, "road": road})

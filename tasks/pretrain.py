@@ -34,7 +34,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         train, val = source_splits(root)
     spec = model_spec(params, train)
     settings = train_settings(params, params.pretrain)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "device": params.device, "model": spec.model_dump(),
                          "pretrain": params.pretrain.model_dump()})
         with timing.work():
@@ -80,7 +80,7 @@ def _import(params: PipelineParams, root: Path) -> dict:
     summary = {"source_val_accuracy": val_accuracy, "best_epoch": 0, "epochs_run": 0,
                "checkpoint_criterion": f"none: imported ({imported.origin['kind']}), not retrained",
                "imported": imported.origin}
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "model": imported.model.spec.model_dump(),
                          "pretrained": params.model.pretrained.model_dump(mode="json")})
         run_.set_tags({f"import.{k}": v for k, v in imported.origin.items()})

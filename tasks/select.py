@@ -67,7 +67,7 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     k = int(manifest["labels_per_class"])
     n_classes = len(manifest["classes"])
     config = selection_config(params)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
         if config.mode == "trial":
             with timing.work():

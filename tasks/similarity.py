@@ -39,7 +39,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         train = source[0] if source is not None else None
         labelled, unlabelled = target_splits(root)
         target = target_pool(labelled, unlabelled)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"similarity": params.similarity.model_dump(), "seed": params.seed})
         with atomic_dir(root / SIMILARITY_PLOTS) as plots:
             with timing.work():

@@ -6,13 +6,18 @@ exists yet; the pipeline's similarity stage adds the per-layer view through the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transferlab.data import DomainSpec, harmonise, load_domain
 from transferlab.similarity import coral_distance, mmd_test, proxy_a_distance
 
 
 def similarity_table(source: str, target: str, *, source_path: str | None = None, target_path: str | None = None,
                      image_size: int = 28, permutations: int = 200, max_samples: int = 1000,
-                     seed: int = 0) -> list[tuple[str, str]]:
+                     seed: int = 0, root: Path = Path(".")) -> list[tuple[str, str]]:
+    from tasks.datasets import register_tracked
+
+    register_tracked(root)  # the project's DVC-tracked datasets are named like built-ins
     src = load_domain(DomainSpec(name=source, path=source_path, max_samples=max_samples), seed=seed)
     tgt = load_domain(DomainSpec(name=target, path=target_path, max_samples=max_samples), seed=seed)
     channels = max(src.x.shape[1], tgt.x.shape[1]) if src.is_image and tgt.is_image else 1

@@ -18,9 +18,11 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 import mlflow  # noqa: E402
+from mlflow.data.dataset_source import DatasetSource  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tasks import lineage  # noqa: E402
+from tasks.datasets import DataInput  # noqa: E402
 from tasks.paths import tracking_uri  # noqa: E402
 
 PARENT_ROLE = "pipeline"
@@ -89,6 +91,7 @@ class StageRun:
 
     run_id: str
     parent_id: str
+    lineage: dict[str, str]  # git commit, data hashes, params hash: copied onto every model version
 
     def ui_url(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
         exp_id = mlflow.get_run(run_id).info.experiment_id
@@ -110,6 +113,13 @@ class StageRun:
             mlflow.log_artifacts(str(path), artifact_path=folder)
         elif path.exists():
             mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_dataset(self, data: DataInput, context: str) -> None:
+        """One entry of the MLflow UI's Dataset column: name, source and digest of what was read."""
+        from mlflow.data.meta_dataset import MetaDataset
+
+        mlflow.log_input(MetaDataset(ProjectDataSource(data.source), name=data.name, digest=data.digest),
+                         context=context, tags=data.tags)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
@@ -142,13 +152,55 @@ class StageRun:
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
                 extra_files=[str(Path(tmp) / WEIGHTS), str(Path(tmp) / SPEC)],
             )
-        version = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in tags.items()})
+        version = mlflow.register_model(info.model_uri, name,
+                                        tags={k: str(v) for k, v in {**self.lineage, **tags}.items()})
         return int(version.version)
 
 
-def lineage_tags(root: Path, stage: str, deps: list[Path]) -> dict[str, str]:
+class ProjectDataSource(DatasetSource):
+    """Where a stage's data is: a project path (``data/prepared/target``), a user's file, or the
+    package a built-in dataset ships in. ``load`` gives the local path; reading stays with the stages."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "transferlab"
+
+    def load(self) -> str:
+        if not Path(self.uri).exists():
+            raise FileNotFoundError(f"{self.uri} is not a local path here (a package, or data not pulled)")
+        return self.uri
+
+    @staticmethod
+    def _can_resolve(raw_source) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source) -> "ProjectDataSource":
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict:
+        return {"uri": self.uri}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict) -> "ProjectDataSource":
+        return cls(source_dict["uri"])
+
+
+def params_hash(params: Any) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def lineage_tags(root: Path, stage: str, deps: list[Path], params: Any = None) -> dict[str, str]:
     commit, dirty = lineage.git_commit(root)
     tags = {"git.commit": commit, "git.dirty": str(dirty).lower(), "transferlab.stage": stage}
+    if params is not None:
+        tags["params.sha256"] = params_hash(params)
     tags.update(lineage.data_tags(root, deps))
     flow_run = lineage.flow_run_id()
     if flow_run:
@@ -157,10 +209,11 @@ def lineage_tags(root: Path, stage: str, deps: list[Path]) -> dict[str, str]:
 
 
 @contextmanager
-def stage_run(root: Path, experiment: str, stage: str, deps: list[Path]) -> Iterator[StageRun]:
-    """A nested MLflow run for ``stage`` under this pipeline run's parent (created if needed)."""
-    exp_id = configure(root, experiment)
-    tags = lineage_tags(root, stage, deps)
+def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator[StageRun]:
+    """A nested MLflow run for ``stage`` under this pipeline run's parent (created if needed), with
+    the prepared data it reads among its dataset inputs."""
+    exp_id = configure(root, params.mlflow.experiment)
+    tags = lineage_tags(root, stage, deps, params)
     commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
     parent_id = _parent_run(exp_id, lineage.pipeline_key(), commit_tags)
     # Resuming the parent for the length of the stage keeps its status true at every moment:
@@ -169,7 +222,26 @@ def stage_run(root: Path, experiment: str, stage: str, deps: list[Path]) -> Iter
         with mlflow.start_run(run_name=stage, nested=True,
                               tags={"transferlab.role": STAGE_ROLE, **tags}) as run:
             _last_stage_run.append(run.info.run_id)
-            yield StageRun(run.info.run_id, parent_id)
+            handle = StageRun(run.info.run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"})
+            for data in prepared_inputs(root, deps, tags):
+                handle.log_dataset(data, context=stage)
+            yield handle
+
+
+def prepared_inputs(root: Path, deps: list[Path], tags: dict[str, str]) -> list[DataInput]:
+    """The data folders among ``deps``: DVC's md5 as digest where dvc.lock has it and the stage runs
+    under DVC (``dvc repro`` or the flow, which keep the lock current), else our sha256."""
+    under_dvc = lineage.pipeline_key() is not None
+    found = []
+    for dep in deps:
+        key = str(dep).rstrip("/")
+        if not key.startswith("data/") or f"data.sha256.{key}" not in tags:
+            continue
+        md5 = tags.get(f"dvc.md5.{key}")
+        sha = tags[f"data.sha256.{key}"]
+        digest = md5 if (md5 and under_dvc) else sha[:32]
+        found.append(DataInput(key, key, digest, {k: v for k, v in (("dvc.md5", md5), ("sha256", sha)) if v}))
+    return found
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -90,7 +90,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     report_path = root / VALIDATION
     write_json(report_path, report)
     report_path.with_name("validation.failed.json").unlink(missing_ok=True)
-    with tracking.stage_run(root, params.mlflow.experiment, NAME, DEPS) as run_:
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_metrics({"validation_warnings": sum(d["warnings"] for d in report["domains"].values()),
                           "validation_rows": n_rows})
         run_.log_artifact(report_path)

@@ -62,6 +62,8 @@ def make_project(path: Path, params: dict | None = None) -> Path:
     shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
     shutil.copy(ROOT / "dvc.lock", path / "dvc.lock")  # as a clone has it: committed, from another run
     shutil.copytree(ROOT / "models" / "pretrained", path / "models" / "pretrained")
+    (path / "data" / "raw").mkdir(parents=True)
+    shutil.copy(ROOT / "data" / "raw" / "README.md", path / "data" / "raw" / "README.md")
     shutil.copy(ROOT / ".gitignore", path / ".gitignore")
     (path / "params.yaml").write_text(yaml.safe_dump(params or TINY, sort_keys=False))
     sh(["git", "init", "-q"], path)

@@ -1,9 +1,14 @@
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
-from tasks import lineage, tracking
+from tasks import io, lineage, tracking
+from transferlab.config import parse_params
+
+PARAMS = parse_params({"mlflow": {"experiment": "exp"}})
 
 
 def test_dvc_lock_hashes_and_data_tags(tmp_path):
@@ -23,7 +28,7 @@ def test_pipeline_key_comes_from_the_flow_when_set(monkeypatch):
 
 
 def _stage(tmp_path, stage):
-    with tracking.stage_run(tmp_path, "exp", stage, []) as run:
+    with tracking.stage_run(tmp_path, PARAMS, stage, []) as run:
         run.log_metrics({"x": 1.0, "skip": None})
         return run
 
@@ -53,12 +58,22 @@ def test_registered_model_gets_a_version_with_tags(tmp_path, monkeypatch):
     monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "key-r")
     model = build_model(ModelSpec(image_size=16, hidden=16), seed=0)
     example = np.zeros((2, 1, 16, 16), dtype=np.float32)
-    with tracking.stage_run(tmp_path, "exp", "pretrain", []) as run:
+    data = tmp_path / "data" / "prepared" / "source"
+    data.mkdir(parents=True)
+    (data / "train.npz").write_bytes(b"abc")
+    with tracking.stage_run(tmp_path, PARAMS, "pretrain", [Path("data/prepared/source")]) as run:
         v1 = run.register_model(model, "m-source", example, {"role": "source"})
         v2 = run.register_model(model, "m-source", example, {"role": "source"})
     assert (v1, v2) == (1, 2)
     version = MlflowClient().get_model_version("m-source", "2")
     assert version.tags["role"] == "source"
+    # the version carries its lineage itself, not only through its run
+    assert version.tags["params.sha256"] == tracking.params_hash(PARAMS) and len(version.tags["params.sha256"]) == 64
+    sha = version.tags["data.sha256.data/prepared/source"]
+    assert sha == io.input_hash(data) and "git.commit" in version.tags
+    inputs = MlflowClient().get_run(run.run_id).inputs.dataset_inputs
+    assert [(i.dataset.name, i.dataset.digest, i.dataset.source_type) for i in inputs] == [
+        ("data/prepared/source", sha[:32], "transferlab")]
     loaded = mlflow.pytorch.load_model("models:/m-source/2")
     assert loaded(torch.zeros(3, 1, 16, 16)).shape == (3, 10)  # batch size is not fixed by the export
 
