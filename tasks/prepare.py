@@ -31,11 +31,11 @@ DEPS: list[Path] = []
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     d = params.data
     datasets.register_tracked(root)
-    for where, spec in (("data.source", d.source), ("data.target", d.target)):
-        if warning := datasets.untracked_path_warning(root, where, spec):
-            print(warning, file=sys.stderr)
     with timing.work():
         counts, source, target, road = _prepare(params, root)
+    for where, spec in (("data.source", d.source), ("data.target", d.target)):  # after: an error stays one line
+        if warning := datasets.untracked_path_warning(root, where, spec):
+            print(warning, file=sys.stderr)
     inputs = {role: datasets.domain_input(root, spec) for role, spec in (("source", d.source), ("target", d.target))
               if spec is not None}
     with tracking.stage_run(root, params, NAME, DEPS) as run_:

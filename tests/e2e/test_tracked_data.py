@@ -57,7 +57,8 @@ def test_add_tracks_the_file_and_the_pipeline_reads_it_by_name(project):
 def test_mlflow_records_what_prepare_read_with_its_dvc_hash(project):
     _, path, _, _ = project
     md5 = yaml.safe_load((path / "data/raw/scans.dvc").read_text())["outs"][0]["md5"]
-    client = MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+    uri = f"sqlite:///{path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     exp = client.get_experiment_by_name("transferlab")
     prepare = client.search_runs([exp.experiment_id], "tags.`transferlab.stage` = 'prepare'")[0]
     inputs = {i.dataset.name: i for i in prepare.inputs.dataset_inputs}
