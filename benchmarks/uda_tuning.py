@@ -64,6 +64,8 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("weak-aug scale 0.3", "source-only", {}, {}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 16, "augmentation": WIDE_SCALE}, {}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 32, "augmentation": WIDE_SCALE}, {}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {}),
+    ("weak-aug scale 0.3", "mean-teacher", {"epochs": 16, "augmentation": WIDE_SCALE}, {}),
 ]
 
 
