@@ -38,11 +38,39 @@ def _parse_set(items: list[str]) -> dict:
     return out
 
 
-def cmd_stage(args) -> int:
-    from tasks.stages import run_stage
+def _notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
 
-    summary = run_stage(args.name, args.params, started=_STARTED)
+
+def cmd_stage(args) -> int:
+    from flows.project_lock import hold
+    from tasks import recovery
+    from tasks.stages import run_stage, stage_module
+    from transferlab.config import load_params
+
+    stage_module(args.name)  # an unknown stage is refused before anything is read or repaired
+    root = Path(".")
+    with hold(root):
+        _notes(recovery.recover(root, load_params(args.params).mlflow.experiment))
+        recovery.save_good_lock(root)  # dvc repro wrote it whole before starting this stage
+        summary = run_stage(args.name, args.params, started=_STARTED)
     print(json.dumps({"stage": args.name, **summary}, default=str))
+    return 0
+
+
+def cmd_repair(args) -> int:
+    """What the start of every run does, on its own: after a killed `dvc repro`, before the next."""
+    from flows.project_lock import hold
+    from tasks import recovery
+    from tasks.paths import PARAMS
+    from transferlab.config import load_params
+
+    root = Path(args.project)
+    with hold(root):
+        notes = recovery.recover(root, load_params(root / PARAMS).mlflow.experiment)
+    _notes(notes)
+    print(f"{len(notes)} thing(s) put right" if notes else "nothing to repair")
     return 0
 
 
@@ -91,7 +119,18 @@ def _prefect_api(server) -> Iterator[None]:
 
 
 def cmd_run(args) -> int:
+    from flows.project_lock import hold
+
+    project = Path(args.project).resolve()
+    with hold(project, wait=args.wait):  # refused at once, before a server starts, if a run holds it
+        return _run(args, project)
+
+
+def _run(args, project: Path) -> int:
     from flows.tracking_store import TrackingStoreSetup
+    from tasks import recovery
+
+    _notes(recovery.recover(project))  # files only: MLflow's store may still be coming up
 
     # Both come up in child processes while this one imports torch, sklearn, Prefect and MLflow.
     server = None
@@ -103,7 +142,6 @@ def cmd_run(args) -> int:
         server = LocalServer()
         _SERVER.append(server)
         atexit.register(_stop_temporary_server)
-    project = Path(args.project).resolve()
     store = TrackingStoreSetup(project)
     try:
         from flows.pipeline import transfer_pipeline
@@ -224,7 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=".", help="project folder holding dvc.yaml and params.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (dotted key, YAML value) and write it into params.yaml; repeatable")
+    p.add_argument("--wait", action="store_true", help="if another run holds the project, wait for it instead "
+                                                       "of refusing")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("repair", help="put right what a killed run left (damaged dvc.lock, temporary folders, "
+                                      "MLflow runs left RUNNING); every run does this when it starts")
+    p.add_argument("--project", default=".")
+    p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("serve", help="serve the flow as a deployment, triggerable with parameters from the Prefect UI")
     p.add_argument("--project", default=".")

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import yaml
+from dvc.lock import LockError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.dag import stage_order
+from flows.project_lock import ProjectBusy, hold
+from tasks import recovery
 from transferlab.config import load_params, parse_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
@@ -124,7 +127,11 @@ def _run_if_changed(repo, name: str, hooks: dict[str, Any]) -> dict | None:
             stage.save()
             stage.commit()
             stage.dump(update_pipeline=False)
+            recovery.save_good_lock(Path("."))
             return summary
+    except LockError:
+        raise ProjectBusy("DVC's lock on this project is held by another process (a `dvc repro`?): "
+                          "wait for it to end") from None
     finally:
         repo.close()
 
@@ -184,14 +191,21 @@ def _summary_markdown(project_dir: Path) -> str:
 def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None = None) -> dict:
     """Run every stage of dvc.yaml in order. ``overrides`` maps dotted param keys to values
     (e.g. ``{"data.target_labels_per_class": 10}``) and is written into params.yaml first."""
+    _quiet_user_errors()
+    root = Path(project_dir).resolve()
+    with hold(root):  # a run from the Prefect UI takes the lock here; `transferlab run` already holds it
+        return _pipeline(root, overrides)
+
+
+def _pipeline(root: Path, overrides: dict[str, Any] | None) -> dict:
     from prefect.runtime import flow_run
 
-    _quiet_user_errors()
     logger = get_run_logger()
-    root = Path(project_dir).resolve()
     if overrides:
         apply_overrides(root, overrides)
     params = load_params(root / PARAMS)  # fail fast, with the key named, before any stage starts
+    for note in recovery.recover(root, params.mlflow.experiment):
+        logger.warning("%s", note)
     flow_run_id = flow_run.get_id()
     env = {PIPELINE_KEY_ENV: f"prefect-{flow_run_id or uuid.uuid4().hex}", "DVC_NO_ANALYTICS": "1"}
     if flow_run_id:

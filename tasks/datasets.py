@@ -161,7 +161,7 @@ def add(root: Path, name: str, source: Path, kind: str | None = None, descriptio
 
 def _copy_into(source: Path, target: Path) -> None:
     """Copy next to ``target`` first, then rename: a crash leaves no half-copied dataset in data/raw."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent.parent))
     try:
         staged = tmp / target.name
         if source.is_file():

@@ -214,13 +214,15 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
     the prepared data it reads among its dataset inputs."""
     exp_id = configure(root, params.mlflow.experiment)
     tags = lineage_tags(root, stage, deps, params)
+    # Which project and process a run belongs to: the next run's recovery marks RUNNING ones FAILED.
+    owner = {"transferlab.project": str(Path(root).resolve()), "transferlab.pid": str(os.getpid())}
     commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
-    parent_id = _parent_run(exp_id, lineage.pipeline_key(), commit_tags)
+    parent_id = _parent_run(exp_id, lineage.pipeline_key(), {**commit_tags, **owner})
     # Resuming the parent for the length of the stage keeps its status true at every moment:
     # RUNNING while a stage runs, FINISHED (or FAILED) after.
     with mlflow.start_run(run_id=parent_id):
         with mlflow.start_run(run_name=stage, nested=True,
-                              tags={"transferlab.role": STAGE_ROLE, **tags}) as run:
+                              tags={"transferlab.role": STAGE_ROLE, **tags, **owner}) as run:
             _last_stage_run.append(run.info.run_id)
             handle = StageRun(run.info.run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"})
             for data in prepared_inputs(root, deps, tags):

@@ -121,6 +121,20 @@ def test_editing_a_module_makes_dvc_status_name_the_stages_that_import_it(projec
     assert _status(path) == set()
 
 
+def test_a_dvc_lock_damaged_by_a_kill_is_repaired_and_the_rerun_gives_the_same_metrics(project):
+    path, _ = project
+    before = json.loads((path / "reports/evaluation.json").read_text())
+    (path / "dvc.lock").write_text("")  # what a kill during DVC's write leaves (0 bytes, 3 of 3 times)
+    repaired = sh([str(BIN / "transferlab"), "repair"], path)
+    assert repaired.stderr.startswith("note: dvc.lock was damaged") and repaired.stderr.count("\n") == 1
+    out = sh([str(BIN / "dvc"), "repro"], path)
+    assert set(_ran(out.stdout + out.stderr)) <= {"evaluate"}  # the good copy predates only the last stage
+    after = json.loads((path / "reports/evaluation.json").read_text())
+    for key in ("adapted_accuracy", "source_only_accuracy", "transfer_gain", "transfer_gain_ci", "method"):
+        assert after[key] == before[key]
+    assert sh([str(BIN / "transferlab"), "repair"], path).stdout.strip() == "nothing to repair"
+
+
 def test_second_repro_does_nothing_and_status_is_clean(project):
     path, _ = project
     again = sh([str(BIN / "dvc"), "repro"], path)

@@ -1,0 +1,63 @@
+"""One run per project: the lock refuses a second run in one line and dies with its holder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flows.project_lock import ProjectBusy, hold, lock_path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOLDER = "import sys, time; from flows.project_lock import hold\nwith hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+
+
+def _holder(project: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(project)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_holder_is_refused_with_the_first_ones_pid_until_it_dies(tmp_path):
+    (tmp_path / ".dvc").mkdir()
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(ProjectBusy, match=rf"another run holds .* \(pid {proc.pid}, started .*--wait"):
+            with hold(tmp_path):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)  # as the OOM killer would: no clean-up code runs
+        proc.wait()
+    with hold(tmp_path):  # the kernel released it with its holder: no stale lock
+        with hold(tmp_path):  # re-entrant in one process (the CLI, then the flow it runs)
+            pass
+    assert lock_path(tmp_path) == tmp_path / ".dvc/tmp/transferlab-run.lock"
+
+
+def test_wait_blocks_until_the_holder_ends(tmp_path):
+    proc = _holder(tmp_path)
+    start = time.monotonic()
+    subprocess.Popen(["sh", "-c", f"sleep 1; kill {proc.pid}"])
+    with hold(tmp_path, wait=True):
+        assert time.monotonic() - start >= 0.9
+    proc.wait()
+
+
+def test_transferlab_run_is_refused_at_once_in_one_line(tmp_path, capsys):
+    from flows.cli import main
+
+    proc = _holder(tmp_path)
+    try:
+        start = time.monotonic()
+        assert main(["run", "--project", str(tmp_path)]) == 2
+        assert time.monotonic() - start < 5
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pid {proc.pid}" in err
