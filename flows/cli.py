@@ -144,22 +144,41 @@ def _run(args, project: Path) -> int:
         atexit.register(_stop_temporary_server)
     store = TrackingStoreSetup(project)
     try:
-        from flows.pipeline import transfer_pipeline
+        from flows.pipeline import console_without_tracebacks
         from flows.summary import print_summary
-        from tasks import tracking
+        from tasks import preflight, tracking
         from tasks.paths import PARAMS
         from transferlab.config import load_params
 
         overrides = _parse_set(args.set)
-        load_params(project / PARAMS, overrides)  # a bad param ends here, before any stage runs
+        # A bad param, missing data or a machine that cannot run them ends here, before any stage runs.
+        preflight.check(load_params(project / PARAMS, overrides), project)
         tracking.wait_before_first_use(store.wait)
+        console_without_tracebacks()
         with _prefect_api(server):
-            result = transfer_pipeline(project_dir=str(project), overrides=overrides)
+            result = _pipeline_watched(server, project, overrides)
     except BaseException:
         store.discard_if_unused()
         raise
     print_summary(Path(args.project), result["stages"])
     return 0
+
+
+def _pipeline_watched(server, project: Path, overrides: dict) -> dict:
+    """The flow, with a watch on the temporary server; an interrupt marks the flow run Cancelled."""
+    from flows import prefect_runs
+    from flows.local_server import ServerWatch
+    from flows.pipeline import transfer_pipeline
+
+    watch = ServerWatch(server) if server is not None else contextlib.nullcontext()
+    try:
+        with watch:
+            return transfer_pipeline(project_dir=str(project), overrides=overrides)
+    except KeyboardInterrupt:
+        if getattr(watch, "exit_code", None) is not None:
+            raise TransferlabError(watch.message()) from None
+        prefect_runs.mark_interrupted()
+        raise
 
 
 def cmd_serve(args) -> int:
@@ -318,12 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("datasets add needs NAME and PATH")
     try:
         return args.func(args)
-    except TransferlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends in one line; a bug's traceback goes to a file
+        from flows.failure import describe
+
+        line, code = describe(exc, Path(getattr(args, "project", ".")))
+        print(line, file=sys.stderr)
+        return code
 
 
 def entry() -> None:

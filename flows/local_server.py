@@ -9,12 +9,16 @@ while this process imports torch, sklearn and Prefect, and this process never lo
 
 from __future__ import annotations
 
+import _thread
 import importlib.util
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 from transferlab.errors import TransferlabError
 
 # What Prefect's SubprocessASGIServer sets for its temporary server: no UI, ephemeral mode.
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 SERVER_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
 
 
@@ -51,6 +56,19 @@ def _prefect_parent_dir() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]).parent)
 
 
+def _die_with_parent(parent: int):
+    """A pre-exec hook: the child gets SIGTERM when its parent dies (Linux's PR_SET_PDEATHSIG), even
+    by SIGKILL or the OOM killer, so the server never outlives the command that started it."""
+    def hook() -> None:
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the hook ran
+            os._exit(1)
+    return hook
+
+
 class LocalServer:
     """``uvicorn prefect.server.api.server:create_app`` on a free local port, owned by this process."""
 
@@ -64,6 +82,9 @@ class LocalServer:
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env={**os.environ, **SERVER_ENV}, stdout=subprocess.DEVNULL, stderr=self._log,
+            # Its own session: a Ctrl-C at the terminal interrupts the run, not the server that has to
+            # record the interruption; and it dies with this process, however this process ends.
+            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
         )
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
@@ -101,3 +122,40 @@ class LocalServer:
             process.kill()
             process.wait()
         self._log.close()
+
+
+class ServerWatch:
+    """Notices the server dying under a running flow, which would otherwise leave the Prefect client
+    retrying for minutes: the main thread is interrupted (the run stops, its MLflow runs are closed),
+    and if it has not ended within ``grace_s`` the process exits with one line."""
+
+    def __init__(self, server: LocalServer, grace_s: float = 5.0) -> None:
+        self.server, self.grace_s = server, grace_s
+        self.exit_code: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="prefect-server-watch", daemon=True)
+
+    def __enter__(self) -> "ServerWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def message(self) -> str:
+        return (f"the temporary Prefect server stopped during the run (exit code {self.exit_code}); the run "
+                "was stopped: run the same command again")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.5):
+            process = self.server.process
+            if process is None or (code := process.poll()) is None:
+                continue
+            self.exit_code = code
+            # Everything Prefect would still say is about the server being gone, many lines a second.
+            logging.disable(logging.CRITICAL)
+            _thread.interrupt_main()
+            if not self._stop.wait(self.grace_s):
+                print(f"error: {self.message()}", file=sys.stderr, flush=True)
+                os._exit(1)
+            return

@@ -25,10 +25,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows import prefect_runs
 from flows.dag import stage_order
 from flows.project_lock import ProjectBusy, hold
-from tasks import recovery
-from transferlab.config import load_params, parse_params, set_dotted
+from tasks import preflight, recovery
+from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
 from tasks.paths import EVALUATION, PARAMS, SELECTION, SIMILARITY
@@ -63,6 +64,24 @@ class _UserErrorsWithoutTraceback(logging.Filter):
 
 
 _QUIET = _UserErrorsWithoutTraceback()
+
+
+class _NoTraceback(logging.Filter):
+    """On the terminal of `transferlab run`, which writes a failure's traceback to a file and prints
+    one line: the console shows Prefect's record of the failure without the stack. Installed on the
+    console handler only, the last to see a record, so the Prefect UI still gets the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def console_without_tracebacks() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
 
 
 def _quiet_user_errors() -> None:
@@ -158,16 +177,58 @@ def commit_data_sources(project_dir: str) -> list[str]:
 
 
 def apply_overrides(project_dir: Path, overrides: dict[str, Any]) -> None:
-    """Write ``overrides`` (dotted keys) into params.yaml after validating the result, as
-    ``dvc exp run --set-param`` would: DVC reads params from the file, so that is where they go."""
+    """Write ``overrides`` (dotted keys) into params.yaml, keeping its comments and layout, as
+    ``dvc exp run --set-param`` would: DVC reads params from the file, so that is where they go.
+    The caller has validated the result (:func:`transferlab.config.load_params` with the overrides)."""
+    from ruamel.yaml import YAML
+
     path = project_dir / PARAMS
-    raw = yaml.safe_load(path.read_text()) or {}
+    rt = YAML()  # round-trip: comments, key order and quoting survive
+    rt.preserve_quotes = True
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    doc = rt.load(path.read_text()) or {}
     for key, value in overrides.items():
-        set_dotted(raw, key, value)
-    parse_params(raw, str(path))
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(yaml.safe_dump(raw, sort_keys=False))
+        set_dotted(doc, key, value)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w") as handle:
+        rt.dump(doc, handle)
     os.replace(tmp, path)
+
+
+@contextmanager
+def _overrides_applied(root: Path, overrides: dict[str, Any] | None) -> Iterator[None]:
+    """params.yaml with ``overrides`` for the length of the run; the file as it was if the run fails,
+    so that a failed run leaves the last good run's params (a killed one leaves the overrides, which
+    the same command, run again, writes anyway)."""
+    if not overrides:
+        yield
+        return
+    path = root / PARAMS
+    before = path.read_text()
+    apply_overrides(root, overrides)
+    try:
+        yield
+    except BaseException:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(before)
+        os.replace(tmp, path)
+        raise
+
+
+def _prefect_recovery(root: Path, flow_run_id: str | None) -> list[str]:
+    """Tag this flow run with its project; close the project's flow runs whose process died."""
+    if flow_run_id is None:
+        return []
+    from prefect.client.orchestration import get_client
+
+    prefect_runs.started(flow_run_id)
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(flow_run_id)
+            client.update_flow_run(flow_run_id, tags=sorted({*run.tags, prefect_runs.project_tag(root)}))
+        return prefect_runs.close_dead_flow_runs(root)
+    except Exception as exc:  # noqa: BLE001 - Prefect's bookkeeping must not stop the pipeline
+        return [f"could not check for flow runs of dead processes ({type(exc).__name__})"]
 
 
 def _summary_markdown(project_dir: Path) -> str:
@@ -191,6 +252,11 @@ def _summary_markdown(project_dir: Path) -> str:
 def transfer_pipeline(project_dir: str = ".", overrides: dict[str, Any] | None = None) -> dict:
     """Run every stage of dvc.yaml in order. ``overrides`` maps dotted param keys to values
     (e.g. ``{"data.target_labels_per_class": 10}``) and is written into params.yaml first."""
+    return run_pipeline(Path(project_dir), overrides)
+
+
+def run_pipeline(project_dir: Path, overrides: dict[str, Any] | None) -> dict:
+    """The body of this flow and of the served one (:mod:`flows.deployment`)."""
     _quiet_user_errors()
     root = Path(project_dir).resolve()
     with hold(root):  # a run from the Prefect UI takes the lock here; `transferlab run` already holds it
@@ -201,17 +267,18 @@ def _pipeline(root: Path, overrides: dict[str, Any] | None) -> dict:
     from prefect.runtime import flow_run
 
     logger = get_run_logger()
-    if overrides:
-        apply_overrides(root, overrides)
-    params = load_params(root / PARAMS)  # fail fast, with the key named, before any stage starts
-    for note in recovery.recover(root, params.mlflow.experiment):
-        logger.warning("%s", note)
+    # Everything that can be known before a stage writes: the params with the overrides, the data
+    # they name, the machine. Nothing is written, params.yaml included, if any of it fails.
+    params = load_params(root / PARAMS, overrides)
+    preflight.check(params, root)
     flow_run_id = flow_run.get_id()
+    for note in recovery.recover(root, params.mlflow.experiment) + _prefect_recovery(root, flow_run_id):
+        logger.warning("%s", note)
     env = {PIPELINE_KEY_ENV: f"prefect-{flow_run_id or uuid.uuid4().hex}", "DVC_NO_ANALYTICS": "1"}
     if flow_run_id:
         env[FLOW_RUN_ENV] = flow_run_id
     outcome = {}
-    with _environment(env):
+    with _overrides_applied(root, overrides), _environment(env):
         for source in commit_data_sources(str(root)):
             logger.info("tracked data changed: %s recorded (as `dvc repro` does)", source)
         for name in stage_order(root / "dvc.yaml"):

@@ -30,7 +30,7 @@ GOOD_LOCK = Path(".dvc/tmp/dvc.lock.good")
 
 def _output_dirs(root: Path) -> set[Path]:
     """Where the stages and `datasets add` write: each output path of tasks/paths.py and its parent."""
-    found = {Path(root) / paths.RAW_DATA.parent}
+    found = {Path(root), Path(root) / paths.RAW_DATA.parent}  # the root: params.yaml's own temporary file
     for value in vars(paths).values():
         if isinstance(value, Path) and value.parts and value.parts[0] in ("data", "models", "reports"):
             found.update({Path(root) / value, Path(root) / value.parent})
@@ -109,7 +109,7 @@ def close_orphan_runs(root: Path, experiment: str) -> list[str]:
         client.set_tag(run.info.run_id, "transferlab.orphaned", "true")
         client.set_terminated(run.info.run_id, "FAILED")
         for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
-            client.set_model_version_tag(version.name, version.version, "transferlab.abandoned", "true")
+            client.set_model_version_tag(version.name, version.version, tracking.ABANDONED, "true")
             notes.append(f"model version {version.name} v{version.version} of a dead run tagged abandoned")
         notes.append(f"MLflow run {run.info.run_name or run.info.run_id} of a dead attempt marked FAILED")
     return notes

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transferlab.config import load_params
 from transferlab.errors import ConfigError
-from tasks import timing
+from tasks import preflight, timing
 
 STAGE_MODULES = {
     "prepare": "tasks.prepare",
@@ -42,6 +42,7 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Pa
     before = tracking.last_stage_run_id()
     root = Path(root)
     params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
+    preflight.check(params, root)
     summary = module.run(params, root, **hooks)
     if (run_id := tracking.last_stage_run_id()) not in (None, before):
         tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - started)

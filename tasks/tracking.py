@@ -6,6 +6,7 @@ project root unless ``MLFLOW_TRACKING_URI`` says otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -27,6 +28,8 @@ from tasks.paths import tracking_uri  # noqa: E402
 
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
+# A model version no evaluation will judge: registered by a stage that failed, or by a process that died.
+ABANDONED = "transferlab.abandoned"
 
 
 _pending_setup: list[Callable[[], None]] = []
@@ -220,14 +223,34 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
     parent_id = _parent_run(exp_id, lineage.pipeline_key(), {**commit_tags, **owner})
     # Resuming the parent for the length of the stage keeps its status true at every moment:
     # RUNNING while a stage runs, FINISHED (or FAILED) after.
-    with mlflow.start_run(run_id=parent_id):
-        with mlflow.start_run(run_name=stage, nested=True,
-                              tags={"transferlab.role": STAGE_ROLE, **tags, **owner}) as run:
-            _last_stage_run.append(run.info.run_id)
-            handle = StageRun(run.info.run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"})
-            for data in prepared_inputs(root, deps, tags):
-                handle.log_dataset(data, context=stage)
-            yield handle
+    run_id = None
+    try:
+        with mlflow.start_run(run_id=parent_id):
+            with mlflow.start_run(run_name=stage, nested=True,
+                                  tags={"transferlab.role": STAGE_ROLE, **tags, **owner}) as run:
+                run_id = run.info.run_id
+                _last_stage_run.append(run_id)
+                handle = StageRun(run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"})
+                for data in prepared_inputs(root, deps, tags):
+                    handle.log_dataset(data, context=stage)
+                yield handle
+    except BaseException as exc:
+        _after_failure(run_id, parent_id, interrupted=isinstance(exc, KeyboardInterrupt))
+        raise
+
+
+def _after_failure(run_id: str | None, parent_id: str, interrupted: bool) -> None:
+    """A failed stage's model versions are tagged abandoned (no evaluation will judge them, no promotion
+    may pick them); an interrupted stage and its pipeline run are KILLED, not FAILED. Best effort: the
+    original error is what the user must see."""
+    with contextlib.suppress(Exception):
+        client = MlflowClient()
+        if run_id is not None:
+            for version in client.search_model_versions(f"run_id = '{run_id}'"):
+                client.set_model_version_tag(version.name, version.version, ABANDONED, "true")
+        if interrupted:
+            for rid in filter(None, (run_id, parent_id)):
+                client.set_terminated(rid, "KILLED")
 
 
 def prepared_inputs(root: Path, deps: list[Path], tags: dict[str, str]) -> list[DataInput]:

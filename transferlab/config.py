@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from transferlab.data import DomainSpec  # code-deps: schema
 from transferlab.errors import ConfigError
+from transferlab.seed import Seed
 from transferlab.models import ModelSpec  # code-deps: schema
 from transferlab.selection import SelectionConfig  # code-deps: schema
 from transferlab.training.augment import AugmentSpec, Strength  # code-deps: schema
@@ -129,7 +130,7 @@ class AdaptParams(_Strict):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="hyperparameters per method name, e.g. {dann: {trade_off: 1.0}}"
     )
-    seeds: list[int] | None = Field(
+    seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=20,
         description="training seeds for the chosen method and the trained baselines (default: [seed]); "
                     "evaluate reports mean ± std over them; the first seed's model is the one registered")
@@ -150,13 +151,13 @@ class EvaluateParams(_Strict):
 
 
 class MlflowParams(_Strict):
-    experiment: str = "transferlab"
+    experiment: str = Field("transferlab", min_length=1, max_length=200)
     model_prefix: str = Field("transferlab", pattern=r"^[A-Za-z0-9_.-]+$")
     register_models: bool = True
 
 
 class PipelineParams(_Strict):
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
@@ -198,6 +199,9 @@ def _describe(error: ValidationError, source: str) -> str:
 
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> PipelineParams:
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{source} must be a mapping of sections (seed, data, model, ...), "
+                          f"not a {type(raw).__name__}")
     try:
         return PipelineParams.model_validate(raw or {})
     except ValidationError as exc:

@@ -30,6 +30,18 @@ def test_every_dvc_stage_has_code_and_every_stage_module_is_in_dvc():
         assert stage["cmd"] == f"transferlab stage {name}"
 
 
+def test_every_output_persists_until_its_stage_replaces_it():
+    """DVC deletes a stage's outputs before running it unless they persist; the stages replace each
+    output atomically, so with persist a failed or killed stage leaves the last good run's outputs
+    (and dvc.lock still describes them) instead of none."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for entry in (stage.get("outs") or []) + (stage.get("metrics") or []):
+            assert isinstance(entry, dict), f"{name}: {entry} has no options (persist: true)"
+            (path, options), = entry.items()
+            assert options.get("persist") is True, f"{name}: {path} does not persist"
+
+
 def test_stage_deps_declared_in_code_are_declared_in_dvc():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     for name in STAGE_MODULES:

@@ -52,3 +52,16 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("seed: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(bad)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"seed": 2**70}, "seed: Input should be less than or equal to 2147483647"),
+    ({"adapt": {"seeds": [0, 2**40]}}, "adapt.seeds.1: Input should be less than or equal to 2147483647"),
+    ({"data": {"target": {"name": "uci-digits", "shifts": [{"name": "rotate", "seed": -1}]}}},
+     "data.target.shifts.0.seed: Input should be greater than or equal to 0"),
+    ({"mlflow": {"experiment": ""}}, "mlflow.experiment: String should have at least 1 character"),
+    ([1, 2], "params.yaml must be a mapping of sections"),
+])
+def test_values_that_used_to_fail_late_are_refused_by_key(raw, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_params(raw, "params.yaml")

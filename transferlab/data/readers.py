@@ -81,7 +81,12 @@ def _load_npz(path: Path, dataset: str) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"dataset '{dataset}': {path} holds pickled Python objects, which are never loaded "
+                            "(save plain numeric arrays)") from None
+        raise DataError(f"dataset '{dataset}': {path} is not a readable .npz file (ValueError)") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"dataset '{dataset}': {path} is not a readable .npz file ({exc.__class__.__name__})") from None
 
 
@@ -95,9 +100,11 @@ def read_usps(path: str | Path | None, split: str) -> tuple[np.ndarray, np.ndarr
         xs.append(data["x"])
         ys.append(data["y"])
     x = np.concatenate(xs)
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"dataset 'usps' under {folder}: images hold {x.dtype} values, not real numbers")
     if x.ndim != 3:
         raise DataError(f"dataset 'usps' under {folder}: expected images (N, H, W), got shape {x.shape}")
-    return _unit(x)[:, None], np.concatenate(ys).astype(np.int64)
+    return _unit(x, f"dataset 'usps' ({folder})")[:, None], np.concatenate(ys).astype(np.int64)
 
 
 def read_npz(path: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
@@ -107,21 +114,25 @@ def read_npz(path: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple[str
     if "x" not in data or "y" not in data:
         raise DataError(f"dataset 'npz': {path} needs arrays 'x' and 'y' (found {', '.join(data) or 'none'})")
     x, y = data["x"], data["y"]
+    where = f"dataset 'npz' ({path})"
+    if x.dtype.kind not in "uifb":
+        raise DataError(f"{where}: 'x' holds {x.dtype} values; images and features must be real numbers "
+                        "(integers or floats)")
     if x.ndim == 2:
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"dataset 'npz': {path} has non-numeric features")
         vectors = x.astype(np.float32)
+        if not np.isfinite(vectors).all():
+            raise DataError(f"{where}: 'x' contains NaN or infinite values")
     elif x.ndim == 3:
-        vectors = _unit(x)[:, None]
+        vectors = _unit(x, where)[:, None]
     elif x.ndim == 4:
         channels_last = x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3)
-        vectors = _unit(np.moveaxis(x, -1, 1) if channels_last else x)
+        vectors = _unit(np.moveaxis(x, -1, 1) if channels_last else x, where)
     else:
         raise DataError(f"dataset 'npz': {path} 'x' must be (N, D), (N, H, W) or (N, C, H, W), got {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(f"dataset 'npz': {path} 'y' must be one label per sample ({len(x)}), got shape {y.shape}")
     classes = tuple(str(c) for c in data["classes"]) if "classes" in data else None
-    labels, names = _encode_labels(y, classes, f"dataset 'npz' ({path})")
+    labels, names = _encode_labels(y, classes, where)
     return vectors, labels, names
 
 
@@ -130,7 +141,14 @@ def _encode_labels(y: np.ndarray, classes: tuple[str, ...] | None, where: str) -
         if not np.issubdtype(y.dtype, np.integer) or y.min(initial=0) < 0 or y.max(initial=0) >= len(classes):
             raise DataError(f"{where}: labels must be integers indexing 'classes' (0..{len(classes) - 1})")
         return y.astype(np.int64), classes
-    if np.issubdtype(y.dtype, np.integer) and y.size and y.min() >= 0 and y.max() < 1000:
+    if y.dtype.kind in "fc":
+        raise DataError(f"{where}: labels are {y.dtype} numbers (e.g. {y.flat[0]}); they must be integer class "
+                        "indices (0, 1, ...) or class names")
+    if y.dtype.kind not in "iuUS":
+        raise DataError(f"{where}: labels are {y.dtype}; they must be integer class indices or class names")
+    if y.dtype.kind in "iu" and y.size and y.min() < 0:
+        raise DataError(f"{where}: labels must be class indices 0, 1, ..., but the smallest is {y.min()}")
+    if y.dtype.kind in "iu" and y.size and y.max() < 1000:
         names = tuple(str(i) for i in range(int(y.max()) + 1))
         return y.astype(np.int64), names
     values = sorted({str(v) for v in y.tolist()})
@@ -165,17 +183,18 @@ def read_imagefolder(path: str | Path | None) -> tuple[np.ndarray, np.ndarray, t
         raise DataError(f"dataset 'imagefolder': no image files under {folder}")
     x = np.stack(images)
     x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)
-    return _unit(x), np.asarray(labels, dtype=np.int64), tuple(p.name for p in class_dirs)
+    x = _unit(x, f"dataset 'imagefolder' ({folder})")
+    return x, np.asarray(labels, dtype=np.int64), tuple(p.name for p in class_dirs)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def _unit(x: np.ndarray, where: str = "images") -> np.ndarray:
     """Images to float32 in [0, 1]: integers by their type's range, floats by their own maximum."""
     if np.issubdtype(x.dtype, np.integer):
         top = 255.0 if x.max(initial=0) <= 255 else float(np.iinfo(x.dtype).max)
         return (x.astype(np.float32) / top).clip(0, 1)
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
-        raise DataError("images contain NaN or infinite values")
+        raise DataError(f"{where}: images contain NaN or infinite values")
     low, high = float(x.min(initial=0)), float(x.max(initial=0))
     if low >= 0 and high <= 1:
         return x

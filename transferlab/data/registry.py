@@ -7,6 +7,7 @@ Built in: ``mnist5k`` and ``uci-digits`` ship inside installed packages (no down
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
@@ -109,13 +110,22 @@ register_dataset("npz", _npz, "any .npz with x (images or feature vectors) and y
 register_dataset("imagefolder", _imagefolder, "an ImageFolder tree: path/<class>/<image files>", needs_path=True)
 
 
-def load_domain(spec: DomainSpec, seed: int = 0) -> Domain:
-    """Load, subsample (seeded, stratified) and shift a domain as ``spec`` says."""
+def check_spec(spec: DomainSpec, root: str | Path = ".") -> DatasetInfo:
+    """What can be known of ``spec`` without reading the data: a registered name, a path where one is
+    needed, and that path on disk (a relative one under ``root``)."""
     info = _REGISTRY.get(spec.name)
     if info is None:
         raise DataError(f"unknown dataset '{spec.name}'; known datasets: {', '.join(_REGISTRY)}")
     if info.needs_path and not spec.path:
         raise DataError(f"dataset '{spec.name}' is read from disk: set 'path' in its domain spec")
+    if info.needs_path and not (Path(root) / Path(spec.path).expanduser()).exists():
+        raise DataError(f"dataset '{spec.name}': {spec.path} does not exist")
+    return info
+
+
+def load_domain(spec: DomainSpec, seed: int = 0) -> Domain:
+    """Load, subsample (seeded, stratified) and shift a domain as ``spec`` says."""
+    info = check_spec(spec)
     domain = info.loader(spec.path, spec.split)
     if len(domain) == 0:
         raise DataError(f"dataset '{spec.name}' is empty")

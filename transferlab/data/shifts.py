@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
+from transferlab.seed import Seed
 
 ShiftName = Literal["colour-background", "invert", "rotate", "blur", "noise", "rescale"]
 _BATCH = 1024
@@ -34,7 +35,7 @@ class ShiftSpec(BaseModel):
 
     name: ShiftName
     severity: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
 
 
 def _batches(x: np.ndarray):

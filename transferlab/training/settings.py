@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from transferlab.seed import Seed
 from transferlab.training.augment import AugmentSpec, Strength
 
 
@@ -60,7 +61,7 @@ class TrainSettings(BaseModel):
                     "stretch of that longer run, and continuing it later follows the same schedule",
     )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    seed: int = Field(0, ge=0)
+    seed: Seed = 0
     holdout_fraction: float = Field(
         0.2, gt=0, lt=1,
         description="share of each class of the labelled target held out to choose the checkpoint",

@@ -1,0 +1,48 @@
+"""What can be checked before any stage writes anything: the machine, the data the params name, and
+whether the methods the params force can run on the label budget they set.
+
+The schema (:mod:`transferlab.config`) already refused bad values by key; this adds what needs the
+machine or the project: a GPU for ``device: cuda``, each dataset's name and path, the imported
+model's file, and a forced method's needs. ``transferlab run`` calls it before the flow starts, the
+flow before it writes overrides into params.yaml, and every stage before it runs (``dvc repro``), so
+a run that cannot succeed fails in one line with nothing written and nothing in MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transferlab.config import PipelineParams
+from transferlab.data import check_spec
+from transferlab.errors import ConfigError
+from transferlab.methods import get_method
+from transferlab.training import resolve_device
+from tasks import datasets
+
+
+def check(params: PipelineParams, root: Path = Path(".")) -> None:
+    """Raise the first problem found, as a one-line user error naming the key."""
+    resolve_device(params.device)
+    datasets.register_tracked(root)
+    for spec in (params.data.source, params.data.target):
+        if spec is not None:
+            check_spec(spec, root)
+    pretrained = params.model.pretrained
+    if pretrained is not None and pretrained.path is not None:
+        path = Path(pretrained.path).expanduser()
+        if not (Path(root) / path).exists():
+            raise ConfigError(f"model.pretrained.path: {pretrained.path} does not exist")
+    _forced_method_can_run(params)
+
+
+def _forced_method_can_run(params: PipelineParams) -> None:
+    name = params.select.force_method
+    if name is None:
+        return
+    method = get_method(name)
+    if method.needs_target_labels and params.data.target_labels_per_class == 0:
+        raise ConfigError(f"select.force_method: '{name}' needs labelled target samples, but "
+                          "data.target_labels_per_class is 0: set it to 1 or more, or force a label-free method")
+    if method.uses_source and params.data.source is None:
+        raise ConfigError(f"select.force_method: '{name}' trains with source data, but data.source is null "
+                          "(only a model): force a source-free method")
