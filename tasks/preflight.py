@@ -3,7 +3,8 @@ whether the methods the params force can run on the label budget they set.
 
 The schema (:mod:`transferlab.config`) already refused bad values by key; this adds what needs the
 machine or the project: a GPU for ``device: cuda``, each dataset's name and path, the imported
-model's file, and a forced method's needs. ``transferlab run`` calls it before the flow starts, the
+model's file, a forced method's needs, and that a shared MLflow store's experiment and model names
+are not another project's. ``transferlab run`` calls it before the flow starts, the
 flow before it writes overrides into params.yaml, and every stage before it runs (``dvc repro``), so
 a run that cannot succeed fails in one line with nothing written and nothing in MLflow.
 """
@@ -17,7 +18,7 @@ from transferlab.data import check_spec
 from transferlab.errors import ConfigError
 from transferlab.methods import get_method
 from transferlab.training import resolve_device
-from tasks import datasets
+from tasks import datasets, tracking
 
 
 def check(params: PipelineParams, root: Path = Path(".")) -> None:
@@ -33,6 +34,7 @@ def check(params: PipelineParams, root: Path = Path(".")) -> None:
         if not (Path(root) / path).exists():
             raise ConfigError(f"model.pretrained.path: {pretrained.path} does not exist")
     _forced_method_can_run(params)
+    tracking.check_ownership(root, params)
 
 
 def _forced_method_can_run(params: PipelineParams) -> None:

@@ -23,11 +23,14 @@ from mlflow.data.dataset_source import DatasetSource  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tasks import lineage  # noqa: E402
+from transferlab.errors import ConfigError  # noqa: E402
 from tasks.datasets import DataInput  # noqa: E402
 from tasks.paths import tracking_uri  # noqa: E402
 
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
+PROJECT = "transferlab.project"  # the project folder a run, an experiment or a registered model belongs to
+MODEL_ROLES = ("source", "adapted")  # registered as {mlflow.model_prefix}-{role}
 # A model version no evaluation will judge: registered by a stage that failed, or by a process that died.
 ABANDONED = "transferlab.abandoned"
 
@@ -42,7 +45,8 @@ def wait_before_first_use(wait: Callable[[], None]) -> None:
 
 
 def configure(root: Path, experiment: str) -> str:
-    """Point MLflow at the project's store; return the experiment id."""
+    """Point MLflow at the project's store; return the experiment id. The experiment belongs to the
+    project that created it (tag ``transferlab.project``, artifacts under that project's mlruns/)."""
     while _pending_setup:
         _pending_setup.pop()()
     root = Path(root).resolve()
@@ -52,11 +56,44 @@ def configure(root: Path, experiment: str) -> str:
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
+        _check_owner(found.tags.get(PROJECT), root, f"experiment '{experiment}'", "mlflow.experiment")
         exp_id = found.experiment_id
+        if PROJECT not in found.tags:  # made by an older transferlab: this project claims it
+            client.set_experiment_tag(exp_id, PROJECT, str(root))
     else:
-        exp_id = client.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
+        exp_id = client.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri(),
+                                          tags={PROJECT: str(root)})
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
+    """Two projects on one tracking store never share an experiment or a registered model (their
+    artifacts and their champions would mix): the second is refused, naming the first."""
+    if owner is not None and owner != str(Path(root).resolve()):
+        raise ConfigError(f"the {what} in the MLflow store {tracking_uri(root)} belongs to the project at {owner}; "
+                          f"give this project its own names ({key} in params.yaml)")
+
+
+def check_ownership(root: Path, params: Any) -> None:
+    """What :func:`configure` and registration would refuse, checked before a run writes anything:
+    only where the store may be shared (``MLFLOW_TRACKING_URI`` set; the project's own SQLite is its own)."""
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    client = MlflowClient(tracking_uri(root), tracking_uri(root))
+    found = client.get_experiment_by_name(params.mlflow.experiment)
+    if found is not None:
+        _check_owner(found.tags.get(PROJECT), root, f"experiment '{params.mlflow.experiment}'", "mlflow.experiment")
+    for role in MODEL_ROLES:
+        _check_model_owner(client, model_name(params.mlflow.model_prefix, role), root)
+
+
+def _check_model_owner(client: MlflowClient, name: str, root: Path) -> None:
+    try:
+        tags = client.get_registered_model(name).tags
+    except mlflow.exceptions.MlflowException:  # not registered yet
+        return
+    _check_owner(tags.get(PROJECT), root, f"registered model '{name}'", "mlflow.model_prefix")
 
 
 def _parent_run(exp_id: str, key: str | None, tags: dict[str, str]) -> str:
@@ -95,6 +132,7 @@ class StageRun:
     run_id: str
     parent_id: str
     lineage: dict[str, str]  # git commit, data hashes, params hash: copied onto every model version
+    project: str  # the resolved project folder (the owner of what it registers)
 
     def ui_url(self, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
         exp_id = mlflow.get_run(run_id).info.experiment_id
@@ -155,8 +193,12 @@ class StageRun:
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
                 extra_files=[str(Path(tmp) / WEIGHTS), str(Path(tmp) / SPEC)],
             )
+        client = MlflowClient()
+        _check_model_owner(client, name, Path(self.project))
         version = mlflow.register_model(info.model_uri, name,
                                         tags={k: str(v) for k, v in {**self.lineage, **tags}.items()})
+        if PROJECT not in client.get_registered_model(name).tags:
+            client.set_registered_model_tag(name, PROJECT, self.project)
         return int(version.version)
 
 
@@ -218,7 +260,7 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
     exp_id = configure(root, params.mlflow.experiment)
     tags = lineage_tags(root, stage, deps, params)
     # Which project and process a run belongs to: the next run's recovery marks RUNNING ones FAILED.
-    owner = {"transferlab.project": str(Path(root).resolve()), "transferlab.pid": str(os.getpid())}
+    owner = {PROJECT: str(Path(root).resolve()), "transferlab.pid": str(os.getpid())}
     commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
     parent_id = _parent_run(exp_id, lineage.pipeline_key(), {**commit_tags, **owner})
     # Resuming the parent for the length of the stage keeps its status true at every moment:
@@ -230,7 +272,8 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
                                   tags={"transferlab.role": STAGE_ROLE, **tags, **owner}) as run:
                 run_id = run.info.run_id
                 _last_stage_run.append(run_id)
-                handle = StageRun(run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"})
+                handle = StageRun(run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"},
+                                  str(Path(root).resolve()))
                 for data in prepared_inputs(root, deps, tags):
                     handle.log_dataset(data, context=stage)
                 yield handle

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -105,3 +106,31 @@ def test_git_dirty_ignores_the_lock_the_run_rewrites_but_not_code(tmp_path):
     assert len(sha) == 40 and dirty is False
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     assert lineage.git_commit(tmp_path)[1] is True
+
+
+def test_two_projects_on_one_store_never_share_an_experiment_or_a_model(tmp_path, monkeypatch):
+    """Issue 21: with one MLFLOW_TRACKING_URI, a second project writing under the first one's names is
+    refused before it writes (its artifacts and champion would land in the first one's)."""
+    from tasks import preflight
+    from transferlab.config import parse_params
+    from transferlab.errors import ConfigError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'shared.db'}")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    params = parse_params({})
+    from transferlab.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(image_size=16, hidden=16), seed=0)
+    with tracking.stage_run(first, params, "pretrain", []) as run_:
+        run_.register_model(model, tracking.model_name("transferlab", "source"), np.zeros((1, 1, 16, 16), np.float32), {})
+    preflight.check(params, first)  # its own names: fine
+    with pytest.raises(ConfigError, match=f"experiment 'transferlab' .* belongs to the project at {first}"):
+        preflight.check(params, second)
+    renamed = parse_params({"mlflow": {"experiment": "second"}})
+    with pytest.raises(ConfigError, match=f"registered model 'transferlab-source' .* belongs to the project at {first}"
+                                          ".*mlflow.model_prefix"):
+        preflight.check(renamed, second)
+    preflight.check(parse_params({"mlflow": {"experiment": "second", "model_prefix": "second"}}), second)
+    with pytest.raises(ConfigError, match="belongs to the project at"):
+        tracking.configure(second, "transferlab")  # the stage itself refuses too
