@@ -66,6 +66,9 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("weak-aug scale 0.3", "adamatch", {"epochs": 32, "augmentation": WIDE_SCALE}, {}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {}),
     ("weak-aug scale 0.3", "mean-teacher", {"epochs": 16, "augmentation": WIDE_SCALE}, {}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {"ema": 0.99}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {"ema": 0.999}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {}),
 ]
 
 

@@ -82,7 +82,7 @@ def _load_npz(path: Path, dataset: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "allow_pickle" in str(exc) and zipfile.is_zipfile(path):
             raise DataError(f"dataset '{dataset}': {path} holds pickled Python objects, which are never loaded "
                             "(save plain numeric arrays)") from None
         raise DataError(f"dataset '{dataset}': {path} is not a readable .npz file (ValueError)") from None
