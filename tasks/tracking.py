@@ -76,11 +76,12 @@ def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
 
 
 def check_ownership(root: Path, params: Any) -> None:
-    """What :func:`configure` and registration would refuse, checked before a run writes anything:
-    only where the store may be shared (``MLFLOW_TRACKING_URI`` set; the project's own SQLite is its own)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    """What :func:`configure` and registration would refuse, checked before a run writes anything (a
+    store that does not exist yet holds nothing to refuse, and is not made here)."""
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return
-    client = MlflowClient(tracking_uri(root), tracking_uri(root))
+    client = MlflowClient(uri, uri)
     found = client.get_experiment_by_name(params.mlflow.experiment)
     if found is not None:
         _check_owner(found.tags.get(PROJECT), root, f"experiment '{params.mlflow.experiment}'", "mlflow.experiment")
