@@ -51,8 +51,7 @@ def configure(root: Path, experiment: str) -> str:
         _pending_setup.pop()()
     root = Path(root).resolve()
     uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _set_uris(uri)
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
@@ -65,6 +64,20 @@ def configure(root: Path, experiment: str) -> str:
                                           tags={PROJECT: str(root)})
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def _set_uris(uri: str) -> None:
+    """Point MLflow at ``uri``. MLflow also writes it into MLFLOW_TRACKING_URI (and the registry's
+    variable), which :func:`tracking_uri` reads as the user's choice: left there, a second project
+    in this process would log into the first one's store. The variables are put back as they were."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
