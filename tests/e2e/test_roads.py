@@ -165,6 +165,7 @@ def test_a_file_that_is_not_a_state_dict_or_has_the_wrong_shapes_is_refused(tmp_
     params["model"]["pretrained"] = {"kind": "torchvision", "arch": "resnet18", "path": "models/pretrained/bad.pth",
                                      "classes": DIGITS}
     path = make_project(tmp_path / "p", params)
+    (path / "models/pretrained/bad.pth").write_text("")  # preflight refuses a missing file before any stage
     sh([str(BIN / "transferlab"), "stage", "prepare"], path)
     sh([str(BIN / "transferlab"), "stage", "validate"], path)
     for content in ("not weights at all", _tiny_resnet(0).state_dict() | {"fc.weight": torch.zeros(10, 3)}):
