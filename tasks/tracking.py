@@ -51,8 +51,7 @@ def configure(root: Path, experiment: str) -> str:
         _pending_setup.pop()()
     root = Path(root).resolve()
     uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _set_uris(uri)
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
@@ -67,6 +66,20 @@ def configure(root: Path, experiment: str) -> str:
     return exp_id
 
 
+def _set_uris(uri: str) -> None:
+    """Point MLflow at ``uri``. MLflow also writes it into MLFLOW_TRACKING_URI (and the registry's
+    variable), which :func:`tracking_uri` reads as the user's choice: left there, a second project
+    in this process would log into the first one's store. The variables are put back as they were."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
     """Two projects on one tracking store never share an experiment or a registered model (their
     artifacts and their champions would mix): the second is refused, naming the first."""
@@ -76,11 +89,12 @@ def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
 
 
 def check_ownership(root: Path, params: Any) -> None:
-    """What :func:`configure` and registration would refuse, checked before a run writes anything:
-    only where the store may be shared (``MLFLOW_TRACKING_URI`` set; the project's own SQLite is its own)."""
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
+    """What :func:`configure` and registration would refuse, checked before a run writes anything (a
+    store that does not exist yet holds nothing to refuse, and is not made here)."""
+    uri = tracking_uri(root)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return
-    client = MlflowClient(tracking_uri(root), tracking_uri(root))
+    client = MlflowClient(uri, uri)
     found = client.get_experiment_by_name(params.mlflow.experiment)
     if found is not None:
         _check_owner(found.tags.get(PROJECT), root, f"experiment '{params.mlflow.experiment}'", "mlflow.experiment")

@@ -13,6 +13,11 @@ def _params(**sections):
     return parse_params(sections)
 
 
+@pytest.fixture(autouse=True)
+def _own_store(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # MLflow sets it in-process once used
+
+
 def test_the_defaults_pass(tmp_path):
     preflight.check(_params(), tmp_path)
 
