@@ -15,6 +15,7 @@ from torch import nn
 
 from transferlab.data.loading import batches_in_order
 from transferlab.data.types import Domain
+from transferlab.models.features import CACHE, CACHED_PREFIX
 from transferlab.validators import information_maximization, seeded_subset
 
 
@@ -25,7 +26,12 @@ def predict_logits(model: nn.Module, x: np.ndarray, device: torch.device | str =
     was_training = model.training
     model.eval()
     out = []
-    for batch in batches_in_order(x, batch_size):
+    k = getattr(model, CACHED_PREFIX, 0)
+    if k:  # a network training above frozen blocks: their features come from the cache
+        features = CACHE.prefix(model, k, x, device)
+        for start in range(0, len(features), batch_size):
+            out.append(model.forward_from(k, features[start:start + batch_size].to(device)).float().cpu().numpy())
+    for batch in [] if k else batches_in_order(x, batch_size):
         out.append(model(batch.to(device)).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
