@@ -1,21 +1,69 @@
-"""Reading the prepared splits back (each stage reads only the folders it declares in dvc.yaml)."""
+"""The prepared splits: written by prepare, read back by every later stage (each stage reads only the
+folders it declares in dvc.yaml).
+
+A split is a list of ids, not a copy of its pixels: ``{split}.npz`` holds the ids of its samples in
+the prepared domain, their labels and a hash of each sample's content, and the folder's manifest holds
+the recipe that makes the domain from its dataset (:class:`transferlab.data.DomainRecipe`). Reading a
+split makes the domain again (lazily for image folders and memory-mapped arrays, so nothing is
+decoded until a batch needs it) and takes its rows; its labels and a seeded sample of its rows'
+hashes must match what prepare wrote, or the data changed since and prepare must run again. A split
+file that holds ``x`` itself (a test's synthetic domain, or a project prepared by an older
+transferlab) is read as it is.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
-from transferlab.data import Domain, load_domain_file
-from transferlab.errors import DataError
+import numpy as np
+
+from transferlab.data import Domain, DomainRecipe, build_domain, load_domain_file, row_hashes
 from transferlab.data.adaptation import AdaptationData
+from transferlab.errors import DataError
+from tasks import datasets
 from tasks.io import read_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
+SPOT_CHECKS = 16  # rows per split whose content hash is compared with prepare's on every read
 
-def _read(folder: Path, split: str) -> Domain:
+
+def write_split(folder: Path, split: str, ids: np.ndarray, y: np.ndarray, hashes: np.ndarray) -> None:
+    np.savez(Path(folder) / f"{split}.npz", index=ids.astype(np.int64), y=y.astype(np.int64),
+             row_hash=hashes.astype(np.uint64))
+
+
+@lru_cache(maxsize=4)
+def _built(root: str, recipe_json: str, content: str | None) -> Domain:
+    """The prepared domain, made once per stage (``content``, prepare's fingerprint, keys it too: a
+    process that runs prepare again makes it again)."""
+    datasets.register_tracked(Path(root))  # a recipe may name a dataset tracked under data/raw
+    return build_domain(DomainRecipe.model_validate_json(recipe_json))
+
+
+def _read(root: Path, folder: Path, split: str) -> Domain:
     path = Path(folder) / f"{split}.npz"
     if not path.exists():
         raise DataError(f"prepared split '{split}' is missing: {path} does not exist (run the prepare stage)")
-    return load_domain_file(path)
+    with np.load(path, allow_pickle=False) as stored:
+        if "x" in stored.files:
+            return load_domain_file(path)
+        ids, y, hashes = stored["index"], stored["y"], stored["row_hash"]
+    manifest = read_json(Path(folder) / MANIFEST, f"the manifest of {folder}")
+    recipe = DomainRecipe.model_validate(manifest["recipe"])
+    domain = _built(str(Path(root).resolve()), recipe.model_dump_json(), manifest.get("content"))
+    if len(ids) and (ids.max() >= len(domain) or not np.array_equal(domain.y[ids], y)):
+        _changed(split, recipe)
+    rows = domain.subset(ids)
+    check = np.random.default_rng(0).permutation(len(ids))[:SPOT_CHECKS]
+    if len(check) and not np.array_equal(row_hashes(rows.subset(check).x), hashes[check]):
+        _changed(split, recipe)
+    return rows
+
+
+def _changed(split: str, recipe: DomainRecipe) -> None:
+    raise DataError(f"dataset '{recipe.spec.name}' changed since prepare wrote the '{split}' split: "
+                    "run prepare again (`dvc repro` or `transferlab run`)")
 
 
 def source_manifest(root: Path) -> dict:
@@ -30,13 +78,13 @@ def source_splits(root: Path) -> tuple[Domain, Domain] | None:
     """(train, val), or None when there is no source data (only a source model)."""
     if not source_manifest(root).get("available", True):
         return None
-    return _read(root / PREPARED_SOURCE, "train"), _read(root / PREPARED_SOURCE, "val")
+    return _read(root, root / PREPARED_SOURCE, "train"), _read(root, root / PREPARED_SOURCE, "val")
 
 
 def target_splits(root: Path) -> tuple[Domain | None, Domain | None]:
     """(labelled, unlabelled pool); an empty split comes back as None."""
-    labelled = _read(root / PREPARED_TARGET, "labelled")
-    unlabelled = _read(root / PREPARED_TARGET, "unlabelled")
+    labelled = _read(root, root / PREPARED_TARGET, "labelled")
+    unlabelled = _read(root, root / PREPARED_TARGET, "unlabelled")
     return (labelled if len(labelled) else None), (unlabelled if len(unlabelled) else None)
 
 
@@ -57,4 +105,4 @@ def adaptation_data(root: Path) -> AdaptationData:
 
 def target_test(root: Path) -> Domain:
     """The held-out target test split. Only the evaluate stage (and validate, for integrity) may call this."""
-    return _read(root / PREPARED_TEST, "test")
+    return _read(root, root / PREPARED_TEST, "test")

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from transferlab.data import list_datasets, register_dataset
+from transferlab.data.lazy import chunks
 from transferlab.data.readers import IMAGE_SUFFIXES
 from transferlab.errors import DataError
 from tasks.paths import RAW_DATA
@@ -141,7 +142,10 @@ def add(root: Path, name: str, source: Path, kind: str | None = None, descriptio
     if kind not in KINDS:
         raise DataError(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
     reader = {d.name: d for d in list_datasets()}[kind].loader
-    n = len(reader(str(source), "all"))  # refuse what the pipeline could not read, before copying anything
+    domain = reader(str(source), "all")
+    for _ in chunks(domain.x):  # every sample decoded once: refuse what the pipeline could not read, before copying
+        pass
+    n = len(domain)
     if n == 0:
         raise DataError(f"{source} holds no samples")
     target = root / RAW_DATA / name

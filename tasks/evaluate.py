@@ -14,6 +14,7 @@ import torch
 
 from transferlab.config import PipelineParams
 from transferlab.data import DOMAIN_ADAPTATION, Domain
+from transferlab.data.loading import batches_in_order
 from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.models import load_model
@@ -33,8 +34,7 @@ CHAMPION = "champion"
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, domain: Domain, batch_size: int = 512) -> np.ndarray:
     model.eval()
-    out = [torch.softmax(model(torch.from_numpy(domain.x[i:i + batch_size])), dim=1)
-           for i in range(0, len(domain), batch_size)]
+    out = [torch.softmax(model(batch), dim=1) for batch in batches_in_order(domain.x, batch_size)]
     return torch.cat(out).numpy().astype(np.float64)
 
 

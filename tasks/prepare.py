@@ -13,14 +13,18 @@ what it read as MLflow dataset inputs with their DVC hash (or package version, o
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from transferlab.config import PipelineParams
-from transferlab.data import (DOMAIN_ADAPTATION, Domain, harmonise, label_spaces, load_domain, reorder_classes,
-                              save_domain, split_source, split_target)
+from transferlab.data import (DOMAIN_ADAPTATION, Domain, DomainRecipe, build_domain, label_spaces, reorder_classes,
+                              row_hashes, source_split_ids, target_split_ids)
 from transferlab.errors import DataError
 from tasks import datasets, timing, tracking
+from tasks.data_files import write_split
 from tasks.io import atomic_dir, write_manifest
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
@@ -56,10 +60,16 @@ def _source_classes(params: PipelineParams, root: Path, source: Domain | None) -
     return import_pretrained(params, root).classes
 
 
+def _recipe(params: PipelineParams, spec, classes: tuple[str, ...] | None = None) -> DomainRecipe:
+    d = params.data
+    return DomainRecipe(spec=spec, seed=params.seed, image_size=d.image_size, channels=d.channels,
+                        classes=list(classes) if classes is not None else None)
+
+
 def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str, str]:
     d = params.data
-    source = harmonise(load_domain(d.source, seed=params.seed), d.image_size, d.channels) if d.source else None
-    target = harmonise(load_domain(d.target, seed=params.seed), d.image_size, d.channels)
+    source = build_domain(_recipe(params, d.source)) if d.source else None
+    target = build_domain(_recipe(params, d.target))
     if source is not None and source.x.shape[1:] != target.x.shape[1:]:
         raise DataError(
             f"source '{source.name}' samples have shape {source.x.shape[1:]} but target '{target.name}' "
@@ -71,27 +81,50 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
     elif d.target_labels_per_class == 0:
         raise DataError(f"{spaces.sentence()[:-1]}, so the target needs labelled samples, but "
                         "data.target_labels_per_class is 0: set it to 1 or more")
-    tsplits = split_target(target, d.target_labels_per_class, d.target_test_fraction, params.seed)
+    # Every row is read once here: a corrupt file fails now, in one line, and the hashes decide the
+    # test split and fingerprint the content, so that a change to the data changes prepare's output.
+    target_hashes = row_hashes(target.x)
+    labelled, unlabelled, test = target_split_ids(target, target_hashes, d.target_labels_per_class,
+                                                  d.target_test_fraction, params.seed)
     common = {"sample_shape": list(target.x.shape[1:]), "seed": params.seed, "road": spaces.road}
+    counts = _write_source(params, root, source, spaces.source, common)
+    target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common,
+                   "recipe": _recipe(params, d.target, spaces.target).model_dump(mode="json"),
+                   "content": _fingerprint(target, target_hashes)}
+    with atomic_dir(root / PREPARED_TARGET) as tmp:
+        for name, ids in (("labelled", labelled), ("unlabelled", unlabelled)):
+            write_split(tmp, name, ids, target.y[ids], target_hashes[ids])
+        write_manifest(tmp, "target-splits", [], domain=target.name, labels_per_class=d.target_labels_per_class,
+                       counts={"labelled": len(labelled), "unlabelled": len(unlabelled)}, **target_meta)
+    with atomic_dir(root / PREPARED_TEST) as tmp:
+        write_split(tmp, "test", test, target.y[test], target_hashes[test])
+        write_manifest(tmp, "target-test", [], domain=target.name, counts={"test": len(test)}, **target_meta)
+    counts.update(target_labelled=len(labelled), target_unlabelled=len(unlabelled), target_test=len(test))
+    return counts, source.name if source else None, target.name, spaces.road
+
+
+def _write_source(params: PipelineParams, root: Path, source: Domain | None, classes: tuple[str, ...],
+                  common: dict) -> dict:
     counts = {"source_train": 0, "source_val": 0}
+    extra = {}
     with atomic_dir(root / PREPARED_SOURCE) as tmp:
         if source is not None:
-            train, val = split_source(source, d.source_val_fraction, params.seed)
-            save_domain(train, tmp / "train.npz")
-            save_domain(val, tmp / "val.npz")
+            hashes = row_hashes(source.x)
+            train, val = source_split_ids(source, params.data.source_val_fraction, params.seed)
+            for name, ids in (("train", train), ("val", val)):
+                write_split(tmp, name, ids, source.y[ids], hashes[ids])
             counts = {"source_train": len(train), "source_val": len(val)}
+            extra = {"recipe": _recipe(params, params.data.source).model_dump(mode="json"),
+                     "content": _fingerprint(source, hashes)}
         write_manifest(tmp, "source-splits", [], domain=source.name if source else None, available=source is not None,
-                       classes=list(spaces.source), counts={"train": counts["source_train"], "val": counts["source_val"]},
-                       **common)
-    target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common}
-    with atomic_dir(root / PREPARED_TARGET) as tmp:
-        save_domain(tsplits.labelled, tmp / "labelled.npz")
-        save_domain(tsplits.unlabelled, tmp / "unlabelled.npz")
-        write_manifest(tmp, "target-splits", [], domain=target.name, labels_per_class=d.target_labels_per_class,
-                       counts={"labelled": len(tsplits.labelled), "unlabelled": len(tsplits.unlabelled)}, **target_meta)
-    with atomic_dir(root / PREPARED_TEST) as tmp:
-        save_domain(tsplits.test, tmp / "test.npz")
-        write_manifest(tmp, "target-test", [], domain=target.name, counts={"test": len(tsplits.test)}, **target_meta)
-    counts.update(target_labelled=len(tsplits.labelled), target_unlabelled=len(tsplits.unlabelled),
-                  target_test=len(tsplits.test))
-    return counts, source.name if source else None, target.name, spaces.road
+                       classes=list(classes), counts={"train": counts["source_train"], "val": counts["source_val"]},
+                       **common, **extra)
+    return counts
+
+
+def _fingerprint(domain: Domain, hashes: np.ndarray) -> str:
+    """The prepared domain's content: every row's hash and label, in order."""
+    digest = hashlib.sha256(hashes.astype("<u8").tobytes())
+    digest.update(domain.y.astype("<i8").tobytes())
+    digest.update("\0".join(domain.classes).encode())
+    return digest.hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transferlab.data import DomainSpec, harmonise, load_domain
+from transferlab.data.lazy import in_memory
 from transferlab.similarity import coral_distance, mmd_test, proxy_a_distance
 
 
@@ -22,8 +23,8 @@ def similarity_table(source: str, target: str, *, source_path: str | None = None
     tgt = load_domain(DomainSpec(name=target, path=target_path, max_samples=max_samples), seed=seed)
     channels = max(src.x.shape[1], tgt.x.shape[1]) if src.is_image and tgt.is_image else 1
     src, tgt = harmonise(src, image_size, channels), harmonise(tgt, image_size, channels)
-    xs = src.x.reshape(len(src), -1)
-    xt = tgt.x.reshape(len(tgt), -1)
+    xs = in_memory(src.x).reshape(len(src), -1)  # subsampled to max_samples: small enough to hold
+    xt = in_memory(tgt.x).reshape(len(tgt), -1)
     result = mmd_test(xs, xt, n_permutations=permutations, seed=seed)
     rows = [
         ("source", f"{src.name} ({len(src)} samples)"),

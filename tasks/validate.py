@@ -16,6 +16,7 @@ import pandas as pd
 
 from transferlab.config import PipelineParams
 from transferlab.data import DOMAIN_ADAPTATION, Domain
+from transferlab.data.lazy import chunks
 from transferlab.errors import DataError
 from tasks import timing, tracking
 from tasks.data_files import source_splits, target_splits, target_test
@@ -27,18 +28,27 @@ DEPS = [PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST]
 
 
 def sample_metadata(domain: Domain, role: str, split: str) -> pd.DataFrame:
-    flat = domain.x.reshape(len(domain), -1)
-    finite = np.isfinite(flat)
-    safe = np.where(finite, flat, 0.0)
+    """One row per sample, computed a chunk of rows at a time (a lazy domain is read once, never whole)."""
+    n = len(domain)
+    vmin, vmax, nonfinite = np.zeros(n), np.zeros(n), np.zeros(n, dtype=np.int64)
+    hashes: list[str] = []
+    for start, rows in chunks(domain.x):
+        flat = np.asarray(rows).reshape(len(rows), -1)
+        finite = np.isfinite(flat)
+        safe = np.where(finite, flat, 0.0)
+        if flat.size:
+            vmin[start:start + len(rows)], vmax[start:start + len(rows)] = safe.min(axis=1), safe.max(axis=1)
+        nonfinite[start:start + len(rows)] = (~finite).sum(axis=1)
+        hashes += [hashlib.blake2b(row.tobytes(), digest_size=12).hexdigest() for row in flat]
     return pd.DataFrame({
         "domain": role,
         "split": split,
         "label": domain.y,
-        "shape": ["x".join(map(str, domain.x.shape[1:]))] * len(domain),
-        "vmin": safe.min(axis=1) if flat.size else np.zeros(len(domain)),
-        "vmax": safe.max(axis=1) if flat.size else np.zeros(len(domain)),
-        "n_nonfinite": (~finite).sum(axis=1),
-        "hash": [hashlib.blake2b(row.tobytes(), digest_size=12).hexdigest() for row in flat],
+        "shape": ["x".join(map(str, domain.x.shape[1:]))] * n,
+        "vmin": vmin,
+        "vmax": vmax,
+        "n_nonfinite": nonfinite,
+        "hash": hashes,
     })
 
 

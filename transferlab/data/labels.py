@@ -100,4 +100,5 @@ def select_classes(domain: Domain, names: list[str]) -> Domain:
     keep = np.flatnonzero(np.isin(domain.y, old))
     mapping = np.full(domain.num_classes, -1, dtype=np.int64)
     mapping[old] = np.arange(len(old))
-    return Domain(domain.name, domain.x[keep], mapping[domain.y[keep]], tuple(names))
+    kept = domain.subset(keep)
+    return Domain(domain.name, kept.x, mapping[kept.y], tuple(names))

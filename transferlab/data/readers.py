@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from transferlab.data.lazy import LazyArray
+from transferlab.data.sources import IMAGE_SUFFIXES, NpzMember, image_folder, npz_member  # noqa: F401
 from transferlab.errors import DataError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
 def _folder(path: str | Path | None, dataset: str) -> Path:
@@ -75,12 +76,13 @@ def read_mnist(path: str | Path | None, split: str) -> tuple[np.ndarray, np.ndar
     return _unit(np.concatenate(xs))[:, None], np.concatenate(ys).astype(np.int64)
 
 
-def _load_npz(path: Path, dataset: str) -> dict[str, np.ndarray]:
+def _load_npz(path: Path, dataset: str, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray | None]:
+    """Every member of the archive (None for those in ``skip``, which are not read)."""
     if not path.exists():
         raise DataError(f"dataset '{dataset}': file {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            return {k: None if k in skip else data[k] for k in data.files}
     except ValueError as exc:
         if "allow_pickle" in str(exc) and zipfile.is_zipfile(path):
             raise DataError(f"dataset '{dataset}': {path} holds pickled Python objects, which are never loaded "
@@ -107,33 +109,82 @@ def read_usps(path: str | Path | None, split: str) -> tuple[np.ndarray, np.ndarr
     return _unit(x, f"dataset 'usps' ({folder})")[:, None], np.concatenate(ys).astype(np.int64)
 
 
-def read_npz(path: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None]:
+def read_npz(path: str | Path | None) -> tuple[np.ndarray | LazyArray, np.ndarray, tuple[str, ...] | None]:
+    """x, labels, class names. An ``x`` stored uncompressed (``np.savez``) is memory-mapped and read by
+    row (:mod:`transferlab.data.sources`); a compressed one is loaded. Both give the same rows."""
     if path is None:
         raise DataError("dataset 'npz' is read from a file: set its 'path'")
-    data = _load_npz(Path(path).expanduser(), "npz")
+    path = Path(path).expanduser()
+    data = _load_npz(path, "npz", skip=("x",))
     if "x" not in data or "y" not in data:
         raise DataError(f"dataset 'npz': {path} needs arrays 'x' and 'y' (found {', '.join(data) or 'none'})")
-    x, y = data["x"], data["y"]
     where = f"dataset 'npz' ({path})"
-    if x.dtype.kind not in "uifb":
-        raise DataError(f"{where}: 'x' holds {x.dtype} values; images and features must be real numbers "
+    member = npz_member(path, "x")
+    raw = _load_npz(path, "npz")["x"] if member is None else None
+    dtype, shape = (np.dtype(member.dtype), member.shape) if member is not None else (raw.dtype, raw.shape)
+    if dtype.kind not in "uifb":
+        raise DataError(f"{where}: 'x' holds {dtype} values; images and features must be real numbers "
                         "(integers or floats)")
+    y = data["y"]
+    if len(shape) not in (2, 3, 4):
+        raise DataError(f"dataset 'npz': {path} 'x' must be (N, D), (N, H, W) or (N, C, H, W), got {shape}")
+    if y.ndim != 1 or len(y) != shape[0]:
+        raise DataError(f"dataset 'npz': {path} 'y' must be one label per sample ({shape[0]}), got shape {y.shape}")
+    vectors = _lazy_images(member, where) if member is not None else _images(raw, where)
+    classes = tuple(str(c) for c in data["classes"]) if "classes" in data else None
+    labels, names = _encode_labels(y, classes, where)
+    return vectors, labels, names
+
+
+def _images(x: np.ndarray, where: str) -> np.ndarray:
     if x.ndim == 2:
         vectors = x.astype(np.float32)
         if not np.isfinite(vectors).all():
             raise DataError(f"{where}: 'x' contains NaN or infinite values")
-    elif x.ndim == 3:
-        vectors = _unit(x, where)[:, None]
-    elif x.ndim == 4:
-        channels_last = x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3)
-        vectors = _unit(np.moveaxis(x, -1, 1) if channels_last else x, where)
-    else:
-        raise DataError(f"dataset 'npz': {path} 'x' must be (N, D), (N, H, W) or (N, C, H, W), got {x.shape}")
-    if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"dataset 'npz': {path} 'y' must be one label per sample ({len(x)}), got shape {y.shape}")
-    classes = tuple(str(c) for c in data["classes"]) if "classes" in data else None
-    labels, names = _encode_labels(y, classes, where)
-    return vectors, labels, names
+        return vectors
+    if x.ndim == 3:
+        return _unit(x, where)[:, None]
+    return _unit(np.moveaxis(x, -1, 1) if _channels_last(x.shape) else x, where)
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    return shape[-1] in (1, 3) and shape[1] not in (1, 3)
+
+
+def _lazy_images(member: NpzMember, where: str) -> LazyArray:
+    """What :func:`_images` does, row by row: the scaling is decided from one pass over the array."""
+    member.transform = _unit_transform(member, where)
+    x = LazyArray(member)
+    shape = member.sample_shape
+    if len(shape) == 2:
+        return x.map(lambda rows, ids: rows[:, None], (1, *shape), "channel axis")
+    if len(shape) == 3 and _channels_last((0, *shape)):
+        return x.map(lambda rows, ids: np.ascontiguousarray(np.moveaxis(rows, -1, 1)), (shape[2], *shape[:2]),
+                     "channels first")
+    return x
+
+
+def _unit_transform(member: NpzMember, where: str) -> tuple:
+    dtype = np.dtype(member.dtype)
+    if np.issubdtype(dtype, np.integer):
+        top = 255.0 if dtype.itemsize == 1 or _scan(member, np.max) <= 255 else float(np.iinfo(dtype).max)
+        return ("int", top)
+    low, high, finite = np.inf, -np.inf, True
+    for start in range(0, member.length, 4096):
+        rows = member.raw(np.arange(start, min(start + 4096, member.length))).astype(np.float32)
+        finite = finite and bool(np.isfinite(rows).all())
+        low, high = min(low, float(rows.min(initial=0))), max(high, float(rows.max(initial=0)))
+    if not finite:
+        raise DataError(f"{where}: " + ("'x' contains" if len(member.sample_shape) == 1 else "images contain")
+                        + " NaN or infinite values")
+    if len(member.sample_shape) == 1 or (low >= 0 and high <= 1):
+        return ("none",)
+    return ("float", low, high)
+
+
+def _scan(member: NpzMember, reduce) -> float:
+    return max(float(reduce(member.raw(np.arange(s, min(s + 4096, member.length))), initial=0))
+               for s in range(0, member.length, 4096))
 
 
 def _encode_labels(y: np.ndarray, classes: tuple[str, ...] | None, where: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -156,35 +207,12 @@ def _encode_labels(y: np.ndarray, classes: tuple[str, ...] | None, where: str) -
     return np.array([index[str(v)] for v in y.tolist()], dtype=np.int64), tuple(values)
 
 
-def read_imagefolder(path: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    from PIL import Image, UnidentifiedImageError
-
+def read_imagefolder(path: str | Path | None) -> tuple[LazyArray, np.ndarray, tuple[str, ...]]:
+    """An ImageFolder tree, read lazily: x's rows are decoded when they are used (see
+    :class:`transferlab.data.sources.ImageFiles`)."""
     folder = _folder(path, "imagefolder")
-    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"dataset 'imagefolder': {folder} has no class sub-folders")
-    images, labels, size, mode = [], [], None, None
-    for label, class_dir in enumerate(class_dirs):
-        for file in sorted(class_dir.rglob("*")):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as img:
-                    mode = mode or ("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-                    img = img.convert(mode)
-                    size = size or img.size
-                    if img.size != size:
-                        img = img.resize(size)
-                    images.append(np.asarray(img))
-            except (UnidentifiedImageError, OSError):
-                raise DataError(f"dataset 'imagefolder': {file} is not a readable image") from None
-            labels.append(label)
-    if not images:
-        raise DataError(f"dataset 'imagefolder': no image files under {folder}")
-    x = np.stack(images)
-    x = x[:, None] if x.ndim == 3 else np.moveaxis(x, -1, 1)
-    x = _unit(x, f"dataset 'imagefolder' ({folder})")
-    return x, np.asarray(labels, dtype=np.int64), tuple(p.name for p in class_dirs)
+    reader, labels, classes = image_folder(str(folder))
+    return LazyArray(reader), labels, classes
 
 
 def _unit(x: np.ndarray, where: str = "images") -> np.ndarray:

@@ -14,7 +14,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from transferlab.data import readers
-from transferlab.data.labels import select_classes
+from transferlab.data.harmonise import harmonise
+from transferlab.data.labels import reorder_classes, select_classes
 from transferlab.data.shifts import ShiftSpec, apply_shift
 from transferlab.data.splits import stratified_subsample
 from transferlab.data.types import Domain
@@ -136,6 +137,26 @@ def load_domain(spec: DomainSpec, seed: int = 0) -> Domain:
     for shift in spec.shifts:
         domain = apply_shift(domain, shift)
     return domain
+
+
+class DomainRecipe(BaseModel):
+    """How a prepared domain is made from its dataset, so that any stage can make it again and pick
+    its split's rows by id (prepared splits hold ids, not pixels)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: DomainSpec
+    seed: int
+    image_size: int
+    channels: int
+    classes: list[str] | None = None  # the class order the splits' labels index (None: the dataset's own)
+
+
+def build_domain(recipe: DomainRecipe) -> Domain:
+    """Load, subsample, shift (:func:`load_domain`), bring to the common size and channels, and index the
+    labels in ``recipe.classes``' order. Lazy data stays lazy: nothing is decoded here."""
+    domain = harmonise(load_domain(recipe.spec, seed=recipe.seed), recipe.image_size, recipe.channels)
+    return domain if recipe.classes is None else reorder_classes(domain, tuple(recipe.classes))
 
 
 def check_same_label_space(source: Domain, target: Domain) -> None:

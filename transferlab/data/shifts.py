@@ -103,26 +103,49 @@ def _blur(x: np.ndarray, s: float) -> np.ndarray:
 
 
 def apply_shift(domain: Domain, spec: ShiftSpec) -> Domain:
-    """``domain`` with ``spec`` applied; deterministic for a given seed."""
+    """``domain`` with ``spec`` applied; deterministic for a given seed. A lazy domain is shifted row by
+    row when read, each row drawing from its own generator (seeded by the seed and the row's id), so a
+    row looks the same whichever subset or batch it is read in."""
+    if not domain.is_image and spec.name != "noise":
+        raise DataError(f"shift '{spec.name}' needs images, but domain '{domain.name}' holds feature vectors")
+    name = f"{domain.name}+{spec.name}({float(spec.severity):g})"
+    if domain.is_lazy:
+        return Domain(name, _lazy_shift(domain, spec), domain.y, domain.classes)
     gen = torch.Generator().manual_seed(spec.seed)
+    scale = domain.x.std(axis=0, keepdims=True) * 0.5 * float(spec.severity) if not domain.is_image else None
+    return Domain(name, _shifted(domain.x, spec, gen, scale), domain.y, domain.classes)
+
+
+def _shifted(x: np.ndarray, spec: ShiftSpec, gen: torch.Generator, vector_scale: np.ndarray | None) -> np.ndarray:
     s = float(spec.severity)
-    x = domain.x
-    if not domain.is_image:
-        if spec.name != "noise":
-            raise DataError(f"shift '{spec.name}' needs images, but domain '{domain.name}' holds feature vectors")
-        scale = x.std(axis=0, keepdims=True) * 0.5 * s
+    if vector_scale is not None:  # feature vectors: noise of 0.5 s times each feature's spread
         noise = torch.randn(x.shape, generator=gen).numpy()
-        shifted = (x + noise * scale).astype(np.float32)
-    elif spec.name == "colour-background":
-        shifted = _colour_background(x, s, gen)
-    elif spec.name == "invert":
-        shifted = ((1 - s) * x + s * (1 - x)).astype(np.float32)
-    elif spec.name == "rotate":
-        shifted = _rotate(x, s, gen)
-    elif spec.name == "blur":
-        shifted = _blur(x, s)
-    elif spec.name == "noise":
-        shifted = np.clip(x + 0.5 * s * torch.randn(x.shape, generator=gen).numpy(), 0, 1).astype(np.float32)
-    else:
-        shifted = _rescale(x, s, gen)
-    return Domain(f"{domain.name}+{spec.name}({s:g})", shifted, domain.y, domain.classes)
+        return (x + noise * vector_scale).astype(np.float32)
+    if spec.name == "colour-background":
+        return _colour_background(x, s, gen)
+    if spec.name == "invert":
+        return ((1 - s) * x + s * (1 - x)).astype(np.float32)
+    if spec.name == "rotate":
+        return _rotate(x, s, gen)
+    if spec.name == "blur":
+        return _blur(x, s)
+    if spec.name == "noise":
+        return np.clip(x + 0.5 * s * torch.randn(x.shape, generator=gen).numpy(), 0, 1).astype(np.float32)
+    return _rescale(x, s, gen)
+
+
+def _lazy_shift(domain: Domain, spec: ShiftSpec):
+    x = domain.x
+    std = None
+    if not domain.is_image:  # the spread of each feature over the whole domain, in one pass
+        total, total_sq, n = 0.0, 0.0, len(x)
+        for _, rows in x.chunks(4096):
+            total, total_sq = total + rows.sum(0, dtype=np.float64), total_sq + (rows.astype(np.float64) ** 2).sum(0)
+        std = np.sqrt(np.maximum(total_sq / n - (total / n) ** 2, 0)).astype(np.float32)[None] * 0.5 * spec.severity
+
+    def shift_rows(rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        out = [_shifted(row[None], spec, torch.Generator().manual_seed(spec.seed * 1_000_003 + int(i)), std)[0]
+               for row, i in zip(rows, ids)]
+        return np.stack(out) if out else rows
+    shape = (3, *x.shape[2:]) if spec.name == "colour-background" else x.shape[1:]
+    return x.map(shift_rows, shape, f"shift {spec.model_dump_json()}")

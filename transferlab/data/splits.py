@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transferlab.data.lazy import chunks
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
 
@@ -45,6 +46,12 @@ def stratified_subsample(domain: Domain, n: int, seed: int) -> Domain:
 def split_source(domain: Domain, val_fraction: float, seed: int) -> tuple[Domain, Domain]:
     """(train, val), stratified: each class gives ``val_fraction`` of its samples (at least one
     when it has two or more)."""
+    train, val = source_split_ids(domain, val_fraction, seed)
+    return domain.subset(train), domain.subset(val)
+
+
+def source_split_ids(domain: Domain, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of :func:`split_source`'s (train, val) in ``domain``."""
     if not 0 < val_fraction < 1:
         raise DataError(f"source validation fraction must be in (0, 1), got {val_fraction}")
     rng = np.random.default_rng(seed)
@@ -58,23 +65,33 @@ def split_source(domain: Domain, val_fraction: float, seed: int) -> tuple[Domain
     if len(val) == 0 or len(train) == 0:
         raise DataError(f"source domain '{domain.name}' ({len(domain)} samples) is too small to split into "
                         f"train and validation")
-    return domain.subset(train), domain.subset(val)
+    return train, val
 
 
-def content_hash_unit(x: np.ndarray) -> np.ndarray:
-    """Each sample's bytes hashed (BLAKE2b) to a number uniform in [0, 1)."""
-    flat = np.ascontiguousarray(x).reshape(len(x), -1)
-    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "big") / 2.0**64
-                     for row in flat])
+def row_hashes(x) -> np.ndarray:
+    """Each sample's float32 bytes hashed (BLAKE2b, 64 bits), read a chunk at a time (lazy domains too)."""
+    out = np.empty(len(x), dtype=np.uint64)
+    for start, rows in chunks(x):
+        flat = np.ascontiguousarray(rows, dtype=np.float32).reshape(len(rows), -1)
+        out[start:start + len(rows)] = [int.from_bytes(hashlib.blake2b(r.tobytes(), digest_size=8).digest(), "big")
+                                        for r in flat]
+    return out
 
 
 def split_target(domain: Domain, labels_per_class: int, test_fraction: float, seed: int) -> TargetSplits:
     """(labelled: k per class, unlabelled pool, test by content hash); disjoint, deterministic."""
+    labelled, unlabelled, test = target_split_ids(domain, row_hashes(domain.x), labels_per_class, test_fraction, seed)
+    return TargetSplits(domain.subset(labelled), domain.subset(unlabelled), domain.subset(test))
+
+
+def target_split_ids(domain: Domain, hashes: np.ndarray, labels_per_class: int, test_fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ids of :func:`split_target`'s (labelled, unlabelled, test), given the rows' :func:`row_hashes`."""
     if not 0 < test_fraction < 1:
         raise DataError(f"target test fraction must be in (0, 1), got {test_fraction}")
     if labels_per_class < 0:
         raise DataError(f"labels per class must be 0 or more, got {labels_per_class}")
-    is_test = content_hash_unit(domain.x) < test_fraction
+    is_test = np.array([int(h) / 2.0**64 for h in hashes]) < test_fraction
     test_idx = np.flatnonzero(is_test)
     rest = np.flatnonzero(~is_test)
     if len(test_idx) == 0:
@@ -93,4 +110,4 @@ def split_target(domain: Domain, labels_per_class: int, test_fraction: float, se
             labelled.append(rng.choice(pool, size=labels_per_class, replace=False))
     labelled_idx = np.sort(np.concatenate(labelled)) if labelled else np.array([], dtype=np.int64)
     unlabelled_idx = np.setdiff1d(rest, labelled_idx)
-    return TargetSplits(domain.subset(labelled_idx), domain.subset(unlabelled_idx), domain.subset(test_idx))
+    return labelled_idx, unlabelled_idx, test_idx

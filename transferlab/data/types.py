@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transferlab.data.lazy import LazyArray
 from transferlab.errors import DataError
 
 
@@ -14,7 +15,8 @@ class Domain:
     """A labelled sample set.
 
     ``x`` is float32: images as (N, C, H, W) with values in [0, 1], or plain feature
-    vectors as (N, D). ``y`` is int64 (N,), each value an index into ``classes``.
+    vectors as (N, D); in memory, or a :class:`~transferlab.data.lazy.LazyArray` whose rows are
+    read when used. ``y`` is int64 (N,), each value an index into ``classes``.
     """
 
     name: str
@@ -27,7 +29,7 @@ class Domain:
             raise DataError(
                 f"domain '{self.name}' has {self.x.shape[0]} samples but {self.y.shape[0]} labels"
             )
-        if self.x.dtype != np.float32:
+        if isinstance(self.x, np.ndarray) and self.x.dtype != np.float32:
             object.__setattr__(self, "x", self.x.astype(np.float32))
         if self.y.dtype != np.int64:
             object.__setattr__(self, "y", self.y.astype(np.int64))
@@ -44,7 +46,13 @@ class Domain:
         return len(self.classes)
 
     def subset(self, index: np.ndarray, name: str | None = None) -> "Domain":
-        return Domain(name or self.name, self.x[index], self.y[index], self.classes)
+        x = self.x.subset(index) if isinstance(self.x, LazyArray) else self.x[index]
+        return Domain(name or self.name, x, self.y[index], self.classes)
+
+    @property
+    def is_lazy(self) -> bool:
+        """Whether ``x`` is read row by row when used (:mod:`transferlab.data.lazy`) instead of held whole."""
+        return isinstance(self.x, LazyArray)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.y, minlength=self.num_classes)

@@ -168,7 +168,8 @@ class EpisodeStream:
         self._members = [np.flatnonzero(domain.y == c) for c in self.class_ids]
         if min(len(m) for m in self._members) < shape.n_shot + shape.n_query:
             raise ValueError("an episode class has fewer samples than n_shot + n_query")
-        self._x = torch.from_numpy(np.ascontiguousarray(domain.x))
+        # a lazy domain's rows are read per episode, not held whole
+        self._x = domain.x if domain.is_lazy else torch.from_numpy(np.ascontiguousarray(domain.x))
         self._rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
 
     def __len__(self) -> int:
@@ -203,7 +204,9 @@ def episode_tensors(x: torch.Tensor, idx: np.ndarray, n_shot: int, classes: np.n
     query = torch.from_numpy(idx[:, n_shot:].reshape(-1))
     support_y = torch.arange(n_way).repeat_interleave(n_shot)
     query_y = torch.arange(n_way).repeat_interleave(n_query)
-    return (x[support].to(device), support_y.to(device), x[query].to(device), query_y.to(device),
+    def rows(i: torch.Tensor) -> torch.Tensor:
+        return x[i] if torch.is_tensor(x) else torch.from_numpy(x[i.numpy()])
+    return (rows(support).to(device), support_y.to(device), rows(query).to(device), query_y.to(device),
             torch.from_numpy(classes).to(device))
 
 

@@ -116,6 +116,19 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def prefix(self, k: int, x: torch.Tensor) -> torch.Tensor:
+        """The input through the adapter and the first ``k`` blocks (their own output shape)."""
+        x = self.adapter(x)
+        for block in self.blocks[:k]:
+            x = block(x)
+        return x
+
+    def forward_from(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the output ``h`` of :meth:`prefix` ``(k, x)``: ``forward(x) == forward_from(k, prefix(k, x))``."""
+        for block in self.blocks[k:]:
+            h = block(h)
+        return self.head(h.flatten(1))
+
     def block_outputs(self, x: torch.Tensor, flatten: bool = True) -> "OrderedDict[str, torch.Tensor]":
         """Activations at the input (as given, before the adapter), after every block, and at the
         logits; flattened to (N, D), or with ``flatten=False`` in their own shape (feature maps)."""

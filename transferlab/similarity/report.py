@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from transferlab.data import DOMAIN_ADAPTATION, Domain, label_spaces, stratified_subsample
+from transferlab.data.loading import batches_in_order
 from transferlab.similarity.block_scores import block_transferability, suggested_depth
 from transferlab.similarity.distances import coral_distance, proxy_a_distance
 from transferlab.similarity.mmd import mmd2_statistic, mmd_test
@@ -43,8 +44,8 @@ def block_features(model: torch.nn.Module, x: np.ndarray, batch_size: int = 256,
     their own shape (feature maps) with ``flatten=False``."""
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, len(x), batch_size):
-        outputs = model.block_outputs(torch.from_numpy(x[start:start + batch_size]), flatten=flatten)
+    for batch in batches_in_order(x, batch_size):
+        outputs = model.block_outputs(batch, flatten=flatten)
         for name, value in outputs.items():
             parts.setdefault(name, []).append(value.numpy())
     return {name: np.concatenate(v) for name, v in parts.items()}

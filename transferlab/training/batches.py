@@ -8,6 +8,7 @@ import zlib
 import numpy as np
 import torch
 
+from transferlab.data.loading import RowReader
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
 
@@ -30,12 +31,15 @@ class BatchStream:
             raise DataError(f"domain '{domain.name}' is empty: nothing to train on")
         self.domain = domain
         self.batch_size = min(batch_size, len(domain))
-        self._x = torch.from_numpy(np.ascontiguousarray(domain.x))
+        # A lazy domain is read a batch at a time, ahead of use, by DataLoader workers.
+        self._reader: RowReader | None = None
+        self._x = None if domain.is_lazy else torch.from_numpy(np.ascontiguousarray(domain.x))
         self._y = torch.from_numpy(np.ascontiguousarray(domain.y))
         self._w = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
         self.with_index = with_index
         self._rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         self._order = np.empty(0, dtype=np.int64)
+        self._planned = False
         self._pos = 0
 
     def __len__(self) -> int:
@@ -49,6 +53,7 @@ class BatchStream:
     def restore(self, state: dict) -> None:
         self._rng.bit_generator.state = state["rng"]
         self._order, self._pos = state["order"].copy(), state["pos"]
+        self._planned = False
 
     def next(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         """``(x, y)``, then ``w`` when the stream carries per-sample weights, then the samples'
@@ -56,14 +61,26 @@ class BatchStream:
         if self._pos + self.batch_size > len(self._order):
             self._order = self._rng.permutation(len(self.domain))
             self._pos = 0
+            self._planned = False
         idx = torch.from_numpy(self._order[self._pos:self._pos + self.batch_size])
+        x = self._x[idx] if self._x is not None else self._read_ahead(device)
         self._pos += self.batch_size
-        out = [self._x[idx].to(device), self._y[idx].to(device)]
+        out = [x.to(device), self._y[idx].to(device)]
         if self._w is not None:
             out.append(self._w[idx].to(device))
         if self.with_index:
             out.append(idx.to(device))
         return tuple(out)
+
+    def _read_ahead(self, device: torch.device) -> torch.Tensor:
+        """The batch at the current position, from the reader that plans the rest of this pass."""
+        if self._reader is None:
+            self._reader = RowReader(self.domain.x, pin_memory=torch.device(device).type == "cuda")
+        if not self._planned:
+            n, b = len(self._order), self.batch_size
+            self._reader.start([self._order[p:p + b] for p in range(self._pos, n - b + 1, b)])
+            self._planned = True
+        return self._reader.next()
 
 
 def steps_per_epoch(sizes: list[int], batch_size: int, min_steps: int, max_steps: int | None) -> int:

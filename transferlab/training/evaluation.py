@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from transferlab.data.loading import batches_in_order
 from transferlab.data.types import Domain
+from transferlab.models.features import CACHE, CACHED_PREFIX
 from transferlab.validators import information_maximization, seeded_subset
 
 
@@ -24,9 +26,13 @@ def predict_logits(model: nn.Module, x: np.ndarray, device: torch.device | str =
     was_training = model.training
     model.eval()
     out = []
-    for start in range(0, len(x), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size])).to(device)
-        out.append(model(batch).float().cpu().numpy())
+    k = getattr(model, CACHED_PREFIX, 0)
+    if k:  # a network training above frozen blocks: their features come from the cache
+        features = CACHE.prefix(model, k, x, device)
+        for start in range(0, len(features), batch_size):
+            out.append(model.forward_from(k, features[start:start + batch_size].to(device)).float().cpu().numpy())
+    for batch in [] if k else batches_in_order(x, batch_size):
+        out.append(model(batch.to(device)).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 

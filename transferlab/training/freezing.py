@@ -31,3 +31,16 @@ def train_mode(model: nn.Module) -> None:
 
 def trainable(module: nn.Module) -> list[nn.Parameter]:
     return [p for p in module.parameters() if p.requires_grad]
+
+
+def frozen_prefix(model: nn.Module) -> int:
+    """How many of ``model.blocks``, from the first, are frozen (all when the container itself is)."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None:
+        return 0
+    if getattr(blocks, _FROZEN, False):
+        return len(blocks)
+    k = 0
+    while k < len(blocks) and getattr(blocks[k], _FROZEN, False):
+        k += 1
+    return k
