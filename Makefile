@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
+	$(PY) -m tasks.atomic_dvc_files
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -9,8 +9,8 @@ RUNNING, model versions), and whether the case met its goal.
   ``error:`` line, no traceback, nothing written, no MLflow run or model version, params.yaml unchanged.
 - **Kills**: a clean run's stage timeline first, then ``kill -9`` of the run's process group at a
   seeded random moment spread over the stages, for ``transferlab run`` and ``dvc repro``; a kill
-  "during DVC's lock write" is simulated by leaving ``dvc.lock`` empty as such a kill does (3 of 3
-  times in the issue's trials). Then the same command again: goal: exit 0, the metrics of the
+  the last quarter of each command's kills happen inside DVC's write of ``dvc.lock``, half-way
+  through, by fault injection (``benchmarks/chaos_lock_kill``, on PYTHONPATH for those cases only). Then the same command again: goal: exit 0, the metrics of the
   uninterrupted run, no RUNNING run, no leftovers, every model version of a dead attempt tagged abandoned.
 - **Concurrency**: a second ``transferlab run`` (and a ``dvc repro``) while one runs; goal: refused
   at once in one line naming the holder.
@@ -211,9 +211,17 @@ def timeline(project: Path, args: list[str]) -> tuple[dict, list[tuple[str, floa
     return metrics(project), [(n, s / 1000 - started) for n, s in rows], time.time() - started
 
 
-def kill_at(project: Path, args: list[str], after_s: float) -> int:
-    """Start ``args``, kill -9 its whole process group after ``after_s``; the exit code it died with."""
-    proc = subprocess.Popen(command(args), cwd=project, env=env(), stdout=subprocess.DEVNULL,
+INJECT = Path(__file__).resolve().parent / "chaos_lock_kill"
+
+
+def kill_at(project: Path, args: list[str], after_s: float, lock_write: int = 0) -> int:
+    """Start ``args``, kill -9 its whole process group after ``after_s``, or (``lock_write`` N) from
+    inside its N-th write of dvc.lock, half-way through; the exit code it died with."""
+    run_env = env()
+    if lock_write:
+        run_env |= {"PYTHONPATH": os.pathsep.join(filter(None, [str(INJECT), run_env.get("PYTHONPATH")])),
+                    "CHAOS_KILL_AT_LOCK_WRITE": str(lock_write)}
+    proc = subprocess.Popen(command(args), cwd=project, env=run_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         return proc.wait(timeout=after_s)
@@ -239,20 +247,25 @@ def part_kills(n: int, seed: int, base: Path) -> list[Row]:
               + ", ".join(f"{s} {t:.0f}" for s, t in stages), file=sys.stderr, flush=True)
         for i in range(n // 2):
             project = make_project(base / f"kill-{args[0]}-{i}")
-            lock_write = i == n // 2 - 1  # the last kill of each command: during DVC's lock write
+            # The last kills of each command (a quarter, at least one): inside DVC's write of dvc.lock.
+            lock_write = rng.randint(1, len(stages)) if i >= n // 2 - max(1, n // 8) else 0
             t = rng.uniform(0.05, 0.98) * length
-            code = kill_at(project, args, t)
-            where = f"{t:.0f} s ({_stage_at(stages, t)})"
-            if lock_write:  # what a kill inside DVC's write of dvc.lock leaves
-                (project / "dvc.lock").write_text("")
-                where += " with dvc.lock left empty (a kill during its write, simulated)"
+            code = kill_at(project, args, 3 * length if lock_write else t, lock_write)
+            where = (f"{t:.0f} s ({_stage_at(stages, t)})" if not lock_write else
+                     f"half-way through dvc.lock write {lock_write} of {len(stages)}")
+            lock = project / "dvc.lock"
+            if lock_write and (not lock.exists() or not lock.read_text().strip()):
+                where += ", which it left empty"
             running_dead, _, _ = mlflow_state(project)
             rerun = subprocess.run(command(args), cwd=project, env=env(), capture_output=True, text=True)
             running, versions, abandoned = mlflow_state(project)
             same = metrics(project) == expected
             left = leftovers(project)
-            ok = rerun.returncode == 0 and same and running == 0 and not left
+            fired = not lock_write or code == -signal.SIGKILL
+            ok = rerun.returncode == 0 and same and running == 0 and not left and fired
             note = f"killed at {where}; RUNNING before rerun {running_dead}"
+            if not fired:
+                note += f"; the lock-write kill did not happen (exit {code})"
             if rerun.returncode != 0:
                 note += f"; rerun: {(rerun.stderr.strip().splitlines() or ['?'])[-1][:120]}"
             rows.append(Row(f"kill {args[0]}", f"#{i + 1}", rerun.returncode, len(rerun.stderr.splitlines()),
@@ -305,6 +318,7 @@ def main(argv=None) -> int:
     p.add_argument("--kills", type=int, default=20, help="kill -9 runs in all (half per command)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path)
+    p.add_argument("--section", default="chaos", help="RESULTS.md section to write")
     args = p.parse_args(argv)
     started = time.perf_counter()
     rows: list[Row] = []
@@ -318,7 +332,7 @@ def main(argv=None) -> int:
     md = table(rows, args, time.perf_counter() - started)
     print(md)
     if args.out:
-        write_section(args.out, "chaos", md)
+        write_section(args.out, args.section, md)
     return 0
 
 

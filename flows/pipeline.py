@@ -28,12 +28,14 @@ from prefect.cache_policies import NO_CACHE
 from flows import prefect_runs
 from flows.dag import stage_order
 from flows.project_lock import ProjectBusy, hold
-from tasks import preflight, recovery
+from tasks import atomic_dvc_files, preflight, recovery
 from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
 from tasks.paths import EVALUATION, PARAMS, SELECTION, SIMILARITY
 from tasks.stages import run_stage as run_stage_code
+
+atomic_dvc_files.install()  # DVC never leaves dvc.lock half-written, even without make install
 
 RAN = "ran"
 SKIPPED = "skipped (up to date)"

@@ -4,7 +4,8 @@ nothing found here belongs to a live run).
 - Temporary folders and files of the atomic writers (``.NAME.tmp-*``) are removed; a previous
   output that a kill caught between its two renames (``.NAME.old-PID`` with ``NAME`` gone) is put
   back, so that DVC sees it unchanged instead of re-running its stage.
-- ``dvc.lock`` left empty or truncated by a kill during its write is restored from the last good
+- ``dvc.lock`` left empty or truncated (DVC's writes are atomic in the project's environment,
+  :mod:`tasks.atomic_dvc_files`; this covers one set up without it) is restored from the last good
   copy (``.dvc/tmp/dvc.lock.good``, refreshed after every stage), or set aside when there is none,
   which makes DVC re-run the stages: deterministic, so with the same results.
 - MLflow runs of this project still RUNNING belong to a dead attempt: they are marked FAILED, and

@@ -1,0 +1,120 @@
+"""DVC writes ``dvc.lock`` (and every file it dumps) by truncating it and writing in place, so a kill
+between the two leaves it empty and the next ``dvc repro`` dies reading it, before any of our code
+runs. This makes those writes atomic: a temporary file beside the target (``.dvc.lock.tmp-*``, which
+:mod:`tasks.recovery` removes if a kill leaves one), flushed to disk, then ``os.replace``.
+
+It applies in every Python process of the project's environment, ``dvc`` on the command line
+included: ``make install`` (``python -m tasks.atomic_dvc_files``) puts a ``.pth`` file into the
+environment whose one line installs an import hook, and the hook patches DVC's writer when DVC is
+imported (DVC is not imported at start-up, so other programs pay nothing). Our own processes also
+call :func:`install` before they use DVC, so they are safe in an environment set up without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import os
+import stat
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+TARGET = "dvc.utils.serialize._common"
+# The modules that bind DVC's writer by name (``from ._common import _dump_data``).
+BINDERS = ("dvc.utils.serialize", "dvc.utils.serialize._yaml", "dvc.utils.serialize._json",
+           "dvc.utils.serialize._toml", "dvc.utils.serialize._py")
+PTH = "transferlab-atomic-dvc-files.pth"
+PTH_LINE = ('import sys; exec("try:\\n import tasks.atomic_dvc_files as m; m.install()\\n'
+            'except Exception:\\n pass")\n')  # a moved or removed project must not break Python
+
+
+def _mode(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def atomic(original):
+    """DVC's ``_dump_data(path, data, dumper, fs=None, **dumper_args)``, writing locally via replace."""
+    if getattr(original, "transferlab_atomic", False):
+        return original
+
+    def _dump_data(path, data, dumper, fs=None, **dumper_args):
+        if fs is not None and getattr(fs, "protocol", None) != "local":
+            return original(path, data, dumper, fs=fs, **dumper_args)
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
+                                   dir=os.path.dirname(os.path.abspath(path)))
+        os.close(fd)  # reopened by name, so that the stream names the file it writes
+        try:
+            with open(tmp, "w", encoding="utf-8") as stream:
+                dumper(data, stream, **dumper_args)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(tmp, _mode(path))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    _dump_data.transferlab_atomic = True
+    return _dump_data
+
+
+def _patch_loaded() -> None:
+    common = sys.modules[TARGET]
+    common._dump_data = atomic(common._dump_data)
+    for name in BINDERS:
+        if (module := sys.modules.get(name)) is not None and hasattr(module, "_dump_data"):
+            module._dump_data = common._dump_data
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the real loader of DVC's writer module to patch it once executed."""
+
+    def find_spec(self, name, path, target=None):
+        if name != TARGET:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            if (spec := finder.find_spec(name, path, target)) is not None:
+                break
+        else:
+            return None
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            _patch_loaded()
+            with contextlib.suppress(ValueError):
+                sys.meta_path.remove(self)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+def install() -> None:
+    """Make DVC's writes atomic in this process, now if DVC is loaded, else when it is imported."""
+    if TARGET in sys.modules:
+        _patch_loaded()
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
+
+
+def write_pth(site_packages: Path | None = None) -> Path:
+    """Put the start-up line into the environment (``make install`` runs this)."""
+    folder = Path(site_packages or sysconfig.get_paths()["purelib"])
+    path = folder / PTH
+    path.write_text(PTH_LINE)
+    return path
+
+
+if __name__ == "__main__":
+    print(f"DVC's file writes are atomic in this environment ({write_pth()})")
