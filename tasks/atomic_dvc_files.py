@@ -75,24 +75,26 @@ def _patch_loaded() -> None:
             module._dump_data = common._dump_data
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the real loader of DVC's writer module to patch it once executed."""
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the real loader of one module to call ``patch`` once it has run."""
+
+    def __init__(self, name: str, patch) -> None:
+        self.name, self.patch = name, patch
 
     def find_spec(self, name, path, target=None):
-        if name != TARGET:
+        if name != self.name:
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            if (spec := finder.find_spec(name, path, target)) is not None:
-                break
+            if finder is not self and hasattr(finder, "find_spec"):
+                if (spec := finder.find_spec(name, path, target)) is not None:
+                    break
         else:
             return None
         run = spec.loader.exec_module
 
         def exec_module(module):
             run(module)
-            _patch_loaded()
+            self.patch(module)
             with contextlib.suppress(ValueError):
                 sys.meta_path.remove(self)
 
@@ -100,12 +102,17 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def after_import(name: str, patch) -> None:
+    """Call ``patch(module)`` now if ``name`` is loaded, else right after it is first imported."""
+    if name in sys.modules:
+        patch(sys.modules[name])
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, patch))
+
+
 def install() -> None:
     """Make DVC's writes atomic in this process, now if DVC is loaded, else when it is imported."""
-    if TARGET in sys.modules:
-        _patch_loaded()
-    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    after_import(TARGET, lambda _: _patch_loaded())
 
 
 def write_pth(site_packages: Path | None = None) -> Path:

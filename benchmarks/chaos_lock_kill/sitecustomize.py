@@ -4,11 +4,9 @@ group: the kill inside DVC's own lock write that the issue's trials hit. Only on
 case; it wraps DVC's YAML dumper, so it sees the stream DVC writes to (``dvc.lock`` itself, or the
 temporary file beside it when the write is atomic)."""
 
-import importlib.abc
 import io
 import os
 import signal
-import sys
 
 MODULE = "dvc.utils.serialize._yaml"
 AT = int(os.environ.get("CHAOS_KILL_AT_LOCK_WRITE", "0"))
@@ -32,18 +30,7 @@ def _wrap(module) -> None:
     module._dump = _dump
 
 
-class _Inject(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != MODULE:
-            return None
-        for finder in sys.meta_path:
-            if finder is not self and hasattr(finder, "find_spec"):
-                if (spec := finder.find_spec(name, path, target)) is not None:
-                    run = spec.loader.exec_module
-                    spec.loader.exec_module = lambda module: (run(module), _wrap(module))
-                    return spec
-        return None
-
-
 if AT:
-    sys.meta_path.insert(0, _Inject())
+    from tasks.atomic_dvc_files import after_import
+
+    after_import(MODULE, _wrap)
