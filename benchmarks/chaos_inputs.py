@@ -132,7 +132,7 @@ def cases() -> list[Case]:
         Case("corrupt .npz", _raw_file(b"PK\x03\x04 this is not a zip archive")),
         Case("corrupt image in an ImageFolder", _imagefolder_with_corrupt_file),
         Case("empty dvc.lock (transferlab run)", _empty_lock, expect="recovered"),
-        Case("empty dvc.lock (dvc repro)", _empty_lock, command=["dvc", "repro"]),
+        Case("empty dvc.lock (dvc repro)", _empty_lock, command=["dvc", "repro"], expect="recovered"),
         Case("--set unknown dataset", _no_setup, command=RUN + ["--set", "data.target.name=no-such-set"]),
         Case("--set unknown key", _no_setup, command=RUN + ["--set", "select.colour=blue"]),
     ]

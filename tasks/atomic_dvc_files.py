@@ -6,7 +6,9 @@ runs. This makes those writes atomic: a temporary file beside the target (``.dvc
 It applies in every Python process of the project's environment, ``dvc`` on the command line
 included: ``make install`` (``python -m tasks.atomic_dvc_files``) puts a ``.pth`` file into the
 environment whose one line installs an import hook, and the hook patches DVC's writer when DVC is
-imported (DVC is not imported at start-up, so other programs pay nothing). Our own processes also
+imported (DVC is not imported at start-up, so other programs pay nothing). The same hook has DVC
+repair a transferlab project's damaged ``dvc.lock`` (:func:`tasks.recovery.repair_dvc_lock`) before
+it reads it, so that ``dvc repro`` recovers as ``transferlab run`` does. Our own processes also
 call :func:`install` before they use DVC, so they are safe in an environment set up without it.
 """
 
@@ -110,9 +112,36 @@ def after_import(name: str, patch) -> None:
         sys.meta_path.insert(0, _AfterImport(name, patch))
 
 
+def _is_project(root: Path) -> bool:
+    dvc_yaml = root / "dvc.yaml"
+    return dvc_yaml.is_file() and "transferlab stage" in dvc_yaml.read_text(errors="replace")
+
+
+def repair_before_load(module) -> None:
+    """DVC reads dvc.lock before any stage runs: a damaged one (not from DVC's own atomic writes, but
+    e.g. a copy or an edit) is put right first, with the same one-line note as ``transferlab repair``."""
+    load = module.Lockfile._load
+    if getattr(load, "transferlab_repair", False):
+        return
+
+    def _load(self, **kwargs):
+        root = Path(os.path.abspath(os.fspath(self.path))).parent
+        if _is_project(root):
+            from tasks.recovery import repair_dvc_lock
+
+            if note := repair_dvc_lock(root):
+                print(f"note: {note}", file=sys.stderr)
+        return load(self, **kwargs)
+
+    _load.transferlab_repair = True
+    module.Lockfile._load = _load
+
+
 def install() -> None:
-    """Make DVC's writes atomic in this process, now if DVC is loaded, else when it is imported."""
+    """Make DVC's writes atomic in this process and have it repair a damaged lock of a transferlab
+    project before reading it: now if DVC is loaded, else when it is imported."""
     after_import(TARGET, lambda _: _patch_loaded())
+    after_import("dvc.dvcfile", repair_before_load)
 
 
 def write_pth(site_packages: Path | None = None) -> Path:

@@ -84,7 +84,7 @@ def repair_dvc_lock(root: Path) -> str | None:
         return None
     if good.exists() and _readable_lock(good):
         shutil.copyfile(good, lock)
-        return "dvc.lock was damaged (a run was killed while writing it): restored the last good copy"
+        return "dvc.lock was damaged (empty or not a valid lock file): restored the last good copy"
     os.replace(lock, lock.with_name("dvc.lock.damaged"))
     return "dvc.lock was damaged and no good copy exists: set aside as dvc.lock.damaged; every stage re-runs"
 

@@ -135,6 +135,18 @@ def test_a_dvc_lock_damaged_by_a_kill_is_repaired_and_the_rerun_gives_the_same_m
     assert sh([str(BIN / "transferlab"), "repair"], path).stdout.strip() == "nothing to repair"
 
 
+def test_dvc_repro_itself_repairs_a_damaged_lock_before_reading_it(project):
+    path, _ = project
+    before = json.loads((path / "reports/evaluation.json").read_text())
+    (path / "dvc.lock").write_text("")  # DVC reads it before any stage: the start-up hook repairs it
+    out = sh([str(BIN / "dvc"), "repro"], path)
+    notes = [line for line in out.stderr.splitlines() if line.startswith("note: dvc.lock was damaged")]
+    assert len(notes) == 1 and "restored the last good copy" in notes[0], out.stderr[-2000:]
+    after = json.loads((path / "reports/evaluation.json").read_text())
+    assert {k: after[k] for k in ("adapted_accuracy", "transfer_gain", "method")} == \
+        {k: before[k] for k in ("adapted_accuracy", "transfer_gain", "method")}
+
+
 def test_second_repro_does_nothing_and_status_is_clean(project):
     path, _ = project
     again = sh([str(BIN / "dvc"), "repro"], path)
