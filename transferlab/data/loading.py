@@ -10,6 +10,7 @@ processes read (default: 2 where the machine has 2 cores or more; 0 reads in the
 from __future__ import annotations
 
 import os
+import signal
 from typing import Iterator
 
 import numpy as np
@@ -17,6 +18,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from transferlab.data.lazy import LazyArray
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """A Ctrl-C reaches the whole process group: the workers leave it to the main process, which
+    stops them, instead of dying on their own and leaving it waiting for their batches."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def read_workers() -> int:
@@ -60,7 +67,8 @@ class RowReader:
         # a draw from torch's global generator would change the training's random numbers.
         self._loader = DataLoader(_Rows(x), sampler=self._plan, batch_size=None, num_workers=workers,
                                   pin_memory=pin_memory, persistent_workers=workers > 0,
-                                  prefetch_factor=2 if workers > 0 else None, generator=torch.Generator().manual_seed(0))
+                                  prefetch_factor=2 if workers > 0 else None, worker_init_fn=_ignore_interrupts,
+                                  generator=torch.Generator().manual_seed(0))
         self._it: Iterator[torch.Tensor] | None = None
 
     def start(self, batches: list[np.ndarray]) -> None:
