@@ -143,9 +143,8 @@ def add(root: Path, name: str, source: Path, kind: str | None = None, descriptio
         raise DataError(f"--kind must be one of {', '.join(KINDS)}, got '{kind}'")
     reader = {d.name: d for d in list_datasets()}[kind].loader
     domain = reader(str(source), "all")
-    for _ in chunks(domain.x):  # every sample decoded once: refuse what the pipeline could not read, before copying
-        pass
-    n = len(domain)
+    # Every sample decoded once: what the pipeline could not read is refused before anything is copied.
+    n = sum(len(chunk) for chunk in chunks(domain.x))
     if n == 0:
         raise DataError(f"{source} holds no samples")
     target = root / RAW_DATA / name
