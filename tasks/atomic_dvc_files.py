@@ -15,12 +15,9 @@ call :func:`install` before they use DVC, so they are safe in an environment set
 from __future__ import annotations
 
 import contextlib
-import importlib.abc
 import os
 import stat
 import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 
 TARGET = "dvc.utils.serialize._common"
@@ -47,6 +44,8 @@ def atomic(original):
         return original
 
     def _dump_data(path, data, dumper, fs=None, **dumper_args):
+        import tempfile  # here, not at start-up
+
         if fs is not None and getattr(fs, "protocol", None) != "local":
             return original(path, data, dumper, fs=fs, **dumper_args)
         path = os.fspath(path)
@@ -77,8 +76,8 @@ def _patch_loaded() -> None:
             module._dump_data = common._dump_data
 
 
-class _AfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the real loader of one module to call ``patch`` once it has run."""
+class _AfterImport:
+    """A meta-path finder (no importlib.abc base: this runs at every start-up) that finds nothing itself: wraps the real loader of one module to call ``patch`` once it has run."""
 
     def __init__(self, name: str, patch) -> None:
         self.name, self.patch = name, patch
@@ -146,6 +145,8 @@ def install() -> None:
 
 def write_pth(site_packages: Path | None = None) -> Path:
     """Put the start-up line into the environment (``make install`` runs this)."""
+    import sysconfig
+
     folder = Path(site_packages or sysconfig.get_paths()["purelib"])
     path = folder / PTH
     path.write_text(PTH_LINE)
