@@ -295,10 +295,15 @@ def part_concurrency(base: Path) -> list[Row]:
     return rows
 
 
+PART_TITLES = {"inputs": "bad inputs", "kills": "kills", "concurrency": "concurrent runs"}
+
+
 def table(rows: list[Row], args, seconds: float) -> str:
-    lines = ["## Chaos: bad inputs, kills, concurrent runs (`benchmarks/chaos.py`)", "",
+    section = "" if args.section == "chaos" else f" --section {args.section}"
+    lines = [f"## Chaos: {', '.join(PART_TITLES[p] for p in args.part)} (`benchmarks/chaos.py`)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/chaos.py --part {' '.join(args.part)} "
-             f"--kills {args.kills} --seed {args.seed} --out benchmarks/RESULTS.md`. Whole run: {seconds / 60:.1f} min.",
+             f"--kills {args.kills} --seed {args.seed}{section} --out benchmarks/RESULTS.md`. "
+             f"Whole run: {seconds / 60:.1f} min.",
              "", "| part | case | exit | error lines / all stderr lines | left behind | RUNNING runs | model versions | goal met | what it said / note |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -44,7 +44,7 @@ def _notes(notes: list[str]) -> None:
 
 
 def cmd_stage(args) -> int:
-    from flows.project_lock import hold
+    from tasks.project_lock import hold
     from tasks import recovery
     from tasks.stages import run_stage, stage_module
     from transferlab.config import load_params
@@ -61,7 +61,7 @@ def cmd_stage(args) -> int:
 
 def cmd_repair(args) -> int:
     """What the start of every run does, on its own: after a killed `dvc repro`, before the next."""
-    from flows.project_lock import hold
+    from tasks.project_lock import hold
     from tasks import recovery
     from tasks.paths import PARAMS
     from transferlab.config import load_params
@@ -119,7 +119,7 @@ def _prefect_api(server) -> Iterator[None]:
 
 
 def cmd_run(args) -> int:
-    from flows.project_lock import hold
+    from tasks.project_lock import hold
 
     project = Path(args.project).resolve()
     with hold(project, wait=args.wait):  # refused at once, before a server starts, if a run holds it

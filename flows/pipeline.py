@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows import prefect_runs
 from flows.dag import stage_order
-from flows.project_lock import ProjectBusy, hold
+from tasks.project_lock import ProjectBusy, hold
 from tasks import atomic_dvc_files, preflight, recovery
 from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError

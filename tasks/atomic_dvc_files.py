@@ -8,7 +8,9 @@ included: ``make install`` (``python -m tasks.atomic_dvc_files``) puts a ``.pth`
 environment whose one line installs an import hook, and the hook patches DVC's writer when DVC is
 imported (DVC is not imported at start-up, so other programs pay nothing). The same hook has DVC
 repair a transferlab project's damaged ``dvc.lock`` (:func:`tasks.recovery.repair_dvc_lock`) before
-it reads it, so that ``dvc repro`` recovers as ``transferlab run`` does. Our own processes also
+it reads it, so that ``dvc repro`` recovers as ``transferlab run`` does; and when ``dvc repro`` finds
+the repository locked by a transferlab run, its refusal names that run (pid, start, command)
+instead of DVC's generic "Unable to acquire lock". Our own processes also
 call :func:`install` before they use DVC, so they are safe in an environment set up without it.
 """
 
@@ -136,11 +138,37 @@ def repair_before_load(module) -> None:
     module.Lockfile._load = _load
 
 
+def name_lock_holder(module) -> None:
+    """DVC's refusal of a locked repository says only that some DVC process may be running; when a
+    transferlab run holds the project, say which one, in DVC's own one-line error."""
+    lock = module.Lock.lock
+    if getattr(lock, "transferlab_holder", False):
+        return
+
+    def _lock(self):
+        try:
+            return lock(self)
+        except module.LockError:
+            root = Path(os.path.abspath(os.fspath(self.lockfile))).parents[2]  # ROOT/.dvc/tmp/lock
+            if _is_project(root):
+                from tasks.project_lock import busy_holder
+
+                if holder := busy_holder(root):
+                    raise module.LockError(f"another run holds {root} ({holder}); wait for it to end "
+                                           "and run the command again") from None
+            raise
+
+    _lock.transferlab_holder = True
+    module.Lock.lock = _lock
+
+
 def install() -> None:
-    """Make DVC's writes atomic in this process and have it repair a damaged lock of a transferlab
-    project before reading it: now if DVC is loaded, else when it is imported."""
+    """Make DVC's writes atomic in this process, have it repair a damaged lock of a transferlab
+    project before reading it and name the run that holds a busy project: now if DVC is loaded,
+    else when it is imported."""
     after_import(TARGET, lambda _: _patch_loaded())
     after_import("dvc.dvcfile", repair_before_load)
+    after_import("dvc.lock", name_lock_holder)
 
 
 def write_pth(site_packages: Path | None = None) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from flows.project_lock import ProjectBusy, hold, lock_path
+from tasks.project_lock import ProjectBusy, hold, lock_path
 
 ROOT = Path(__file__).resolve().parents[2]
-HOLDER = "import sys, time; from flows.project_lock import hold\nwith hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
+HOLDER = "import sys, time; from tasks.project_lock import hold\nwith hold(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
 
 
 def _holder(project: Path) -> subprocess.Popen:
@@ -61,3 +61,25 @@ def test_transferlab_run_is_refused_at_once_in_one_line(tmp_path, capsys):
         proc.wait()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"pid {proc.pid}" in err
+
+
+DVC_HOLDER = ("import sys, time; from tasks.project_lock import hold; from dvc.lock import Lock\n"
+              "with hold(sys.argv[1]):\n    lock = Lock(sys.argv[1] + '/.dvc/tmp/lock'); lock.lock()\n"
+              "    print('held', flush=True)\n    time.sleep(60)\n")
+
+
+def test_dvc_repro_during_a_run_names_the_run_in_one_line(tmp_path):
+    dvc = Path(sys.executable).with_name("dvc")
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare:\n    cmd: transferlab stage prepare\n")
+    proc = subprocess.Popen([sys.executable, "-c", DVC_HOLDER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        repro = subprocess.run([dvc, "repro"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    lines = [line for line in repro.stderr.splitlines() if line.strip()]
+    assert repro.returncode != 0 and len(lines) == 1, repro.stderr
+    assert f"another run holds {tmp_path.resolve()} (pid {proc.pid}, started" in lines[0]

@@ -45,6 +45,22 @@ def _holder(path: Path) -> str:
     return f"pid {info.get('pid')}, started {started}: {info.get('command', '?')}"
 
 
+def busy_holder(root: Path) -> str | None:
+    """Who holds ``root``'s run lock (pid, start, command), or None when it is free; probes without taking it."""
+    path = lock_path(Path(root).resolve())
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _holder(path)
+    finally:
+        os.close(fd)  # also drops the shared lock when the probe got it
+    return None
+
+
 @contextmanager
 def hold(root: Path, wait: bool = False) -> Iterator[None]:
     """Hold the project's run lock; without ``wait``, refuse at once if another process holds it."""
