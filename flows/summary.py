@@ -49,7 +49,7 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         f"champion               : {champion_sentence(evaluation) or '-'}",
     ]
     if holdout_sentence(evaluation):
-        lines.append(f"promotion hold-out     : {holdout_sentence(evaluation)}")
+        lines.append(f"promotion hold-out     : {holdout_sentence(evaluation).removeprefix('Promotion hold-out: ')}")
     lines += [
         "",
         f"reports                : {project / 'reports/evaluation/evaluation.md'} (and .html)",
