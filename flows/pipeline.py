@@ -32,7 +32,7 @@ from tasks import atomic_dvc_files, preflight, recovery
 from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
-from tasks.paths import EVALUATION, PARAMS, SELECTION, SIMILARITY
+from tasks.paths import EVALUATION, PARAMS, SELECTION
 from tasks.stages import run_stage as run_stage_code
 
 atomic_dvc_files.install()  # DVC never leaves dvc.lock half-written, even without make install
@@ -234,20 +234,15 @@ def _prefect_recovery(root: Path, flow_run_id: str | None) -> list[str]:
 
 
 def _summary_markdown(project_dir: Path) -> str:
+    """The evaluation page's summary block, word for word (verdict, gain with CI over the named
+    baseline, the method and why, the champion decision and its reason, the MLflow run links)."""
+    from transferlab.evaluation.report import render_summary_markdown
+
     evaluation = json.loads((project_dir / EVALUATION).read_text())
-    lines = ["# transfer-pipeline result", ""]
-    for key in ("method", "road", "adapted_accuracy", "baseline", "baseline_accuracy", "source_only_accuracy",
-                "transfer_gain", "negative_transfer", "champion_moved"):
-        if evaluation.get(key) is not None:
-            lines.append(f"- **{key}**: {evaluation[key]}")
-    if (project_dir / SELECTION).exists():
-        for reason in json.loads((project_dir / SELECTION).read_text()).get("reasons", []):
-            lines.append(f"- selection: {reason}")
-    if (project_dir / SIMILARITY).exists():
-        mmd = json.loads((project_dir / SIMILARITY).read_text()).get("mmd")
-        lines.append(f"- **MMD²**: {mmd['mmd2']:.4g} (p = {mmd['p_value']:.3g})" if mmd else
-                     "- **MMD²**: not measured (no source data)")
-    return "\n".join(lines)
+    selection = json.loads((project_dir / SELECTION).read_text()) if (project_dir / SELECTION).exists() else {}
+    target = evaluation.get("target")
+    return (f"# Transfer evaluation{f' on {target}' if target else ''}\n\n"
+            + render_summary_markdown(evaluation, selection, evaluation.get("links") or {}))
 
 
 @flow(name="transfer-pipeline", log_prints=True)
@@ -288,7 +283,8 @@ def _pipeline(root: Path, overrides: dict[str, Any] | None) -> dict:
             outcome[name] = run_stage(name, str(root), hooks)
     evaluation = json.loads((root / EVALUATION).read_text())
     create_markdown_artifact(markdown=_summary_markdown(root), key="transfer-result",
-                             description="transfer gain and negative-transfer verdict")
+                             description="the evaluation page's summary: verdict, gain over the named baseline, "
+                                         "method, champion decision and links")
     if evaluation.get("negative_transfer"):
         logger.warning("NEGATIVE TRANSFER: the adapted model is significantly worse than the best baseline")
     return {"stages": outcome, "evaluation": evaluation}

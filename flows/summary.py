@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tasks.paths import EVALUATION, SELECTION, SIMILARITY
+from transferlab.evaluation.report import champion_sentence, holdout_sentence
 
 
 def _load(path: Path) -> dict:
@@ -24,6 +25,8 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
     selection = _load(project / SELECTION)
     mmd = _load(project / SIMILARITY).get("mmd") or {}
     models = evaluation.get("models", {})
+    sentence = ((evaluation.get("gain") or {}).get("verdict") or {}).get("sentence")
+    part = " (report part)" if evaluation.get("promotion") else ""
     lines = ["", "transferlab: pipeline finished", ""]
     if stages:
         lines.append("stages: " + ", ".join(f"{k} {v}" for k, v in stages.items()))
@@ -31,7 +34,7 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         f"chosen method          : {selection.get('method', '-')}",
         f"road                   : {evaluation.get('road', '-')}"
         + (f" ({(evaluation.get('label_spaces') or {}).get('sentence')})" if evaluation.get("label_spaces") else ""),
-        f"target test accuracy   : adapted {_pct(evaluation.get('adapted_accuracy'))}"
+        f"target test accuracy   : adapted{part} {_pct(evaluation.get('adapted_accuracy'))}"
         + "".join(f"  vs {name} {_pct(m.get('accuracy_mean'))}" for name, m in models.items()
                   if m.get("role") == "baseline"),
         f"transfer gain          : {evaluation.get('transfer_gain', 0) * 100:+.2f} points over "
@@ -40,8 +43,14 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),
         f"domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g}, p = {mmd['p_value']:.3g}" if mmd else
                                           "not measured (no source data)"),
-        f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}"
-        f"  (champion: {evaluation.get('champion_version', '-')}; {evaluation.get('champion_reason', '')})",
+        f"verdict                : {evaluation.get('verdict', '-')}" + (f"  ({sentence})" if sentence else ""),
+        f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}",
+        # The same sentence as the report page and the Prefect artifact (transferlab.evaluation.report).
+        f"champion               : {champion_sentence(evaluation) or '-'}",
+    ]
+    if holdout_sentence(evaluation):
+        lines.append(f"promotion hold-out     : {holdout_sentence(evaluation).removeprefix('Promotion hold-out: ')}")
+    lines += [
         "",
         f"reports                : {project / 'reports/evaluation/evaluation.md'} (and .html)",
         "MLflow UI              : make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db), "

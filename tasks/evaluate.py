@@ -1,7 +1,10 @@
-"""evaluate: the only stage that reads the target test split. Scores the adapted model and the
-baselines on it, computes the transfer gain with a bootstrap CI and the negative-transfer verdict,
-writes the report a person reads before shipping, and moves the MLflow ``champion`` alias only
-when the adapted version beats the baselines and the current champion on the same test split."""
+"""evaluate: the only stage that reads the target test split. It cuts the split once into a
+promotion hold-out and a report part (transferlab.evaluation.promotion). On the report part it scores
+the adapted model and the baselines, computes the transfer gain with a bootstrap CI and the
+negative-transfer verdict, and writes the report a person reads before shipping. On the promotion
+part alone it applies the one promotion rule: the MLflow ``champion`` alias moves only when the
+version's verdict there is a significant gain over the best baseline and it beats the current
+champion there. The alias, the version's tags, the run's tags and every page carry that decision."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from transferlab.data import DOMAIN_ADAPTATION, Domain
 from transferlab.data.loading import batches_in_order
 from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
+from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
 from tasks import timing, tracking
 from tasks.adapt import fit_method, seed_dir
@@ -79,50 +83,52 @@ def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored
             "candidates_trained": [n for n in accuracies if n not in scored]}
 
 
-def champion_decision(client, name: str, version: int | None, accuracy: float, beats_baselines: bool,
-                      test_hash: str, score_version, classes: list[str] | None = None) -> dict:
-    """Whether ``version`` takes the champion alias, and why (or why not). A champion that predicts
-    other classes (it was registered for another task) is no rival on this test split."""
-    if version is None:
-        return {"moved": False, "version": None, "reason": "model registration is off (mlflow.register_models: false)"}
+def _rival(client, name: str, promo_sha: str, score_version, classes: list[str] | None) -> Rival | None:
+    """The current champion as a rival on this promotion part: its recorded score when it was judged
+    on this very part, else re-scored here. None when there is no champion."""
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:  # noqa: BLE001 - MLflow raises a generic error when the alias is unset
-        current = None
-    if not beats_baselines:
-        return {"moved": False, "version": current.version if current else None,
-                "reason": "the adapted model did not beat every baseline on the target test split"}
-    tags = (current.tags or {}) if current is not None else {}
-    if current is not None and classes is not None and "classes" in tags and json.loads(tags["classes"]) != classes:
-        return {"moved": True, "version": str(version),
-                "reason": f"it beats every baseline on the target test split; the previous champion v{current.version} "
-                          "predicts other classes (another task), so it is no rival here"}
-    if current is not None and int(current.version) != version:
-        if tags.get("test_split_sha256") == test_hash and "test_accuracy" in tags:
-            champion_acc, how = float(tags["test_accuracy"]), "recorded on this same test split"
-        else:
-            champion_acc, how = score_version(current.version), "re-scored on this test split"
-        if champion_acc is None:
-            return {"moved": False, "version": current.version,
-                    "reason": f"the current champion v{current.version} could not be scored on this test split"}
-        # Tags hold text: a tie (same model, same split) must not pass for a win by rounding.
-        if accuracy <= champion_acc + 1e-6:
-            return {"moved": False, "version": current.version,
-                    "reason": f"the current champion v{current.version} is as good or better "
-                              f"({100 * champion_acc:.2f} % vs {100 * accuracy:.2f} %, {how})"}
-    return {"moved": True, "version": str(version),
-            "reason": "it beats every baseline" + (" and the previous champion" if current is not None else "")
-                      + " on the target test split"}
+        return None
+    tags = current.tags or {}
+    if classes is not None and "classes" in tags and json.loads(tags["classes"]) != classes:
+        return Rival(str(current.version), None, other_classes=True)
+    if tags.get("promotion_split_sha256") == promo_sha and "promotion_accuracy" in tags:
+        return Rival(str(current.version), float(tags["promotion_accuracy"]), how="recorded on this same hold-out")
+    return Rival(str(current.version), score_version(current.version), how="re-scored on this hold-out")
+
+
+def champion_decision(client, name: str, version: int | None, verdict: str, accuracy: float, promo_sha: str,
+                      score_version, classes: list[str] | None = None, baseline: str = "the best baseline") -> dict:
+    """The promotion rule (:func:`promotion_decision`) applied to the registry's current champion.
+    ``verdict`` and ``accuracy`` are the version's, on the promotion part named by ``promo_sha``."""
+    # Re-scoring the champion downloads and runs it: only worth it when this version can still win.
+    contest = version is not None and verdict == POSITIVE
+    rival = _rival(client, name, promo_sha, score_version if contest else lambda _: None, classes)
+    return promotion_decision(version, verdict, accuracy, rival, baseline=baseline).to_dict()
+
+
+def _registered_weights(name: str, version: str, into: Path) -> Path:
+    """A registered version's transferlab weights (model.safetensors + model.json), logged beside
+    the MLflow model as its extra files (tasks/tracking.py register_model), downloaded into ``into``."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    model_uri = MlflowClient().get_model_version_download_uri(name, version)
+    return Path(download_artifacts(artifact_uri=f"{model_uri.rstrip('/')}/extra_files", dst_path=str(into)))
 
 
 def _score_registered(name: str, test: Domain):
+    """Scores a registered version on ``test`` from the weights transferlab saved. (MLflow's own pt2
+    model cannot be put in eval mode, so it is not what is loaded.)"""
     def score(version: str) -> float | None:
-        import mlflow
+        import tempfile
 
         try:
-            model = mlflow.pytorch.load_model(f"models:/{name}/{version}")
+            with tempfile.TemporaryDirectory(prefix="transferlab-champion-") as tmp:
+                model = load_model(_registered_weights(name, str(version), Path(tmp)))
             probs = predict_proba(model, test)
-        except Exception:  # noqa: BLE001 - an old version of another shape cannot be scored here
+        except Exception:  # noqa: BLE001 - no weights (an older version), or a network of another shape
             return None
         return float((probs.argmax(1) == test.y).mean())
     return score
@@ -147,35 +153,51 @@ def write_reports(root: Path, evaluation: dict, selection: dict, links: dict, ch
         write_json(root / EVALUATION, evaluation)
 
 
+def _gain(params: PipelineParams, chosen: str, y: np.ndarray, predictions: dict[str, list]) -> dict:
+    """Transfer gain of ``chosen`` over the best of the other models, with CI and verdict."""
+    baselines = {n: p for n, p in predictions.items() if n != chosen}
+    if not baselines:  # the chosen method is source-only itself: it is its own baseline
+        return {"baseline": chosen, "estimate": 0.0, "ci": [0.0, 0.0], "confidence": params.evaluate.confidence,
+                "verdict": {"label": "no-significant-difference", "negative_transfer": False,
+                            "sentence": "No adaptation was chosen: the source model is evaluated as is."}}
+    return transfer_gain(y, predictions[chosen], baselines, chosen=chosen, n_boot=params.evaluate.bootstrap,
+                         confidence=params.evaluate.confidence, seed=params.seed)
+
+
+def _promotion_evidence(params: PipelineParams, chosen: str, test: Domain, split: PromotionSplit,
+                        probs: dict[str, list[np.ndarray]]) -> dict:
+    """What the champion contest reads, all on the promotion part: the verdict (every training seed
+    of the chosen method against the best baseline, as reported) and the registered version's own
+    accuracy (the first seed's model, the one registered)."""
+    y = test.y[split.promotion]
+    predictions = {n: [p[split.promotion].argmax(1) for p in runs] for n, runs in probs.items()}
+    gain = _gain(params, chosen, y, predictions)
+    return {**split.to_dict(), "rule": RULE, "verdict": gain["verdict"]["label"], "gain": gain,
+            "accuracy": float((predictions[chosen][0] == y).mean())}
+
+
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     selection = read_json(root / SELECTION, "the selection report")
     adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
     chosen = adapted_manifest["method"]
+    test_hash = input_hash(root / PREPARED_TEST / "test.npz")
     with timing.work():
-        test = target_test(root)
+        full_test = target_test(root)
+        split = promotion_split(full_test.y, params.evaluate.promotion_share, test_hash)
+        test = full_test.subset(split.report)  # every reported number is on this part
         models = _models(root)
         classes = list(test.classes)
-        probs = {name: [predict_proba(m, test) for m in runs] for name, (_, runs) in models.items()}
+        full_probs = {name: [predict_proba(m, full_test) for m in runs] for name, (_, runs) in models.items()}
+        probs = {name: [p[split.report] for p in runs] for name, runs in full_probs.items()}
         summaries = {name: summarise_model(test.y, probs[name], classes, role=role)
                      for name, (role, _) in models.items()}
-        baselines = {n: s["predictions"] for n, s in summaries.items() if n != chosen}
-        if baselines:
-            gain = transfer_gain(test.y, summaries[chosen]["predictions"], baselines, chosen=chosen,
-                                 n_boot=params.evaluate.bootstrap, confidence=params.evaluate.confidence,
-                                 seed=params.seed)
-    if not baselines:  # the chosen method is source-only itself: it is its own baseline
-        gain = {"baseline": chosen, "estimate": 0.0, "ci": [0.0, 0.0], "confidence": params.evaluate.confidence,
-                "verdict": {"label": "no-significant-difference", "negative_transfer": False,
-                            "sentence": "No adaptation was chosen: the source model is evaluated as is."}}
+        gain = _gain(params, chosen, test.y, {n: s["predictions"] for n, s in summaries.items()})
+        promotion = _promotion_evidence(params, chosen, full_test, split, full_probs)
     accuracy = {n: s["accuracy"]["mean"] for n, s in summaries.items()}
-    beats = all(accuracy[chosen] > accuracy[n] for n in baselines) if baselines else False
-    # The registered version is the first seed's model: the champion contest uses its own score.
-    registered_accuracy = summaries[chosen]["accuracy"]["per_seed"][0]
     audit = None
     if params.evaluate.audit:
         first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
         audit = audit_candidates(params, root, selection, first_seed, test)
-    test_hash = input_hash(root / PREPARED_TEST / "test.npz")
     test_manifest = read_json(root / PREPARED_TEST / MANIFEST, "the test manifest")
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
@@ -184,17 +206,20 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()
-        champion = champion_decision(client, registered, version, registered_accuracy, beats, test_hash,
-                                     _score_registered(registered, test), classes=classes)
+        champion = champion_decision(client, registered, version, promotion["verdict"], promotion["accuracy"],
+                                     split.sha256, _score_registered(registered, full_test.subset(split.promotion)),
+                                     classes=classes, baseline=promotion["gain"]["baseline"])
         evaluation = {
             "target": test_manifest.get("domain"),
-            "test": {"n": len(test), "split": "target test", "sha256": test_hash},
+            "test": {"n": len(full_test), "split": "target test", "sha256": test_hash,
+                     "report_n": len(test), "promotion_n": int(split.promotion.size)},
             "seeds": adapted_manifest.get("seeds") or [params.seed],
             "chosen": chosen, "method": chosen,
             "models": {n: {k: v for k, v in s.items() if k != "predictions"} for n, s in summaries.items()},
             "gain": gain,
+            "promotion": promotion,
             "champion": champion,
-            # Flat headline numbers: what `dvc metrics show` and `dvc metrics diff` compare.
+            # Flat headline numbers (on the report part): what `dvc metrics show` and `dvc metrics diff` compare.
             "road": adapted_manifest.get("road", DOMAIN_ADAPTATION),
             "label_spaces": test_manifest.get("label_spaces"),
             "adapted_accuracy": accuracy[chosen],
@@ -217,24 +242,48 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             evaluation["selection_regret"] = audit["regret"]
         for name in models:
             evaluation["models"][name]["accuracy_mean"] = accuracy[name]
-        links = {"MLflow run (make ui)": run_.ui_url(run_.run_id), "MLflow pipeline run": run_.ui_url(run_.parent_id)}
+        evaluation["links"] = {"MLflow evaluate run (make ui)": run_.ui_url(run_.run_id),
+                               "MLflow pipeline run": run_.ui_url(run_.parent_id)}
         with timing.work():
-            write_reports(root, evaluation, selection, links, summaries[chosen], probs[chosen][0], test)
-
-        if version is not None:
-            client.set_model_version_tag(registered, str(version), "test_accuracy", repr(float(registered_accuracy)))
-            client.set_model_version_tag(registered, str(version), "test_split_sha256", test_hash)
-            client.set_model_version_tag(registered, str(version), "verdict", gain["verdict"]["label"])
-            if champion["moved"]:
-                client.set_registered_model_alias(registered, CHAMPION, str(version))
-        run_.log_metrics({"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy.get("source-only"),
-                          "baseline_accuracy": accuracy[gain["baseline"]], "transfer_gain": gain["estimate"],
-                          "transfer_gain_ci_low": gain["ci"][0], "transfer_gain_ci_high": gain["ci"][1], **{f"accuracy.{n}": a for n, a in accuracy.items()},
-                          **({"audit.regret": audit["regret"]} if audit else {})})
-        run_.set_tags({"verdict": gain["verdict"]["label"], "negative_transfer": evaluation["negative_transfer"],
-                       "champion_moved": champion["moved"]})
-        run_.tag_parent({"verdict": gain["verdict"]["label"], "adapted_accuracy": f"{accuracy[chosen]:.4f}"})
+            write_reports(root, evaluation, selection, evaluation["links"], summaries[chosen], probs[chosen][0], test)
+        _record_decision(client, run_, evaluation, summaries[chosen]["accuracy"]["per_seed"][0])
         run_.log_artifact(root / EVALUATION)
         run_.log_artifact(root / EVALUATION_DIR, "evaluation")
     return {"adapted_accuracy": accuracy[chosen], "source_only_accuracy": accuracy.get("source-only"),
             "baseline": gain["baseline"], "verdict": gain["verdict"]["label"], "champion": champion}
+
+
+def decision_tags(evaluation: dict) -> dict[str, str]:
+    """The promotion decision as tags: the same on the model version and on the evaluate run."""
+    champion, promotion = evaluation["champion"], evaluation["promotion"]
+    return {"verdict": evaluation["verdict"], "promotion_verdict": promotion["verdict"],
+            "champion_decision": "promoted" if champion["moved"] else "not promoted",
+            "champion_version": str(champion["version"]), "champion_reason": champion["reason"]}
+
+
+def _record_decision(client, run_, evaluation: dict, registered_accuracy: float) -> None:
+    """The alias move, the version's tags and the evaluate run's tags and metrics, all from the one decision."""
+    registered, version = evaluation["registered_model"], evaluation["adapted_version"]
+    promotion, accuracy = evaluation["promotion"], evaluation["models"]
+    tags = decision_tags(evaluation)
+    if version is not None:
+        for key, value in {**tags, "test_accuracy": repr(float(registered_accuracy)),
+                           "test_split_sha256": evaluation["test"]["sha256"],
+                           "promotion_accuracy": repr(float(promotion["accuracy"])),
+                           "promotion_split_sha256": promotion["sha256"]}.items():
+            client.set_model_version_tag(registered, str(version), key, value)
+        if evaluation["champion_moved"]:
+            client.set_registered_model_alias(registered, CHAMPION, str(version))
+    run_.log_metrics({"adapted_accuracy": evaluation["adapted_accuracy"],
+                      "source_only_accuracy": evaluation["source_only_accuracy"],
+                      "baseline_accuracy": evaluation["baseline_accuracy"],
+                      "transfer_gain": evaluation["transfer_gain"],
+                      "transfer_gain_ci_low": evaluation["transfer_gain_ci"][0],
+                      "transfer_gain_ci_high": evaluation["transfer_gain_ci"][1],
+                      "promotion_accuracy": promotion["accuracy"],
+                      **{f"accuracy.{n}": m["accuracy_mean"] for n, m in accuracy.items()},
+                      **({"audit.regret": evaluation["selection_regret"]} if "audit" in evaluation else {})})
+    run_.set_tags({**tags, "negative_transfer": evaluation["negative_transfer"],
+                   "champion_moved": evaluation["champion_moved"]})
+    run_.tag_parent({"verdict": evaluation["verdict"], "adapted_accuracy": f"{evaluation['adapted_accuracy']:.4f}",
+                     "champion_decision": tags["champion_decision"]})

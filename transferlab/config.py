@@ -148,6 +148,12 @@ class EvaluateParams(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     audit: bool = Field(False, description="oracle audit: also train every other eligible candidate of the "
                                            "selection and score it on the test split (selection regret)")
+    # At least a tenth, so that the promotion verdict rests on some samples; at most half, so that the
+    # reported numbers keep the larger part.
+    promotion_share: float = Field(0.3, ge=0.1, le=0.5,
+                                   description="share of the target test split (per class, seeded by the split's "
+                                               "hash) held out for the champion contest only; accuracy, gain and "
+                                               "verdict are reported on the rest")
 
 
 class MlflowParams(_Strict):

@@ -12,17 +12,19 @@ from mlflow.tracking import MlflowClient
 
 from tasks import adapt, evaluate, select
 from tasks.adapt import seed_dir
+from tasks.data_files import target_test
 from tasks.evaluate import champion_decision
 from tasks.io import write_json, write_manifest
 from tasks.paths import (ADAPTED_MODEL, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, SELECTION,
                          SIMILARITY, SOURCE_MODEL)
 from transferlab.config import parse_params
 from transferlab.data import save_domain
+from transferlab.evaluation.promotion import promotion_split
 from transferlab.models import save_model
 from transferlab.training import TrainSettings, train_classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
-from synthetic_domains import blob_data, blob_test, mlp  # noqa: E402
+from synthetic_domains import blob_data, blob_test, blobs, mlp  # noqa: E402
 
 CANDIDATES = [{"method": m, "score": s, "eligible": True, "why": "test"}
               for m, s in (("finetune", 1.0), ("source-only", 0.1), ("target-only", 0.1), ("linear-probe", 0.5))]
@@ -100,31 +102,72 @@ class FakeRegistry:
 
 
 def _version(version, accuracy=None, split="h"):
-    tags = {"test_accuracy": str(accuracy), "test_split_sha256": split} if accuracy is not None else {}
+    tags = {"promotion_accuracy": str(accuracy), "promotion_split_sha256": split} if accuracy is not None else {}
     return SimpleNamespace(version=str(version), tags=tags)
 
 
-def test_champion_moves_only_past_baselines_and_the_current_champion():
+def test_champion_decision_reads_the_registry_and_rescores_only_when_it_must():
+    """The registry side of the rule (the rule itself: tests/transferlab/test_evaluation_promotion.py)."""
     never = lambda v: pytest.fail("must not re-score")  # noqa: E731
-    first = champion_decision(FakeRegistry(), "m", 1, 0.8, True, "h", never)
-    assert first["moved"] and first["version"] == "1"
-    lost = champion_decision(FakeRegistry(), "m", 1, 0.8, False, "h", never)
-    assert not lost["moved"] and "baseline" in lost["reason"]
-    better = champion_decision(FakeRegistry(_version(1, 0.7)), "m", 2, 0.8, True, "h", never)
-    assert better["moved"] and better["version"] == "2"
-    stays = champion_decision(FakeRegistry(_version(1, 0.9)), "m", 2, 0.8, True, "h", never)
-    assert not stays["moved"] and stays["version"] == "1" and "as good or better" in stays["reason"]
-    rescored = champion_decision(FakeRegistry(_version(1, 0.9, split="other")), "m", 2, 0.8, True, "h",
+    positive = "positive-transfer"
+    first = champion_decision(FakeRegistry(), "m", 1, positive, 0.8, "h", never)
+    assert first["moved"] and first["version"] == "1" and "no champion yet" in first["reason"]
+    # The champion's score recorded on this same hold-out is used as it is...
+    stays = champion_decision(FakeRegistry(_version(1, 0.9)), "m", 2, positive, 0.8, "h", never)
+    assert not stays["moved"] and stays["version"] == "1" and "recorded on this same hold-out" in stays["reason"]
+    # ...on another hold-out the champion is scored again,
+    rescored = champion_decision(FakeRegistry(_version(1, 0.9, split="other")), "m", 2, positive, 0.8, "h",
                                  lambda v: 0.75)
-    assert rescored["moved"] and rescored["version"] == "2"
-    off = champion_decision(FakeRegistry(), "m", None, 0.8, True, "h", never)
+    assert rescored["moved"] and rescored["version"] == "2" and "re-scored on this hold-out" in rescored["reason"]
+    # but not when this version cannot win anyway (no significant gain, or registration off).
+    held = champion_decision(FakeRegistry(_version(1, 0.9, split="other")), "m", 2, "no-significant-difference",
+                             0.99, "h", never)
+    assert not held["moved"] and held["version"] == "1" and "no-significant-difference" in held["reason"]
+    off = champion_decision(FakeRegistry(), "m", None, positive, 0.8, "h", never)
     assert not off["moved"] and "registration is off" in off["reason"]
     # A champion of another task (other classes) is no rival; one of the same classes still is.
     other_task = _version(1, 0.99)
     other_task.tags["classes"] = json.dumps(["5", "6"])
-    new_task = champion_decision(FakeRegistry(other_task), "m", 2, 0.8, True, "h", never, classes=["0", "1"])
+    new_task = champion_decision(FakeRegistry(other_task), "m", 2, positive, 0.8, "h", never, classes=["0", "1"])
     assert new_task["moved"] and "another task" in new_task["reason"]
-    assert not champion_decision(FakeRegistry(other_task), "m", 2, 0.8, True, "h", never, classes=["5", "6"])["moved"]
+    assert not champion_decision(FakeRegistry(other_task), "m", 2, positive, 0.8, "h", never,
+                                 classes=["5", "6"])["moved"]
+
+
+def _assert_interfaces_agree(project, client, evaluation_run_result):
+    """The alias, the version's tags, the evaluate run's tags, the report page, the terminal summary
+    and the Prefect artifact all carry the one decision and its reason."""
+    from flows.pipeline import _summary_markdown
+    from flows.summary import summary_lines
+    from transferlab.evaluation.report import render_summary_markdown
+
+    evaluation = json.loads((project / EVALUATION).read_text())
+    champion, reason = evaluation["champion"], evaluation["champion_reason"]
+    assert champion == evaluation_run_result["champion"] and champion["reason"] == reason
+    name, version = evaluation["registered_model"], str(evaluation["adapted_version"])
+    alias = str(client.get_model_version_by_alias(name, "champion").version) if champion["version"] else None
+    assert alias == champion["version"] == evaluation["champion_version"]
+    if champion["moved"]:
+        assert alias == version
+    decision = "promoted" if champion["moved"] else "not promoted"
+    tags = client.get_model_version(name, version).tags
+    run_tags = client.get_run(evaluation["mlflow_run_id"]).data.tags
+    for where in (tags, run_tags):
+        assert where["champion_decision"] == decision and where["champion_reason"] == reason
+        assert where["verdict"] == evaluation["verdict"]
+        assert where["promotion_verdict"] == evaluation["promotion"]["verdict"]
+    assert float(tags["promotion_accuracy"]) == pytest.approx(evaluation["promotion"]["accuracy"])
+    # Promoted only on a significant gain on the promotion hold-out.
+    if champion["moved"]:
+        assert evaluation["promotion"]["verdict"] == "positive-transfer"
+    selection = json.loads((project / SELECTION).read_text())
+    block = render_summary_markdown(evaluation, selection, evaluation["links"])
+    assert reason in block and evaluation["gain"]["baseline"] in block and evaluation["links"]
+    page = (project / "reports" / "evaluation" / "evaluation.md").read_text()
+    assert block.strip() in page
+    assert block.strip() in _summary_markdown(project)
+    printed = "\n".join(summary_lines(project))
+    assert reason in printed and f"verdict                : {evaluation['verdict']}" in printed
 
 
 def test_champion_alias_in_the_registry_moves_then_stays(project):
@@ -137,9 +180,43 @@ def test_champion_alias_in_the_registry_moves_then_stays(project):
     first = evaluate.run(params, project)
     client = MlflowClient()
     assert first["champion"]["moved"], first["champion"]
+    _assert_interfaces_agree(project, client, first)
     v1 = client.get_model_version_by_alias("transferlab-adapted", "champion").version
+    report = json.loads((project / EVALUATION).read_text())
+    assert report["test"]["promotion_n"] == 90 and report["test"]["report_n"] == 210
+    assert report["models"]["target-only"]["accuracy"]["n"] == 1 and "held out for promotion" in \
+        (project / "reports" / "evaluation" / "evaluation.md").read_text()
     # The same model again: a new version that is not better, so the alias stays on v1.
     adapt.run(params, project)
     second = evaluate.run(params, project)
     assert not second["champion"]["moved"] and "as good or better" in second["champion"]["reason"]
+    assert "recorded on this same hold-out" in second["champion"]["reason"]
     assert client.get_model_version_by_alias("transferlab-adapted", "champion").version == v1
+    _assert_interfaces_agree(project, client, second)
+
+
+def test_a_new_test_split_rescores_the_champion_from_its_saved_weights(project):
+    """The champion was loaded back through MLflow's pt2 model, which refuses eval(): every run on a new
+    test split said it 'could not be scored'. It is re-scored from transferlab's own weights."""
+    write_json(project / SELECTION, {"method": "target-only", "candidates": CANDIDATES, "reasons": ["test"],
+                                     "method_params": {}})
+    params = parse_params({"data": {"target_labels_per_class": 10},
+                           "adapt": {"train": {"epochs": 10, "batch_size": 32}}, "evaluate": {"bootstrap": 200}})
+    adapt.run(params, project)
+    assert evaluate.run(params, project)["champion"]["moved"]
+    client = MlflowClient()
+    v1 = str(client.get_model_version_by_alias("transferlab-adapted", "champion").version)
+    # Another test split (as another seed or new data gives), and the same model registered again.
+    save_domain(blobs("target-test", 300, seed=21, offset=3.0), project / PREPARED_TEST / "test.npz")
+    adapt.run(params, project)
+    second = evaluate.run(params, project)
+    assert "could not be scored" not in second["champion"]["reason"]
+    assert "re-scored on this hold-out" in second["champion"]["reason"], second["champion"]
+    # Same weights, same hold-out: the re-scored champion ties with the new version, so it stays.
+    assert not second["champion"]["moved"] and second["champion"]["version"] == v1
+    evaluation = json.loads((project / EVALUATION).read_text())
+    test = target_test(project)
+    held_out = test.subset(promotion_split(test.y, 0.3, evaluation["test"]["sha256"]).promotion)
+    rescored = evaluate._score_registered("transferlab-adapted", held_out)(v1)
+    assert rescored == pytest.approx(evaluation["promotion"]["accuracy"])
+    _assert_interfaces_agree(project, client, second)

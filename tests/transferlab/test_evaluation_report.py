@@ -94,3 +94,29 @@ def test_html_is_self_contained_and_escaped(tmp_path):
 def test_minimal_inputs_render():
     md = render_evaluation_markdown({"models": {}}, {"method": "source-only"}, {})
     assert "No baseline comparison available" in md and "`source-only`" in md
+
+
+def test_the_summary_block_heads_both_pages_and_names_the_hold_out(tmp_path):
+    import html
+
+    from transferlab.evaluation.report import render_summary_markdown, summary_sections
+
+    ev = _evaluation(tmp_path, 0.95)
+    ev["promotion"] = {"share": 0.3, "promotion_n": 90, "report_n": 210, "verdict": "no-significant-difference",
+                       "gain": {"estimate": 0.01, "ci": [-0.02, 0.04], "baseline": "source-only"},
+                       "rule": "A version becomes champion only when ..."}
+    ev["champion"] = {"moved": False, "version": "2", "reason": "its verdict on the promotion hold-out is "
+                      "no-significant-difference, not a significant gain over source-only"}
+    links = {"MLflow evaluate run": "http://127.0.0.1:5000/#/runs/1"}
+    block = render_summary_markdown(ev, SELECTION, links)
+    assert block.startswith("**SHIP: the adapted model beats the best baseline**")
+    assert "over `source-only` (the best baseline) on the report part of the test split (210 samples)" in block
+    assert "Method `dann` (trade_off=1.0), chosen in rule mode. Why: The shift is significant" in block
+    assert ("Champion alias did not move (it stays on version 2): its verdict on the promotion hold-out is "
+            "no-significant-difference") in block
+    assert "90 of the 300 target test samples" in block and "verdict there: no-significant-difference" in block
+    assert "[MLflow evaluate run](http://127.0.0.1:5000/#/runs/1)" in block
+    md = render_evaluation_markdown(ev, SELECTION, links)
+    assert block.strip() in md and md.count("[MLflow evaluate run]") == 1
+    page = render_evaluation_html(ev, SELECTION, links)
+    assert all(html.escape(sentence) in page for sentence in summary_sections(ev, SELECTION))

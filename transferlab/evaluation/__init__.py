@@ -21,12 +21,15 @@ from transferlab.evaluation.metrics import (
     reliability_bins,
 )
 from transferlab.evaluation.plots import plot_confusion_matrix, plot_reliability_diagram
-from transferlab.evaluation.report import render_evaluation_html, render_evaluation_markdown
+from transferlab.evaluation.promotion import Promotion, Rival, promotion_decision, promotion_split
+from transferlab.evaluation.report import render_evaluation_html, render_evaluation_markdown, render_summary_markdown
 from transferlab.evaluation.summary import summarise_model
 
 __all__ = [
     "BootstrapResult",
+    "Promotion",
     "ReliabilityBins",
+    "Rival",
     "TransferVerdict",
     "accuracy",
     "classification_metrics",
@@ -38,9 +41,12 @@ __all__ = [
     "per_class_accuracy",
     "plot_confusion_matrix",
     "plot_reliability_diagram",
+    "promotion_decision",
+    "promotion_split",
     "reliability_bins",
     "render_evaluation_html",
     "render_evaluation_markdown",
+    "render_summary_markdown",
     "selection_regret",
     "summarise_model",
     "summarise_runs",

@@ -14,7 +14,12 @@
       "gain": transfer_gain(...)              # {"baseline", "estimate", "ci", "confidence", "verdict": {...}}
       "audit": selection_regret(...) | None,  # oracle audit, labelled as such
       "champion": {"moved": bool, "reason": str, "version": str | None} | None,
+      "promotion": {"share", "promotion_n", "report_n", ...} | None,  # the promotion hold-out, when cut
     }
+
+The numbers are those of the report part of the test split when a promotion hold-out was cut
+(see :mod:`transferlab.evaluation.promotion`). The summary block at the top of the page
+(:func:`render_summary_markdown`) is also what the Prefect run publishes as its artifact.
 
 ``selection`` is ``Selection.to_dict()`` and ``links`` maps a label (e.g. "MLflow run") to a URL.
 Plot paths are written as given (relative to where the page is saved); the HTML version
@@ -85,8 +90,10 @@ def _gain_lines(evaluation: dict) -> list[str]:
         return ["No baseline was evaluated, so no transfer gain can be stated."]
     ci = gain.get("ci") or [gain.get("ci_low"), gain.get("ci_high")]
     level = 100 * gain.get("confidence", 0.95)
+    split = evaluation.get("promotion")
+    on = f" on the report part of the test split ({split['report_n']} samples)" if split else ""
     lines = [
-        f"Transfer gain over `{gain.get('baseline')}` (the best baseline): "
+        f"Transfer gain over `{gain.get('baseline')}` (the best baseline){on}: "
         f"{100 * gain['estimate']:+.1f} points, {level:.0f}% paired-bootstrap CI "
         f"[{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}] ({gain.get('n_boot', '?')} resamples, seed {gain.get('seed', '?')}).",
     ]
@@ -96,13 +103,63 @@ def _gain_lines(evaluation: dict) -> list[str]:
     return lines
 
 
-def _champion_line(evaluation: dict) -> str | None:
+def champion_sentence(evaluation: dict) -> str | None:
+    """The champion decision and its reason, in the words every interface uses."""
     champ = evaluation.get("champion")
     if not champ:
         return None
     version = champ.get("version")
-    state = f"moved to version {version}" if champ.get("moved") else "did not move"
-    return f"Champion alias {state}: {champ.get('reason', '')}".strip()
+    if champ.get("moved"):
+        state = f"moved to version {version}"
+    else:
+        state = "did not move" + (f" (it stays on version {version})" if version is not None else "")
+    return f"Champion alias {state}: {champ.get('reason', '')}".strip().rstrip(".") + "."
+
+
+def holdout_sentence(evaluation: dict) -> str | None:
+    """Which part of the test split the numbers are on, and which part only the champion contest read."""
+    split = evaluation.get("promotion")
+    if not split:
+        return None
+    total = split["promotion_n"] + split["report_n"]
+    gain = split.get("gain") or {}
+    there = ""
+    if gain.get("ci"):
+        there = (f" (verdict there: {split.get('verdict')}, {100 * gain['estimate']:+.1f} points over "
+                 f"`{gain.get('baseline')}`, CI [{100 * gain['ci'][0]:+.1f}, {100 * gain['ci'][1]:+.1f}])")
+    rule = f" {split['rule']}" if split.get("rule") else ""
+    return (f"Promotion hold-out: {split['promotion_n']} of the {total} target test samples "
+            f"({100 * split['share']:.0f} %, drawn per class and seeded by the split's hash) are read only by the "
+            f"champion contest{there}; the reported numbers are on the other {split['report_n']}.{rule}")
+
+
+def _method_sentence(selection: dict) -> str:
+    head = _selection_lines(selection)[0]
+    reasons = list(selection.get("reasons") or [])
+    return head + (f" Why: {reasons[0]}" if reasons else "")
+
+
+def summary_sections(evaluation: dict, selection: dict) -> list[str]:
+    """The summary's sentences, in order: verdict headline, gain over the named baseline with its
+    CI and verdict, the method and why, the champion decision with its reason, the hold-out."""
+    out = [_headline(evaluation)]
+    out += _gain_lines(evaluation)
+    if selection:
+        out.append(_method_sentence(selection))
+    for extra in (champion_sentence(evaluation), holdout_sentence(evaluation)):
+        if extra:
+            out.append(extra)
+    return out
+
+
+def render_summary_markdown(evaluation: dict, selection: dict, links: dict) -> str:
+    """The evaluation page's summary block: the top of the report page and, word for word, the
+    Prefect run's ``transfer-result`` artifact."""
+    head, *rest = summary_sections(evaluation, selection)
+    out = [f"**{head}**", ""] + [f"{line}\n" for line in rest]
+    if links:
+        out += [f"- [{label}]({url})" for label, url in links.items()]
+    return "\n".join(out).rstrip() + "\n"
 
 
 def _audit_lines(evaluation: dict) -> list[str]:
@@ -171,17 +228,16 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -> str:
     target = evaluation.get("target")
-    out = [f"# Transfer evaluation{f' on {target}' if target else ''}", "", f"**{_headline(evaluation)}**", ""]
+    out = [f"# Transfer evaluation{f' on {target}' if target else ''}", "",
+           render_summary_markdown(evaluation, selection, links).rstrip()]
     road = _road_line(evaluation)
     if road:
-        out += [road, ""]
-    out += _gain_lines(evaluation)
-    champion = _champion_line(evaluation)
-    if champion:
-        out += ["", champion]
+        out += ["", road]
     test = evaluation.get("test") or {}
     if test or evaluation.get("seeds"):
-        out += ["", f"Held-out target test split: {test.get('n', '?')} samples; "
+        split = evaluation.get("promotion")
+        parts = f" ({split['report_n']} reported here, {split['promotion_n']} held out for promotion)" if split else ""
+        out += ["", f"Held-out target test split: {test.get('n', '?')} samples{parts}; "
                     f"seeds: {', '.join(map(str, evaluation.get('seeds') or [])) or 'one run'}."]
     out += ["", "## Models on the target test split", ""] + _md_table(_MODEL_HEADER, _model_rows(evaluation))
     head, warnings, reasons = _selection_lines(selection)
@@ -202,8 +258,6 @@ def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -
     plots = _plots(evaluation)
     if plots:
         out += ["", "## Plots", ""] + [f"![{label}]({path})" for label, path in plots]
-    if links:
-        out += ["", "## Links", ""] + [f"- [{label}]({url})" for label, url in links.items()]
     return "\n".join(out) + "\n"
 
 
@@ -243,15 +297,17 @@ def render_evaluation_html(
         f"<title>Transfer evaluation{e(f' on {target}' if target else '')}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Transfer evaluation{e(f' on {target}' if target else '')}</h1>",
-        f"<p class='verdict {e(label)}'>{e(_headline(evaluation))}</p>",
     ]
+    # The same sentences as the Markdown summary block (render_summary_markdown), as HTML.
+    head, *summary = summary_sections(evaluation, selection)
+    parts.append(f"<p class='verdict {e(label)}'>{e(head)}</p>")
+    parts += [f"<p>{e(line)}</p>" for line in summary]
+    if links:
+        parts.append("<ul>" + "".join(f"<li><a href='{e(str(url))}'>{e(str(lbl))}</a></li>"
+                                      for lbl, url in links.items()) + "</ul>")
     road = _road_line(evaluation)
     if road:
         parts.append(f"<p>{e(road)}</p>")
-    parts += [f"<p>{e(line)}</p>" for line in _gain_lines(evaluation)]
-    champion = _champion_line(evaluation)
-    if champion:
-        parts.append(f"<p>{e(champion)}</p>")
     parts += ["<h2>Models on the target test split</h2>", _html_table(_MODEL_HEADER, _model_rows(evaluation))]
     head, warnings, reasons = _selection_lines(selection)
     parts += ["<h2>Why this method</h2>", f"<p>{e(head)}</p>"]
@@ -276,9 +332,5 @@ def render_evaluation_html(
             f"<figure><img alt='{e(lbl)}' src='{_img_src(path, base)}'><figcaption>{e(lbl)}</figcaption></figure>"
             for lbl, path in plots
         ]
-    if links:
-        parts += ["<h2>Links</h2>", "<ul>"]
-        parts += [f"<li><a href='{e(str(url))}'>{e(str(lbl))}</a></li>" for lbl, url in links.items()]
-        parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
