@@ -174,3 +174,15 @@ def test_plot_files_are_carried_by_dvc_and_dvc_plots_output_is_ignored():
         path = next(iter(plot)) if isinstance(plot, dict) else plot
         assert any(path == out or path.startswith(out + "/") for out in cached), f"{path} is in no cached out"
     assert _git_ignored("dvc_plots/index.html")
+
+
+def test_the_plots_page_template_is_set_and_keeps_dvcs_placeholders():
+    """DVC's interactive plots load vega from a CDN; the project's page template (.dvc/plots.html)
+    shows a note when that failed instead of a silently missing plot, and keeps DVC's own scripts."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc" / "config")
+    template = (ROOT / ".dvc" / config["plots"]["html_template"]).read_text()
+    assert "{plot_divs}" in template and "{scripts}" in template
+    assert 'typeof vegaEmbed === "undefined"' in template
