@@ -22,7 +22,7 @@ from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diag
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
-from tasks import timing, tracking
+from tasks import headline, timing, tracking
 from tasks.adapt import fit_method, seed_dir
 from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import adaptation_data, target_test
@@ -151,6 +151,7 @@ def write_reports(root: Path, evaluation: dict, selection: dict, links: dict, ch
         (tmp / "evaluation.md").write_text(render_evaluation_markdown(evaluation, selection, links))
         (tmp / "evaluation.html").write_text(render_evaluation_html(evaluation, selection, links, base_dir=tmp))
         write_json(root / EVALUATION, evaluation)
+        headline.write_headline(root, evaluation)  # reports/metrics.json: DVC's flat metrics
 
 
 def _gain(params: PipelineParams, chosen: str, y: np.ndarray, predictions: dict[str, list]) -> dict:

@@ -9,14 +9,16 @@ from pathlib import Path
 import yaml
 
 from tasks.io import input_hash
+from tasks.paths import METRICS
 
 PIPELINE_KEY_ENV = "TRANSFERLAB_PIPELINE_RUN"
 FLOW_RUN_ENV = "TRANSFERLAB_PREFECT_FLOW_RUN_ID"
 
 
-# Written by the pipeline itself (dvc repro records what it ran): not an input, so its being
-# rewritten by this very run must not make the run look as if it came from uncommitted code.
-PIPELINE_WRITTEN = ("dvc.lock",)
+# Written by the pipeline itself (dvc repro records what it ran; evaluate writes the committed
+# headline metrics): not inputs, so their being rewritten by a run must not make the next run look
+# as if it came from uncommitted code.
+PIPELINE_WRITTEN = ("dvc.lock", str(METRICS))
 
 
 def git_commit(root: Path) -> tuple[str, bool]:

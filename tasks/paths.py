@@ -25,6 +25,9 @@ ADAPTED_MODEL = Path("models/adapted")
 BASELINE_MODELS = Path("models/baselines")
 EVALUATION = Path("reports/evaluation.json")
 EVALUATION_DIR = Path("reports/evaluation")
+# The flat headline numbers DVC compares (`dvc metrics show/diff`, `dvc exp show`): the one DVC
+# metric, committed to git so that commits and experiments carry it (tasks/headline.py).
+METRICS = Path("reports/metrics.json")
 MANIFEST = "manifest.json"
 
 

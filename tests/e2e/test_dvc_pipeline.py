@@ -8,6 +8,7 @@ import re
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tasks.paths import METRICS
 from tests.e2e.project import BIN, make_project, set_param, sh
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +164,56 @@ def test_changing_one_param_reruns_that_stage_and_later_only(project):
     assert ran[0] == "similarity"
     assert not {"prepare", "validate", "pretrain"} & set(ran)
     assert "up to date" in sh([str(BIN / "dvc"), "status"], path).stdout
+
+
+# --- DVC experiments (last: they commit the project and leave an experiment applied) ---
+
+def _headline(entry: dict) -> dict:
+    return entry["data"]["metrics"][str(METRICS)]["data"]
+
+
+def test_dvc_experiments_show_real_numbers_for_the_commit_and_the_experiment(project):
+    """After a run is committed, `dvc exp run -S` is an experiment that carries its own headline metrics:
+    `dvc exp show` and `dvc metrics diff` print numbers for both (they printed `!` and `-` while no
+    commit held the metrics)."""
+    path, _ = project
+    sh(["git", "add", "-A"], path)
+    sh(["git", "commit", "-qm", "baseline run"], path)
+    committed = set(sh(["git", "ls-files"], path).stdout.split())
+    assert str(METRICS) in committed
+    assert not {f for f in committed if f.startswith(("mlflow.db", "mlruns/", "reports/evaluation", "dvc_plots/",
+                                                      ".transferlab"))}
+    baseline = json.loads((path / METRICS).read_text())
+
+    out = sh([str(BIN / "dvc"), "exp", "run", "-S", "evaluate.confidence=0.6"], path)
+    assert _ran(out.stdout + out.stderr) == ["evaluate"]  # a cheap experiment: only evaluate reads it
+    experiment = json.loads((path / METRICS).read_text())
+    assert experiment["transfer_gain_ci_high"] - experiment["transfer_gain_ci_low"] < \
+        baseline["transfer_gain_ci_high"] - baseline["transfer_gain_ci_low"]
+
+    shown = json.loads(sh([str(BIN / "dvc"), "exp", "show", "--json"], path).stdout)
+    head = next(entry for entry in shown if entry["rev"] != "workspace")
+    (exp,) = head["experiments"]
+    assert _headline(head) == baseline and isinstance(baseline["adapted_accuracy"], float)
+    assert _headline(exp["revs"][0]) == experiment
+    assert exp["revs"][0]["data"]["params"]["params.yaml"]["data"]["evaluate"]["confidence"] == 0.6
+
+    diff = sh([str(BIN / "dvc"), "metrics", "diff", "--all"], path).stdout
+    row = next(line for line in diff.splitlines() if "adapted_accuracy" in line)
+    assert re.search(r"adapted_accuracy\s+\d\.\d+\s+\d\.\d+\s+0(\.0+)?\b", row), diff
+    assert re.search(r"transfer_gain_ci_low\s+-?\d\.\d+\s+-?\d\.\d+\s+-?\d\.\d+", diff), diff
+
+
+def test_dvc_plots_diff_shows_both_revisions_and_says_when_the_interactive_plot_cannot_load(project):
+    """HEAD's plot files come from DVC's cache (git does not hold reports/evaluation/); the page
+    template names what an offline browser cannot draw; dvc_plots/ stays out of `git status`."""
+    path, _ = project
+    from tests.e2e.project import ROOT
+
+    sh([str(BIN / "dvc"), "plots", "diff", "HEAD", "--html-template", str(ROOT / ".dvc" / "plots.html")], path)
+    static = {p.name for p in (path / "dvc_plots" / "static").iterdir()}
+    assert {"HEAD_reports_evaluation_confusion.png", "workspace_reports_evaluation_confusion.png"} <= static
+    page = (path / "dvc_plots" / "index.html").read_text()
+    assert page.count('"rev": "HEAD"') > 10 and page.count('"rev": "workspace"') > 10  # predictions.csv rows
+    assert "could not load" in page and "vegaEmbed" in page
+    assert "dvc_plots" not in sh(["git", "status", "--porcelain"], path).stdout

@@ -141,3 +141,48 @@ def test_a_stage_imports_the_schema_of_every_params_section_it_declares():
             field = PipelineParams.model_fields[section]
             needed = _schema_files(field.annotation) | extra.get(section, set())
             assert needed <= closure, f"{name} reads params.{section} but does not import {needed - closure}"
+
+
+# --- DVC experiments: what a commit or a `dvc exp run` experiment must carry ---
+
+import subprocess  # noqa: E402
+
+from tasks.paths import METRICS  # noqa: E402
+
+
+def _git_ignored(path: str) -> bool:
+    return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0
+
+
+def test_the_one_dvc_metric_is_the_headline_file_and_git_holds_it():
+    """`dvc exp show` / `dvc metrics diff` read metrics from each revision: a metric that is neither
+    committed nor cached shows as `!`; more than one metrics file makes `dvc metrics show` a table
+    hundreds of characters wide."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {name: stage["metrics"] for name, stage in stages.items() if stage.get("metrics")}
+    assert declared == {"evaluate": [{str(METRICS): {"cache": False, "persist": True}}]}
+    assert not _git_ignored(str(METRICS))
+
+
+def test_plot_files_are_carried_by_dvc_and_dvc_plots_output_is_ignored():
+    """`dvc plots diff` reads each revision's plot files: they must lie in an output DVC caches."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    cached = {path for stage in dvc["stages"].values() for entry in stage.get("outs") or []
+              for path, options in (entry.items() if isinstance(entry, dict) else [(entry, {})])
+              if (options or {}).get("cache", True)}
+    for plot in dvc["plots"]:
+        path = next(iter(plot)) if isinstance(plot, dict) else plot
+        assert any(path == out or path.startswith(out + "/") for out in cached), f"{path} is in no cached out"
+    assert _git_ignored("dvc_plots/index.html")
+
+
+def test_the_plots_page_template_is_set_and_keeps_dvcs_placeholders():
+    """DVC's interactive plots load vega from a CDN; the project's page template (.dvc/plots.html)
+    shows a note when that failed instead of a silently missing plot, and keeps DVC's own scripts."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".dvc" / "config")
+    template = (ROOT / ".dvc" / config["plots"]["html_template"]).read_text()
+    assert "{plot_divs}" in template and "{scripts}" in template
+    assert 'typeof vegaEmbed === "undefined"' in template
