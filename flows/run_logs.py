@@ -13,6 +13,7 @@ tqdm bar, which already shows them: there the lines go to the API only.
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import contextmanager
 from typing import Iterator
@@ -22,6 +23,7 @@ from transferlab import progress
 LOGGER_NAME = "transferlab"
 
 
+@functools.cache
 def _api_handler_class():
     from prefect.logging.handlers import APILogHandler
 
@@ -56,30 +58,47 @@ def _console_handlers() -> list[logging.Handler]:
 
 
 @contextmanager
-def forwarded_to_prefect() -> Iterator[None]:
-    """For the length of a flow run: INFO lines of the ``transferlab`` loggers go to the Prefect API,
-    attached to the current task run, and to the console when it is not a terminal."""
+def _to_api(name: str) -> Iterator[logging.Logger]:
+    """INFO lines of logger ``name`` also go to the Prefect API, attached to the current task run."""
     from prefect.logging.handlers import APILogHandler
 
-    logger = logging.getLogger(LOGGER_NAME)
+    logger = logging.getLogger(name)
     added = None
     if not any(isinstance(h, APILogHandler) for h in logger.handlers):  # e.g. PREFECT_LOGGING_EXTRA_LOGGERS
         added = _api_handler_class()()
         logger.addHandler(added)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     if level == logging.NOTSET or level > logging.INFO:
         logger.setLevel(logging.INFO)
+    try:
+        yield logger
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+        if added is not None:
+            logger.removeHandler(added)
+
+
+@contextmanager
+def forwarded_to_prefect() -> Iterator[None]:
+    """For the length of a flow run: INFO lines of the ``transferlab`` loggers go to the Prefect API,
+    attached to the current task run, and to the console when it is not a terminal; so do DVC's
+    ("Updating lock file 'dvc.lock'"), printed once on the console."""
     consoles = [h for h in _console_handlers() if _BAR_FILTER not in h.filters]
     for handler in consoles:
         handler.addFilter(_BAR_FILTER)
     try:
-        yield
+        with _to_api(LOGGER_NAME), _to_api("dvc") as dvc_logger:
+            # DVC prints its lines with handlers of its own (set up when dvc is imported) and also
+            # passed them on to the root logger, where Prefect's console handler printed each again.
+            from prefect.logging.handlers import APILogHandler
+
+            if any(not isinstance(h, APILogHandler) for h in dvc_logger.handlers):
+                dvc_logger.propagate = False
+            yield
     finally:
         for handler in consoles:
             handler.removeFilter(_BAR_FILTER)
-        logger.setLevel(level)
-        if added is not None:
-            logger.removeHandler(added)
 
 
 def to_stderr() -> None:

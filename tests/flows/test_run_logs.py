@@ -80,3 +80,29 @@ def test_a_stage_dvc_skipped_is_marked_cached_with_the_reason(harness, monkeypat
     assert state.is_completed() and state.name == "Cached"
     assert "nothing changed since the last run" in state.message
     assert value == pipeline.SKIPPED  # what the flow's summary of stages gets, as the flow calls it
+
+
+def test_dvc_lines_are_printed_once_and_reach_the_prefect_api(harness, monkeypatch):
+    """DVC's own handlers print "Updating lock file"; passed on to the root logger, Prefect's console
+    handler printed it a second time."""
+    import dvc.repo  # noqa: F401 - importing DVC sets up its handlers
+    from prefect.logging.handlers import APILogHandler
+
+    dvc_logger = logging.getLogger("dvc")
+    assert dvc_logger.handlers and dvc_logger.propagate
+    printed, sent = [], []
+    # The handlers hold the streams they were given at set-up: count what reaches them instead.
+    for handler in {*dvc_logger.handlers, *logging.getLogger().handlers}:
+        if not isinstance(handler, APILogHandler):
+            monkeypatch.setattr(handler, "emit", lambda record: printed.append(record.getMessage()))
+    monkeypatch.setattr(APILogHandler, "emit", lambda self, record: sent.append(record.getMessage()))
+
+    @flow
+    def lock_written():
+        with run_logs.forwarded_to_prefect():
+            logging.getLogger("dvc.dvcfile").info("Updating lock file '%s'", "dvc.lock")
+
+    lock_written()
+    assert printed.count("Updating lock file 'dvc.lock'") == 1
+    assert sent.count("Updating lock file 'dvc.lock'") == 1  # and the Prefect UI has it
+    assert dvc_logger.propagate  # put back after the flow
