@@ -158,6 +158,7 @@ def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source
     winner = next(t for t in sel.trials if t["method"] == sel.method and t["round"] == max(x["round"] for x in sel.trials))
     assert set(winner["scores"]) >= {"im", "snd", "dev"}
     assert winner["score"] == winner["scores"]["im"]
+    assert sel.score_meaning.startswith("trial score: the label-free validator IM (information maximisation")
     assert json.loads(json.dumps(sel.to_dict()))["method"] == sel.method
 
 
@@ -250,6 +251,9 @@ def test_labelled_trials_rank_by_held_out_nll_and_break_ties_by_accuracy(source)
     assert sel.method == "finetune"  # the lowest NLL, though not the best accuracy
     assert "negative log-likelihood, 3-fold cross-validated" in sel.decided_by
     assert {c["method"]: c["score"] for c in sel.candidates}["dann"] == pytest.approx(-0.6)
+    # The report names that number under the candidates' score column.
+    assert sel.score_meaning.startswith("trial score: minus the mean negative log-likelihood of the "
+                                        "target-labelled samples held out")
     crafted["dann"] = (0.85, 0.4)  # equal NLL: the higher accuracy wins
     assert _select_crafted(source, crafted).method == "dann"
 

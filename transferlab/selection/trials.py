@@ -476,6 +476,7 @@ def select_by_trials(
                   "labels_per_class": labels_per_class, "schedule": schedule},
         trials=[t.to_dict() for t in all_results],
         cost=cost,
+        score_meaning=trial_score_meaning(plan, config, data.has_source_data),
     )
 
 
@@ -503,6 +504,26 @@ def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: l
            f"its finished run): {100 * results[rival].scores['accuracy']:.1f}% against "
            f"{100 * results[best].scores['accuracy']:.1f}%.")
     return [winner, *[j for j in order if j != winner]], why
+
+
+_VALIDATOR_SCORES = {
+    "im": "IM (information maximisation: confident and diverse target predictions)",
+    "snd": "SND (soft neighbourhood density of the target predictions)",
+    "dev": "minus the DEV risk (importance-weighted source validation loss)",
+}
+
+
+def trial_score_meaning(plan: ScoringPlan, config: SelectionConfig, source_data: bool) -> str:
+    """What a trial-mode candidate's ``score`` is, for the report: the number :func:`_rank_round` set."""
+    if plan.uses_labels:
+        number = ("minus the mean negative log-likelihood" if config.labelled_score == "nll"
+                  else "the accuracy")
+        what = f"{number} of the target-labelled samples held out from its training ({plan.description})"
+    else:
+        validator = ranking_validator(config, source_data)
+        what = ("the mean rank of IM, SND and DEV among the round's trials, 0 = worst to 1 = best"
+                if validator == "mean-rank" else f"the label-free validator {_VALIDATOR_SCORES[validator]}")
+    return f"trial score: {what}, in the last round the candidate reached; higher is better"
 
 
 def _sortable(score: float | None) -> float:
