@@ -171,3 +171,12 @@ def test_the_severity_sentence_without_an_mmd():
         "large", "The shift is large: the proxy A-distance 1.700 is at or above 1.6 (A-distance: large from 1.6).")
     level, sentence = shift_severity({"a_distance": 1.0}, SelectionConfig())
     assert level == "moderate" and "below 1.6 and there is no normalised MMD to grade it" in sentence
+
+
+def test_the_test_sentence_names_the_feature_space_of_the_headline_mmd():
+    named = dict(report(), mmd={**report()["mmd"], "features": "fc", "feature_space": "the source model's 'fc' features"})
+    assert select_by_rules(named, 10, 10, CFG).reasons[0].startswith(
+        "The MMD permutation test on the source model's 'fc' features finds a significant shift (p = 0.001")
+    older = dict(report(), feature_layer="fc")  # a similarity.json from before mmd.feature_space
+    assert "on the source model's 'fc' features" in select_by_rules(older, 10, 10, CFG).reasons[0]
+    assert select_by_rules(report(), 10, 10, CFG).reasons[0].startswith("The MMD permutation test finds")

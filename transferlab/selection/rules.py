@@ -65,6 +65,15 @@ def rescaled_transferability(report: dict, n_classes: int) -> tuple[float, str, 
     return None
 
 
+def measured_on(report: dict) -> str | None:
+    """The feature space of the report's headline MMD (the source model's penultimate layer)."""
+    mmd = report.get("mmd") or {}
+    if mmd.get("feature_space"):
+        return mmd["feature_space"]
+    layer = mmd.get("features") or report.get("feature_layer")  # a report from before mmd.feature_space
+    return f"the source model's '{layer}' features" if layer else None
+
+
 def shift_severity(report: dict, config: SelectionConfig) -> tuple[str, str]:
     """(small | moderate | large, a sentence that says which number decided it).
 
@@ -134,12 +143,11 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
         "freeze_depth": None if depth is None else {"k": depth.k, "n_blocks": depth.n_blocks, "blocks": depth.blocks},
     }
 
+    test = "The MMD permutation test" + (f" on {space}" if (space := measured_on(report)) else "")
     if significant:
-        b.reasons.append(f"The MMD permutation test finds a significant shift (p = {p:.3g} < alpha = {config.alpha:g}).")
+        b.reasons.append(f"{test} finds a significant shift (p = {p:.3g} < alpha = {config.alpha:g}).")
     else:
-        b.reasons.append(
-            f"The MMD permutation test finds no significant shift (p = {p:.3g} >= alpha = {config.alpha:g})."
-        )
+        b.reasons.append(f"{test} finds no significant shift (p = {p:.3g} >= alpha = {config.alpha:g}).")
     b.reasons.append(severity_sentence)
     if transfer is not None:
         b.reasons.append(
