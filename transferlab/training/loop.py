@@ -206,7 +206,8 @@ def run_training(
 def _report_epoch(lines: Progress, record: dict, step: int, stop: int, steps_per_epoch: int,
                   criterion: str) -> None:
     epochs = stop / steps_per_epoch
-    total = f"{epochs:g}" if epochs == int(epochs) else f"{epochs:.2f}"
+    # A run limited to a fraction of an epoch (a selection trial) ends inside its last epoch.
+    total = f"{epochs:g}" if epochs == int(epochs) else f"{math.ceil(epochs)} (stops at {epochs:.3g} epochs)"
     lines.update(step, f"epoch {record['epoch']}/{total}",
                  f"loss {record['loss']:.4f}, checkpoint score {record['checkpoint_score']:.4f} ({criterion})")
 
