@@ -54,12 +54,24 @@ def test_run_brings_its_own_prefect_server_and_leaves_nothing_running(tmp_path):
         task_runs = db.execute("SELECT name, state_type FROM task_run").fetchall()
     assert len(flow_runs) == 1 and flow_runs[0][1] == "COMPLETED"
     assert len(task_runs) == 7 and {state for _, state in task_runs} == {"COMPLETED"}
+    with sqlite3.connect(tmp_path / "prefect-home" / "prefect.db") as db:
+        progress = db.execute("SELECT task_run.name, log.message FROM log JOIN task_run ON log.task_run_id = "
+                              "task_run.id WHERE log.name = 'transferlab.progress'").fetchall()
+    # Per-epoch lines, with the ETA, in the logs of the task run they belong to (the Prefect UI shows them).
+    assert any(name == "pretrain" and re.match(r"\[pretrain\] train: epoch 1/2, .*ETA \d+:\d\d$", message)
+               for name, message in progress), progress
+    assert any(name == "similarity" and "MMD test on the source model's" in message for name, message in progress)
+    # stderr is a pipe here: the same lines are printed; DVC's lock update once per stage that ran.
+    assert re.search(r"\[adapt\] dann: epoch 2/2, loss .*checkpoint score", proc.stderr)
+    assert 1 <= (proc.stdout + proc.stderr).count("Updating lock file") <= 7  # was 14: printed twice
 
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     stages = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id],
                                 "tags.`transferlab.role` = 'stage'")
     assert len(stages) == 7
     assert {r.data.tags["prefect.flow_run_id"] for r in stages} == {flow_runs[0][0]}
+    assert {r.data.tags["mlflow.source.name"] for r in stages} == {
+        f"transfer-pipeline (Prefect flow run) in {project.resolve()}"}
 
 
 def test_a_data_error_ends_the_run_in_one_line_and_leaves_no_store(tmp_path):
