@@ -50,6 +50,9 @@ def cmd_stage(args) -> int:
     from transferlab.config import load_params
 
     stage_module(args.name)  # an unknown stage is refused before anything is read or repaired
+    from flows.run_logs import to_stderr
+
+    to_stderr()  # progress lines for `dvc repro` in a pipe or a CI log
     root = Path(".")
     with hold(root):
         _notes(recovery.recover(root, load_params(args.params).mlflow.experiment))
@@ -95,7 +98,8 @@ def _prefect_api(server) -> Iterator[None]:
     """Point Prefect at ``server``, unless Prefect's settings (a profile, prefect.toml, .env)
     already name an API: that is only known once Prefect is imported, after the server started."""
     import prefect.context
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, get_current_settings, temporary_settings
+    from prefect.settings import (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_UI_URL, get_current_settings,
+                                  temporary_settings)
 
     if server is None or get_current_settings().api.url:
         if server is not None:
@@ -111,7 +115,10 @@ def _prefect_api(server) -> Iterator[None]:
         server.wait_ready()
         # Heartbeats let a long-lived server mark a silently dead flow run as crashed; this server
         # dies with the process, and stopping their thread costs up to a second at the flow's end.
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        # No UI URL: Prefect would derive one from the API URL and print "View at .../runs/flow-run/..",
+        # a 404 (this server serves no UI) that dies with the run anyway. A server the user started
+        # (PREFECT_API_URL set) keeps its link: its UI works.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_UI_URL: ""}):
             yield
     finally:
         os.environ.pop("PREFECT_API_URL", None)

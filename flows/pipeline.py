@@ -24,8 +24,9 @@ from dvc.lock import LockError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, State
 
-from flows import prefect_runs
+from flows import prefect_runs, run_logs
 from flows.dag import stage_order
 from tasks.project_lock import ProjectBusy, hold
 from tasks import atomic_dvc_files, preflight, recovery
@@ -39,6 +40,7 @@ atomic_dvc_files.install()  # DVC never leaves dvc.lock half-written, even witho
 
 RAN = "ran"
 SKIPPED = "skipped (up to date)"
+SKIPPED_MESSAGE = "skipped (cached): DVC found nothing changed since the last run of this stage"
 
 
 @contextmanager
@@ -110,18 +112,32 @@ def prefect_map(workers: int) -> Callable[[Callable, list], list]:
     return map_fn
 
 
+def skipped_state() -> State:
+    """What a stage DVC skipped ends in: Completed, but named "Cached" (as Prefect names a task run
+    its own cache answered) with the reason as the state message, so that the Prefect UI tells it
+    apart from a stage that ran. The caller still gets ``SKIPPED``."""
+    return Completed(name="Cached", message=SKIPPED_MESSAGE, data=SKIPPED)
+
+
 @task(name="stage", task_run_name="{name}", retries=0, cache_policy=NO_CACHE)
-def run_stage(name: str, project_dir: str, hooks: dict[str, Any] | None = None) -> str:
+def run_stage(name: str, project_dir: str, hooks: dict[str, Any] | None = None) -> str | State:
     from dvc.repo import Repo
 
     logger = get_run_logger()
     with _working_dir(project_dir):  # DVC resolves a stage's paths against the working directory
         summary = _run_if_changed(Repo(project_dir), name, hooks or {})
     if summary is None:
-        logger.info("stage '%s' is up to date (DVC): skipped", name)
-        return SKIPPED
+        logger.info("stage '%s' %s", name, SKIPPED_MESSAGE)
+        return skipped_state()
     logger.info("%s", json.dumps({"stage": name, **summary}, default=str))
     return RAN
+
+
+def stage_outcome(name: str, project_dir: str, hooks: dict[str, Any] | None = None) -> str:
+    """Run the stage's task; ``RAN`` or ``SKIPPED`` (a task that returns a state hands its caller
+    that state, not its data)."""
+    result = run_stage(name, project_dir, hooks)
+    return result.result() if isinstance(result, State) else result
 
 
 @contextmanager
@@ -256,7 +272,8 @@ def run_pipeline(project_dir: Path, overrides: dict[str, Any] | None) -> dict:
     """The body of this flow and of the served one (:mod:`flows.deployment`)."""
     _quiet_user_errors()
     root = Path(project_dir).resolve()
-    with hold(root):  # a run from the Prefect UI takes the lock here; `transferlab run` already holds it
+    # a run from the Prefect UI takes the lock here; `transferlab run` already holds it
+    with hold(root), run_logs.forwarded_to_prefect():
         return _pipeline(root, overrides)
 
 
@@ -280,7 +297,7 @@ def _pipeline(root: Path, overrides: dict[str, Any] | None) -> dict:
             logger.info("tracked data changed: %s recorded (as `dvc repro` does)", source)
         for name in stage_order(root / "dvc.yaml"):
             hooks = {"map_fn": prefect_map(params.select.workers)} if name == "select" else None
-            outcome[name] = run_stage(name, str(root), hooks)
+            outcome[name] = stage_outcome(name, str(root), hooks)
     evaluation = json.loads((root / EVALUATION).read_text())
     create_markdown_artifact(markdown=_summary_markdown(root), key="transfer-result",
                              description="the evaluation page's summary: verdict, gain over the named baseline, "

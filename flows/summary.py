@@ -41,8 +41,8 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         f"{evaluation.get('baseline', 'the best baseline')} "
         f"(CI {', '.join(f'{100 * c:+.2f}' for c in evaluation.get('transfer_gain_ci', []))})"
         + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),
-        f"domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g}, p = {mmd['p_value']:.3g}" if mmd else
-                                          "not measured (no source data)"),
+        f"domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g} on {mmd.get('feature_space', 'the source model features')}, "
+                                          f"p = {mmd['p_value']:.3g}" if mmd else "not measured (no source data)"),
         f"verdict                : {evaluation.get('verdict', '-')}" + (f"  ({sentence})" if sentence else ""),
         f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}",
         # The same sentence as the report page and the Prefect artifact (transferlab.evaluation.report).
@@ -52,7 +52,8 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         lines.append(f"promotion hold-out     : {holdout_sentence(evaluation).removeprefix('Promotion hold-out: ')}")
     lines += [
         "",
-        f"reports                : {project / 'reports/evaluation/evaluation.md'} (and .html)",
+        f"reports                : {project / 'reports/evaluation/evaluation.html'} (and evaluation.md)",
+        *(f"{name:<23}: {url}" for name, url in (evaluation.get("links") or {}).items()),
         "MLflow UI              : make ui   (or: mlflow ui --backend-store-uri sqlite:///mlflow.db), "
         "then http://127.0.0.1:5000",
         "Prefect UI             : prefect server start   (http://127.0.0.1:4200), then "

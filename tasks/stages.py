@@ -9,6 +9,7 @@ import importlib
 import time
 from pathlib import Path
 
+from transferlab import progress
 from transferlab.config import load_params
 from transferlab.errors import ConfigError
 from tasks import preflight, timing
@@ -43,7 +44,8 @@ def run_stage(name: str, params_path: str | Path = "params.yaml", root: str | Pa
     root = Path(root)
     params = load_params(root / params_path if not Path(params_path).is_absolute() else params_path)
     preflight.check(params, root)
-    summary = module.run(params, root, **hooks)
+    with progress.labelled(name):  # every progress line says which stage it comes from
+        summary = module.run(params, root, **hooks)
     if (run_id := tracking.last_stage_run_id()) not in (None, before):
         tracking.log_timing(run_id, work_seconds=timing.work_seconds(), process_seconds=time.time() - started)
     return summary

@@ -110,6 +110,24 @@ def _check_model_owner(client: MlflowClient, name: str, root: Path) -> None:
     _check_owner(tags.get(PROJECT), root, f"registered model '{name}'", "mlflow.model_prefix")
 
 
+SOURCE_NAME, SOURCE_TYPE = "mlflow.source.name", "mlflow.source.type"
+
+
+def source_tags(root: Path) -> dict[str, str]:
+    """MLflow's Source column: what started the run. Left to MLflow it names the script Python ran:
+    Prefect's engine.py for a run started from the Prefect UI, the dvc or transferlab executable
+    otherwise; and the parent run, made with the client, had none. Type JOB because the MLflow UI
+    shows a JOB's source name whole, while it cuts a LOCAL one to the part after the last '/'."""
+    key = lineage.pipeline_key() or ""
+    if lineage.flow_run_id() or key.startswith("prefect-"):
+        how = "transfer-pipeline (Prefect flow run)"
+    elif key.startswith("dvc-"):
+        how = "dvc repro"
+    else:
+        how = "transferlab stage"
+    return {SOURCE_NAME: f"{how} in {Path(root).resolve()}", SOURCE_TYPE: "JOB"}
+
+
 def _parent_run(exp_id: str, key: str | None, tags: dict[str, str]) -> str:
     client = MlflowClient()
     if key is not None:
@@ -276,14 +294,15 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
     # Which project and process a run belongs to: the next run's recovery marks RUNNING ones FAILED.
     owner = {PROJECT: str(Path(root).resolve()), "transferlab.pid": str(os.getpid())}
     commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
-    parent_id = _parent_run(exp_id, lineage.pipeline_key(), {**commit_tags, **owner})
+    source = source_tags(root)
+    parent_id = _parent_run(exp_id, lineage.pipeline_key(), {**commit_tags, **owner, **source})
     # Resuming the parent for the length of the stage keeps its status true at every moment:
     # RUNNING while a stage runs, FINISHED (or FAILED) after.
     run_id = None
     try:
         with mlflow.start_run(run_id=parent_id):
             with mlflow.start_run(run_name=stage, nested=True,
-                                  tags={"transferlab.role": STAGE_ROLE, **tags, **owner}) as run:
+                                  tags={"transferlab.role": STAGE_ROLE, **tags, **owner, **source}) as run:
                 run_id = run.info.run_id
                 _last_stage_run.append(run_id)
                 handle = StageRun(run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"},

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from prefect.utilities.urls import url_for
 
 from flows.local_server import LocalServer, answers_health
 from transferlab.errors import TransferlabError
@@ -71,4 +72,17 @@ def test_a_server_named_by_prefect_settings_wins_over_the_one_started(monkeypatc
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):  # e.g. from a profile
         with cli._prefect_api(server):
             assert get_current_settings().api.url == "http://127.0.0.1:4200/api"
+            # The user's server serves its UI: the flow run's "View at" link stays.
+            assert url_for("flow-run", obj_id="abc") == "http://127.0.0.1:4200/runs/flow-run/abc"
     assert server.calls == ["stop"] and server not in cli._SERVER
+
+
+def test_the_private_server_gets_no_view_at_link(monkeypatch):
+    """Prefect derives a UI link from the API URL and prints "View at <link>" as a flow run begins;
+    the private server serves no UI, so that link would be a 404."""
+    from flows import cli
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
+    with cli._prefect_api(_FakeServer()):
+        assert url_for("flow-run", obj_id="abc") is None  # what flow_engine checks before printing it

@@ -52,6 +52,23 @@ def test_stages_of_one_pipeline_run_share_a_parent(tmp_path, monkeypatch):
     assert child.data.metrics == {"x": 1.0}
 
 
+def test_runs_name_what_started_them_as_their_mlflow_source(tmp_path, monkeypatch):
+    """Not the script Python ran: from the Prefect UI that was prefect/engine.py."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr("sys.argv", ["/venv/lib/python3.11/site-packages/prefect/engine.py"])
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "prefect-flow-2")
+    monkeypatch.setenv(lineage.FLOW_RUN_ENV, "flow-2")
+    run = _stage(tmp_path, "similarity")
+    client = MlflowClient()
+    for run_id in (run.run_id, run.parent_id):
+        tags = client.get_run(run_id).data.tags
+        assert tags["mlflow.source.name"] == f"transfer-pipeline (Prefect flow run) in {tmp_path.resolve()}"
+        assert tags["mlflow.source.type"] == "JOB"  # shown whole in the MLflow UI
+    monkeypatch.delenv(lineage.FLOW_RUN_ENV)
+    monkeypatch.setenv(lineage.PIPELINE_KEY_ENV, "dvc-77-123")
+    assert tracking.source_tags(tmp_path)["mlflow.source.name"] == f"dvc repro in {tmp_path.resolve()}"
+
+
 def test_registered_model_gets_a_version_with_tags(tmp_path, monkeypatch):
     from transferlab.models import ModelSpec, build_model
 

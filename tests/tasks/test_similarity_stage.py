@@ -2,6 +2,7 @@
 number the issue lists, the headline metrics and plots appear, and shifting the target moves MMD."""
 
 import json
+import logging
 
 import pytest
 
@@ -34,10 +35,20 @@ def _local_mlflow(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
-def test_stage_writes_report_metrics_and_plots(default_pair):
+def test_stage_writes_report_metrics_and_plots(default_pair, caplog):
+    caplog.set_level(logging.INFO, logger="transferlab")
     summary = similarity.run(_params(), default_pair)
     report = json.loads((default_pair / SIMILARITY).read_text())
     mmd = report["mmd"]
+    # The headline MMD² says where it was measured (`transferlab similarity` measures input space).
+    assert mmd["features"] == report["feature_layer"]
+    assert mmd["feature_space"] == f"the source model's '{report['feature_layer']}' features"
+    # Progress, step by step: the stage took minutes without a word in a pipe or the Prefect UI.
+    lines = [r.getMessage() for r in caplog.records if r.name == "transferlab.progress"]
+    assert lines[0] == f"MMD test on {mmd['feature_space']}: 200 source + 200 target samples, 50 permutations"
+    assert lines[1].startswith("MMD test done in ") and f"p = {mmd['p_value']:.3g}" in lines[1]
+    assert any(line.startswith("layer profile: layer 1/") for line in lines)
+    assert any(line.startswith("transferability of the source model") for line in lines)
     assert mmd["mmd2"] > 0 and 0 < mmd["p_value"] <= 1 and mmd["permutations"] == 50
     assert mmd["ci"][0] <= mmd["mmd2"] <= mmd["ci"][1] and mmd["ci_method"].startswith("asymptotic")
     assert len(mmd["bandwidths"]) == 5 and mmd["n_source"] == mmd["n_target"] == 200

@@ -120,3 +120,29 @@ def test_the_summary_block_heads_both_pages_and_names_the_hold_out(tmp_path):
     assert block.strip() in md and md.count("[MLflow evaluate run]") == 1
     page = render_evaluation_html(ev, SELECTION, links)
     assert all(html.escape(sentence) in page for sentence in summary_sections(ev, SELECTION))
+
+
+def test_one_seed_shows_no_spread_and_several_name_theirs(tmp_path):
+    ev = _evaluation(tmp_path, 0.95)
+    acc = ev["models"]["dann"]["accuracy"]
+    assert "mean ± std over 2 seeds" in render_evaluation_markdown(ev, SELECTION, {})
+    y = np.random.default_rng(0).integers(0, 3, 300)
+    one = summarise_model(y, [_probs(y, 0.9, 1)], ("zero", "one", "two"), role="chosen")
+    single = dict(ev, seeds=[0], models={"dann": one})
+    for page in (render_evaluation_markdown(single, SELECTION, {}), render_evaluation_html(single, SELECTION, {})):
+        assert "±" not in page  # "± 0.0" would claim a spread nobody measured
+        assert f"{100 * one['accuracy']['mean']:.1f}" in page
+    assert f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f}" in render_evaluation_markdown(ev, SELECTION, {})
+
+
+def test_the_candidate_score_column_says_what_the_score_is(tmp_path):
+    ev = _evaluation(tmp_path, 0.95)
+    md = render_evaluation_markdown(ev, SELECTION, {})  # a rule-mode selection.json from before score_meaning
+    assert "| method | rule preference | eligible | why |" in md
+    assert "Rule preference: 1 = chosen" in md and "not a measurement" in md
+    trial = dict(SELECTION, mode="trial", score_meaning="trial score: minus the mean negative log-likelihood "
+                                                          "of the held-out target labels; higher is better")
+    md = render_evaluation_markdown(ev, trial, {})
+    assert "| method | trial score | eligible | why |" in md
+    assert "Trial score: minus the mean negative log-likelihood" in md
+    assert "Trial score: minus the mean" in render_evaluation_html(ev, trial, {})

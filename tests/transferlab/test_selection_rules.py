@@ -135,3 +135,48 @@ def test_freeze_depth_stops_before_largest_jump():
     assert d.k == 1 and d.n_blocks == 4 and "b2" in d.reason
     assert freeze_depth(layers, layer_shift=0.3, layer_jump=0.5, alpha=0.05).k == 3
     assert freeze_depth([{"layer": "logits", "normalised": 0.1}], layer_shift=0.3, layer_jump=0.1, alpha=0.05) is None
+
+
+@pytest.mark.parametrize("m, level, says", [
+    (0.199, "small", "normalised MMD 0.199 is below 0.2"),
+    (0.2, "moderate", "normalised MMD 0.200 is between 0.2 and 0.6"),
+    (0.599, "moderate", "normalised MMD 0.599 is between 0.2 and 0.6"),
+    (0.6, "large", "normalised MMD 0.600 is at or above 0.6"),
+    (0.9, "large", "normalised MMD 0.900 is at or above 0.6"),
+])
+@pytest.mark.parametrize("a", [None, 1.0, 1.6, 1.9])
+def test_the_severity_sentence_agrees_with_the_severity_at_every_threshold(m, level, says, a):
+    """The report read "The shift is large: normalised MMD 0.153 (small below 0.2 ...)": the
+    A-distance had made it large, and the sentence did not say so."""
+    from transferlab.selection.rules import shift_severity
+
+    report = {"mmd": {"normalised": m}, "a_distance": a}
+    got, sentence = shift_severity(report, SelectionConfig())
+    a_large = a is not None and a >= 1.6
+    assert got == ("large" if a_large else level)
+    assert sentence.startswith(f"The shift is {got}: ")
+    assert says in sentence
+    if a is not None:
+        assert f"proxy A-distance {a:.3f} is {'at or above' if a_large else 'below'} 1.6" in sentence
+    if a_large and level != "large":
+        assert f"which alone would make it {level}" in sentence  # the MMD's own grade, said as such
+    else:
+        assert "alone" not in sentence
+
+
+def test_the_severity_sentence_without_an_mmd():
+    from transferlab.selection.rules import shift_severity
+
+    assert shift_severity({"a_distance": 1.7}, SelectionConfig()) == (
+        "large", "The shift is large: the proxy A-distance 1.700 is at or above 1.6 (A-distance: large from 1.6).")
+    level, sentence = shift_severity({"a_distance": 1.0}, SelectionConfig())
+    assert level == "moderate" and "below 1.6 and there is no normalised MMD to grade it" in sentence
+
+
+def test_the_test_sentence_names_the_feature_space_of_the_headline_mmd():
+    named = dict(report(), mmd={**report()["mmd"], "features": "fc", "feature_space": "the source model's 'fc' features"})
+    assert select_by_rules(named, 10, 10, CFG).reasons[0].startswith(
+        "The MMD permutation test on the source model's 'fc' features finds a significant shift (p = 0.001")
+    older = dict(report(), feature_layer="fc")  # a similarity.json from before mmd.feature_space
+    assert "on the source model's 'fc' features" in select_by_rules(older, 10, 10, CFG).reasons[0]
+    assert select_by_rules(report(), 10, 10, CFG).reasons[0].startswith("The MMD permutation test finds")

@@ -1,3 +1,4 @@
+import logging
 import json
 
 import numpy as np
@@ -145,7 +146,8 @@ def test_trials_pick_the_clearly_best_method_with_few_target_labels(source):
     assert [t["scores"] for t in again.trials] == [t["scores"] for t in sel.trials]  # deterministic
 
 
-def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source):
+def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source, caplog):
+    caplog.set_level(logging.INFO, logger="transferlab")
     model, train, val = source
     data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
     cfg = SelectionConfig(mode="trial", candidates=["target-only", "source-only", "dann"], budget_epochs=6,
@@ -158,6 +160,14 @@ def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source
     winner = next(t for t in sel.trials if t["method"] == sel.method and t["round"] == max(x["round"] for x in sel.trials))
     assert set(winner["scores"]) >= {"im", "snd", "dev"}
     assert winner["score"] == winner["scores"]["im"]
+    assert sel.score_meaning.startswith("trial score: the label-free validator IM (information maximisation")
+    # Each trial says how it did as it ends, each round as it starts (the trials ran minutes in silence).
+    lines = [r.getMessage() for r in caplog.records if r.name == "transferlab.progress"]
+    assert lines[0] == f"round 1 of {max(t['round'] for t in sel.trials)}: 3 trials to " \
+                       f"{sel.trials[0]['epochs']:.3g} epochs each"
+    assert any(line.startswith("[trial 1/3] target-only (round 1, ") and "refused" in line for line in lines)
+    assert any(line.startswith("[trial 3/3] dann (round 1, ") and ": IM " in line for line in lines)
+    assert "[trial 3/3] dann: epoch 2/2 (stops at 1.5 epochs), loss " in "\n".join(lines)
     assert json.loads(json.dumps(sel.to_dict()))["method"] == sel.method
 
 
@@ -250,6 +260,9 @@ def test_labelled_trials_rank_by_held_out_nll_and_break_ties_by_accuracy(source)
     assert sel.method == "finetune"  # the lowest NLL, though not the best accuracy
     assert "negative log-likelihood, 3-fold cross-validated" in sel.decided_by
     assert {c["method"]: c["score"] for c in sel.candidates}["dann"] == pytest.approx(-0.6)
+    # The report names that number under the candidates' score column.
+    assert sel.score_meaning.startswith("trial score: minus the mean negative log-likelihood of the "
+                                        "target-labelled samples held out")
     crafted["dann"] = (0.85, 0.4)  # equal NLL: the higher accuracy wins
     assert _select_crafted(source, crafted).method == "dann"
 

@@ -44,12 +44,22 @@ def _pct(x: float | None) -> str:
 
 
 def _mean_std(entry: dict | None, scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± std`` over seeds; the mean alone for one seed, whose "± 0.0" would claim a spread
+    that nobody measured."""
     if not entry:
         return "n/a"
-    mean, std = entry.get("mean"), entry.get("std", 0.0)
+    mean, std = entry.get("mean"), entry.get("std")
     if mean is None:
         return "n/a"
-    return f"{scale * mean:.{digits}f} ± {scale * (std or 0.0):.{digits}f}"
+    if std is None or len(entry.get("per_seed") or [None, None]) < 2:
+        return f"{scale * mean:.{digits}f}"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def _model_header(evaluation: dict) -> list[str]:
+    seeds = len(evaluation.get("seeds") or [])
+    spread = f" (mean ± std over {seeds} seeds)" if seeds > 1 else ""
+    return ["model", "role", f"test accuracy %{spread}", "macro-F1 %", "ECE"]
 
 
 def _road_line(evaluation: dict) -> str | None:
@@ -79,9 +89,6 @@ def _model_rows(evaluation: dict) -> list[list[str]]:
             _mean_std(m.get("ece"), scale=1.0, digits=3),
         ])
     return rows
-
-
-_MODEL_HEADER = ["model", "role", "test accuracy % (mean ± std)", "macro-F1 %", "ECE"]
 
 
 def _gain_lines(evaluation: dict) -> list[str]:
@@ -217,6 +224,19 @@ def _candidate_rows(selection: dict) -> list[list[str]]:
     return rows
 
 
+def score_meaning(selection: dict) -> tuple[str, str]:
+    """(column header, sentence under the table) saying what the candidates' ``score`` is, from
+    selection.json's ``score_meaning`` (one written before it existed: from the mode)."""
+    from transferlab.selection.result import RULE_SCORE
+
+    meaning = selection.get("score_meaning")
+    if not meaning:
+        rules = selection.get("mode", "rule") == "rule" or str(selection.get("decided_by", "")).startswith("rules")
+        meaning = RULE_SCORE if rules else "trial score: the number that ranked the trials; higher is better"
+    column, _, explained = meaning.partition(": ")
+    return column, f"{column[:1].upper()}{column[1:]}: {explained}."
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     def esc(s: str) -> str:
         return s.replace("|", "\\|").replace("\n", " ")
@@ -239,7 +259,7 @@ def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -
         parts = f" ({split['report_n']} reported here, {split['promotion_n']} held out for promotion)" if split else ""
         out += ["", f"Held-out target test split: {test.get('n', '?')} samples{parts}; "
                     f"seeds: {', '.join(map(str, evaluation.get('seeds') or [])) or 'one run'}."]
-    out += ["", "## Models on the target test split", ""] + _md_table(_MODEL_HEADER, _model_rows(evaluation))
+    out += ["", "## Models on the target test split", ""] + _md_table(_model_header(evaluation), _model_rows(evaluation))
     head, warnings, reasons = _selection_lines(selection)
     out += ["", "## Why this method", "", head]
     if warnings:
@@ -248,7 +268,9 @@ def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -
         out += [""] + [f"- {r}" for r in reasons]
     cand = _candidate_rows(selection)
     if cand:
-        out += ["", "### Candidates considered", ""] + _md_table(["method", "score", "eligible", "why"], cand)
+        column, meaning = score_meaning(selection)
+        out += ["", "### Candidates considered", ""] + _md_table(["method", column, "eligible", "why"], cand)
+        out += ["", meaning]
     audit = _audit_lines(evaluation)
     if audit:
         out += ["", "## Oracle audit", ""] + [f"> {line}" for line in audit]
@@ -308,7 +330,7 @@ def render_evaluation_html(
     road = _road_line(evaluation)
     if road:
         parts.append(f"<p>{e(road)}</p>")
-    parts += ["<h2>Models on the target test split</h2>", _html_table(_MODEL_HEADER, _model_rows(evaluation))]
+    parts += ["<h2>Models on the target test split</h2>", _html_table(_model_header(evaluation), _model_rows(evaluation))]
     head, warnings, reasons = _selection_lines(selection)
     parts += ["<h2>Why this method</h2>", f"<p>{e(head)}</p>"]
     parts += [f"<p class='warning'><b>Warning:</b> {e(w)}</p>" for w in warnings]
@@ -316,7 +338,9 @@ def render_evaluation_html(
         parts.append("<ul>" + "".join(f"<li>{e(r)}</li>" for r in reasons) + "</ul>")
     cand = _candidate_rows(selection)
     if cand:
-        parts += ["<h3>Candidates considered</h3>", _html_table(["method", "score", "eligible", "why"], cand)]
+        column, meaning = score_meaning(selection)
+        parts += ["<h3>Candidates considered</h3>", _html_table(["method", column, "eligible", "why"], cand),
+                  f"<p>{e(meaning)}</p>"]
     audit = _audit_lines(evaluation)
     if audit:
         parts += ["<h2>Oracle audit</h2>", "<div class='oracle'>"]

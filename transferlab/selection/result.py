@@ -6,6 +6,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+RULE_SCORE = ("rule preference: 1 = chosen, 0.9, 0.8, ... = the fallbacks in order, 0.1 = eligible but not "
+              "preferred, 0 = not eligible; a ranking by the selection rules, not a measurement")
+
+
 @dataclass
 class Selection:
     """A chosen method with its evidence; ``to_dict()`` is what ``reports/selection.json`` holds.
@@ -13,6 +17,7 @@ class Selection:
     ``candidates``: one ``{"method", "score", "eligible", "why"}`` per method considered. In rule
     mode ``score`` is the rule preference (1 = chosen, lower = less preferred, 0 = not eligible),
     not a measurement; in trial mode it is the trial score that ranked it (higher is better).
+    ``score_meaning`` says which, as "column name: explanation", for the report.
     """
 
     method: str
@@ -25,6 +30,7 @@ class Selection:
     evidence: dict[str, Any] = field(default_factory=dict)
     trials: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] = field(default_factory=dict)
+    score_meaning: str = RULE_SCORE
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

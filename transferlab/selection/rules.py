@@ -65,20 +65,46 @@ def rescaled_transferability(report: dict, n_classes: int) -> tuple[float, str, 
     return None
 
 
+def measured_on(report: dict) -> str | None:
+    """The feature space of the report's headline MMD (the source model's penultimate layer)."""
+    mmd = report.get("mmd") or {}
+    if mmd.get("feature_space"):
+        return mmd["feature_space"]
+    layer = mmd.get("features") or report.get("feature_layer")  # a report from before mmd.feature_space
+    return f"the source model's '{layer}' features" if layer else None
+
+
 def shift_severity(report: dict, config: SelectionConfig) -> tuple[str, str]:
+    """(small | moderate | large, a sentence that says which number decided it).
+
+    Either number at or above its "large" threshold makes the shift large, so the sentence names
+    the one that did, and says so when the other alone would have called it smaller (listing both
+    with their thresholds read as if "MMD 0.153, small below 0.2" had been called large)."""
     m = report_value(report, "mmd", "normalised")
     a = report.get("a_distance")
-    parts = []
-    if m is not None:
-        parts.append(f"normalised MMD {m:.3f} (small below {config.small_shift:g}, large from {config.large_shift:g})")
-    if a is not None:
-        parts.append(f"proxy A-distance {a:.3f} (large from {config.large_a_distance:g})")
     if m is None and a is None:
         return "moderate", "The report gives no normalised MMD or A-distance, so the shift is treated as moderate."
-    large = (m is not None and m >= config.large_shift) or (a is not None and a >= config.large_a_distance)
-    small = not large and m is not None and m < config.small_shift
-    level = "large" if large else "small" if small else "moderate"
-    return level, f"The shift is {level}: {' and '.join(parts)}."
+    mmd_level = None if m is None else "large" if m >= config.large_shift else "small" if m < config.small_shift \
+        else "moderate"
+    a_large = a is not None and a >= config.large_a_distance
+    level = "large" if mmd_level == "large" or a_large else mmd_level or "moderate"
+    mmd_text = None if m is None else (
+        f"normalised MMD {m:.3f} is " + {"large": f"at or above {config.large_shift:g}",
+                                         "small": f"below {config.small_shift:g}",
+                                         "moderate": f"between {config.small_shift:g} and {config.large_shift:g}"}[mmd_level])
+    a_text = None if a is None else (
+        f"proxy A-distance {a:.3f} is {'at or above' if a_large else 'below'} {config.large_a_distance:g}")
+    scales = [f"normalised MMD: small below {config.small_shift:g}, large from {config.large_shift:g}"] * (m is not None)
+    scales += [f"A-distance: large from {config.large_a_distance:g}"] * (a is not None)
+    scale = f" ({'; '.join(scales)})"
+    if a_large and mmd_level not in (None, "large"):
+        return level, (f"The shift is large: the {a_text}, although the {mmd_text}, which alone would make it "
+                       f"{mmd_level}{scale}.")
+    if mmd_level is None:
+        because = a_text if a_large else f"{a_text} and there is no normalised MMD to grade it"
+    else:
+        because = " and the ".join(t for t in (mmd_text, a_text) if t)
+    return level, f"The shift is {level}: the {because}{scale}."
 
 
 def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config: SelectionConfig) -> Selection:
@@ -117,12 +143,11 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
         "freeze_depth": None if depth is None else {"k": depth.k, "n_blocks": depth.n_blocks, "blocks": depth.blocks},
     }
 
+    test = "The MMD permutation test" + (f" on {space}" if (space := measured_on(report)) else "")
     if significant:
-        b.reasons.append(f"The MMD permutation test finds a significant shift (p = {p:.3g} < alpha = {config.alpha:g}).")
+        b.reasons.append(f"{test} finds a significant shift (p = {p:.3g} < alpha = {config.alpha:g}).")
     else:
-        b.reasons.append(
-            f"The MMD permutation test finds no significant shift (p = {p:.3g} >= alpha = {config.alpha:g})."
-        )
+        b.reasons.append(f"{test} finds no significant shift (p = {p:.3g} >= alpha = {config.alpha:g}).")
     b.reasons.append(severity_sentence)
     if transfer is not None:
         b.reasons.append(

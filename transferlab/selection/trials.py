@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from transferlab.data.types import Domain
+from transferlab import progress
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
@@ -85,6 +86,7 @@ class TrialJob:
     config: SelectionConfig
     schedule_epochs: float | None = None  # the length the lr and warm-up schedules are laid out over
     resume: dict[int, RunState] = field(default_factory=dict)  # per fold, where its last round stopped
+    position: str = ""  # "3/8": its place among the round's trials, for the progress lines
 
 
 @dataclass
@@ -143,6 +145,16 @@ def _fit(job: TrialJob, data: AdaptationData, res: TrialResult, fold: int = 0) -
 
 def run_trial(job: TrialJob) -> TrialResult:
     """Train one arm for ``job.epochs`` epochs and score it by ``job.plan`` (never the test split)."""
+    # Labelled inside the trial: under a thread pool it runs in a thread of its own.
+    with progress.labelled(f"trial {job.position or job.trial_id}"):
+        res = _run_trial(job)
+        progress.note("%s (round %d, %.3g epochs): %s in %s", job.arm.label, job.round, job.epochs,
+                      _measured_text(res) if res.status == "ok" else f"{res.status}: {res.error}",
+                      progress.clock_text(res.runtime_s))
+    return res
+
+
+def _run_trial(job: TrialJob) -> TrialResult:
     start = time.perf_counter()
     res = TrialResult(job.trial_id, job.arm.method, dict(job.arm.settings), job.round, job.epochs, 0, "ok")
     data = job.data
@@ -396,9 +408,11 @@ def select_by_trials(
         schedule.append((len(survivors), fidelity))
         jobs = [
             TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, fidelity, source_model, data,
-                     settings, round_plan(r), config, schedule_epochs=horizon, resume=states.get(i, {}))
-            for i in survivors
+                     settings, round_plan(r), config, schedule_epochs=horizon, resume=states.get(i, {}),
+                     position=f"{k}/{len(survivors)}")
+            for k, i in enumerate(survivors, start=1)
         ]
+        progress.note("round %d of %d: %d trials to %.3g epochs each", r + 1, rounds, len(jobs), fidelity)
         results = list(map_fn(run_trial, jobs))
         if len(results) != len(jobs):
             raise ConfigError(f"map_fn returned {len(results)} results for {len(jobs)} trials")
@@ -476,6 +490,7 @@ def select_by_trials(
                   "labels_per_class": labels_per_class, "schedule": schedule},
         trials=[t.to_dict() for t in all_results],
         cost=cost,
+        score_meaning=trial_score_meaning(plan, config, data.has_source_data),
     )
 
 
@@ -505,6 +520,26 @@ def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: l
     return [winner, *[j for j in order if j != winner]], why
 
 
+_VALIDATOR_SCORES = {
+    "im": "IM (information maximisation: confident and diverse target predictions)",
+    "snd": "SND (soft neighbourhood density of the target predictions)",
+    "dev": "minus the DEV risk (importance-weighted source validation loss)",
+}
+
+
+def trial_score_meaning(plan: ScoringPlan, config: SelectionConfig, source_data: bool) -> str:
+    """What a trial-mode candidate's ``score`` is, for the report: the number :func:`_rank_round` set."""
+    if plan.uses_labels:
+        number = ("minus the mean negative log-likelihood" if config.labelled_score == "nll"
+                  else "the accuracy")
+        what = f"{number} of the target-labelled samples held out from its training ({plan.description})"
+    else:
+        validator = ranking_validator(config, source_data)
+        what = ("the mean rank of IM, SND and DEV among the round's trials, 0 = worst to 1 = best"
+                if validator == "mean-rank" else f"the label-free validator {_VALIDATOR_SCORES[validator]}")
+    return f"trial score: {what}, in the last round the candidate reached; higher is better"
+
+
 def _sortable(score: float | None) -> float:
     return -math.inf if score is None or not math.isfinite(score) else score
 
@@ -520,13 +555,19 @@ def _tie_break(res: TrialResult, config: SelectionConfig) -> float:
     return -_sortable(_labelled_numbers(res.scores, config)[1])
 
 
+def _measured_text(res: TrialResult) -> str:
+    """What the trial measured; its ranking ``score`` comes later, from the whole round."""
+    if "accuracy" in res.scores:
+        return f"accuracy {100 * res.scores['accuracy']:.1f}%, NLL {res.scores['nll']:.3f}"
+    return ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in ("im", "snd", "dev") if k in res.scores)
+
+
 def _score_text(res: TrialResult) -> str:
     if res.status != "ok":
         return res.status
     if "accuracy" in res.scores:
-        return f"accuracy {100 * res.scores['accuracy']:.1f}%, NLL {res.scores['nll']:.3f}"
-    parts = ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in ("im", "snd", "dev") if k in res.scores)
-    return f"score {res.score:.3f}; {parts}"
+        return _measured_text(res)
+    return f"score {res.score:.3f}; {_measured_text(res)}"
 
 
 def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: SelectionConfig) -> None:

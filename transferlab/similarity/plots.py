@@ -27,14 +27,15 @@ def plot_layer_profile(layers: list[dict], path: Path, alpha: float = 0.05) -> s
     return _save(fig, path)
 
 
-def plot_null_distribution(null: np.ndarray, observed: float, p_value: float, path: Path) -> str:
+def plot_null_distribution(null: np.ndarray, observed: float, p_value: float, path: Path,
+                           space: str | None = None) -> str:
     fig = Figure(figsize=(6, 3.4))
     ax = fig.subplots()
     ax.hist(null, bins=30, color="tab:blue", alpha=0.7, label="permutation null")
     ax.axvline(observed, color="tab:red", lw=2, label=f"observed MMD² (p = {p_value:.3g})")
     ax.set_xlabel("MMD²")
     ax.legend()
-    ax.set_title("Permutation test")
+    ax.set_title("Permutation test" + (f" on {space}" if space else ""))
     return _save(fig, path)
 
 

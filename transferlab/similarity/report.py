@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from transferlab.data import DOMAIN_ADAPTATION, Domain, label_spaces, stratified_subsample
 from transferlab.data.loading import batches_in_order
+from transferlab.progress import Progress, note
 from transferlab.similarity.block_scores import block_transferability, suggested_depth
 from transferlab.similarity.distances import coral_distance, proxy_a_distance
 from transferlab.similarity.mmd import mmd2_statistic, mmd_test
@@ -55,6 +56,11 @@ def _penultimate(names: list[str]) -> str:
     return names[-2]
 
 
+def feature_space(layer: str) -> str:
+    """Where the headline MMD² is measured, in words for every place that shows the number."""
+    return f"the source model's '{layer}' features"
+
+
 def similarity_report(model, source: Domain | None, target: Domain, target_labelled: Domain | None, *,
                       config: SimilarityConfig, plots_dir: Path | None = None) -> dict:
     """How far apart the domains are, as seen by ``model``; see the package doc for each number.
@@ -82,6 +88,8 @@ def similarity_report(model, source: Domain | None, target: Domain, target_label
 def _transferability(model, labelled: Domain | None, config: SimilarityConfig) -> dict:
     if labelled is None or len(labelled) == 0 or len(np.unique(labelled.y)) < 2:
         return {"transferability": None, "block_transferability": None, "depth": None}
+    note("transferability of the source model (LEEP, NCE, H-score, LogME, per block) on %d labelled target "
+         "samples", len(labelled))
     fl = block_features(model, labelled.x, flatten=False)
     feature = _penultimate(list(fl))
     f = fl[feature].reshape(len(labelled), -1)
@@ -117,20 +125,27 @@ def _shift_report(model, source: Domain, tgt: Domain, ft: dict, target_labelled:
     fs = block_features(model, src.x)
     names = list(fs)
     feature = _penultimate(names)
+    # The permutations are computed together, in one pass over the kernel matrix: a line before and
+    # after each test is the progress there is to report.
+    note("MMD test on %s: %d source + %d target samples, %d permutations", feature_space(feature),
+         len(fs[feature]), len(ft[feature]), config.permutations)
     head = mmd_test(fs[feature], ft[feature], n_permutations=config.permutations, estimator=config.estimator,
                     seed=config.seed, n_bootstrap=config.bootstrap, dtype=config.dtype)
+    note("MMD test done in %.1f s: MMD² %.4g, p = %.3g", head.seconds, head.mmd2, head.p_value)
 
     n_layer = min(config.layer_max_samples, len(src), len(tgt))
     rng = np.random.default_rng(config.seed)
     ls, lt = rng.permutation(len(src))[:n_layer], rng.permutation(len(tgt))[:n_layer]
     layers = []
-    for name in names:
+    profile = Progress("layer profile", len(names))
+    for k, name in enumerate(names, start=1):
         if name == "logits" and spaces.road != DOMAIN_ADAPTATION:
             continue  # the source head's outputs are not the target's classes: nothing to align there
         r = head if name == feature and n_layer == len(src) == len(tgt) else mmd_test(
             fs[name][ls], ft[name][lt], n_permutations=config.layer_permutations, seed=config.seed, dtype=config.dtype)
         layers.append({"layer": name, "mmd2": r.mmd2, "p_value": r.p_value, "normalised": r.normalised,
                        "dim": int(fs[name].shape[1])})
+        profile.update(k, f"layer {k}/{len(names)} '{name}'", f"MMD² {r.mmd2:.4g}, p = {r.p_value:.3g}")
 
     logits_t = ft["logits"]
     if target_labelled is not None and len(target_labelled) > 0:
@@ -144,7 +159,9 @@ def _shift_report(model, source: Domain, tgt: Domain, ft: dict, target_labelled:
                 "ci_method": head.ci_method, "dtype": head.dtype, "seconds": head.seconds,
                 "bandwidths": head.bandwidths, "n_source": head.n_x, "n_target": head.n_y,
                 "permutations": head.n_permutations, "normalised": head.normalised,
-                "significant": head.p_value < config.alpha, "alpha": config.alpha},
+                "significant": head.p_value < config.alpha, "alpha": config.alpha,
+                # Which space these numbers are in: `transferlab similarity` measures input space.
+                "features": feature, "feature_space": feature_space(feature)},
         "layers": layers,
         "class_conditional": _class_conditional(fs[feature], src, cls_t_feat, cls_t_y, tuple(tgt.classes),
                                                 labels_from, config),
@@ -153,12 +170,14 @@ def _shift_report(model, source: Domain, tgt: Domain, ft: dict, target_labelled:
         "plots": [],
     }
     if plots_dir is not None:
+        note("plots: layer profile, permutation null, t-SNE of the features")
         plots_dir = Path(plots_dir)
         # On a new task the target's predicted "classes" are source classes: colour by domain only.
         colour = logits_t.argmax(1) if spaces.road == DOMAIN_ADAPTATION else np.zeros(len(tgt), dtype=np.int64)
         report["plots"] = [
             plot_layer_profile(layers, plots_dir / "layer_profile.png", config.alpha),
-            plot_null_distribution(head.null, head.mmd2, head.p_value, plots_dir / "null_distribution.png"),
+            plot_null_distribution(head.null, head.mmd2, head.p_value, plots_dir / "null_distribution.png",
+                                   feature_space(feature)),
             plot_embedding(fs[feature], ft[feature], src.y, colour, plots_dir / "embedding.png", seed=config.seed),
         ]
     return report

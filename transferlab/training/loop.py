@@ -4,7 +4,8 @@ A method supplies *what* to optimise: the parameter groups (with learning-rate m
 a ``step`` function that turns the step's mini-batches into a loss, and a :class:`Scorer`
 that judges a checkpoint. The loop owns the rest: seeding, the optimiser (Adam with decoupled
 learning rates per group), device placement, epochs, early stopping with ``patience``, keeping
-the best checkpoint's weights, the progress bar (only when stderr is a terminal) and the
+the best checkpoint's weights, progress (a bar on a terminal; lines through the
+``transferlab.progress`` logger, see :mod:`transferlab.progress`, for logs and the Prefect UI) and the
 ``log(step, metrics)`` callback (called once per epoch with the epoch as step). Inside a
 :func:`~transferlab.training.continuation.continuing` block a run starts from, and saves into,
 a continuation, so a trial can be trained further later.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from transferlab.progress import Progress, on_terminal
 from transferlab.training.batches import BatchStream
 from transferlab.training.continuation import RunState, current_continuation
 from transferlab.training.device import resolve_device
@@ -133,7 +134,9 @@ def run_training(
         step, history = 0, []
         best_score, best_epoch, best_state = float("-inf"), 0, None
         since_best, stopped = 0, False
-    bar = tqdm(total=stop, initial=step, desc=description, disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=stop, initial=step, desc=description, disable=not on_terminal(), leave=False)
+    # Always reported, rate-limited: the bar is for the terminal only, the lines for the logs.
+    lines = Progress(description, stop, initial=step)
     try:
         # One record per epoch; a run limited to a fraction of an epoch, or continued from one,
         # records the part of the epoch it trained (``epoch_fraction``).
@@ -169,6 +172,7 @@ def run_training(
                       "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": chunk / steps_per_epoch}
             history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
+            _report_epoch(lines, record, step, stop, steps_per_epoch, scorer.name)
             if log is not None:
                 log(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
             if scorer.keep == "last" or score > best_score:
@@ -177,6 +181,10 @@ def run_training(
             else:
                 since_best += 1
                 stopped = since_best >= settings.patience
+                if stopped:
+                    lines.update(step, f"stopped early after epoch {epoch}",
+                                 f"no better checkpoint score for {since_best} epochs (best at epoch {best_epoch})",
+                                 force=True)
     finally:
         bar.close()
     if continuation is not None:
@@ -193,6 +201,15 @@ def run_training(
         m.to("cpu")
     return AdaptResult(model=model, history=history, checkpoint_criterion=scorer.name,
                        best_epoch=best_epoch, best_score=best_score)
+
+
+def _report_epoch(lines: Progress, record: dict, step: int, stop: int, steps_per_epoch: int,
+                  criterion: str) -> None:
+    epochs = stop / steps_per_epoch
+    # A run limited to a fraction of an epoch (a selection trial) ends inside its last epoch.
+    total = f"{epochs:g}" if epochs == int(epochs) else f"{math.ceil(epochs)} (stops at {epochs:.3g} epochs)"
+    lines.update(step, f"epoch {record['epoch']}/{total}",
+                 f"loss {record['loss']:.4f}, checkpoint score {record['checkpoint_score']:.4f} ({criterion})")
 
 
 def _on_cpu(obj):
