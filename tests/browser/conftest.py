@@ -5,7 +5,6 @@ of it), a fresh headless Chromium per test, and a screenshot of the page when a 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import time

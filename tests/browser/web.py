@@ -66,10 +66,10 @@ def visible(driver, xpath: str, timeout: float = WAIT_S):
 
 
 def by_text(text: str, tag: str = "*") -> str:
-    """XPath of the innermost ``tag`` whose whole visible text is ``text`` (React and Vue split text
-    into nodes and pad it with spaces, so exact text() matches are brittle)."""
-    return (f"//{tag}[normalize-space(translate(., '\u00a0', ' '))={xpath_literal(text)}"
-            f" and not(.//*[normalize-space(translate(., '\u00a0', ' '))={xpath_literal(text)}])]")
+    """XPath of a ``tag`` whose whole visible text is ``text`` (React and Vue split text into nodes and
+    pad it with spaces, so exact text() matches are brittle); with no tag, the innermost such element."""
+    same = f"normalize-space(translate(., '\u00a0', ' '))={xpath_literal(text)}"
+    return f"//{tag}[{same}]" if tag != "*" else f"//*[{same} and not(.//*[{same}])]"
 
 
 def xpath_literal(text: str) -> str:
