@@ -147,8 +147,9 @@ class Server:
         raise AssertionError(f"{self.name} did not log {text!r} within {timeout} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        """SIGTERM to the group, then SIGKILL to whatever of it is left (a worker outliving its parent)."""
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        """Ctrl-C to the group (`transferlab serve` ignores SIGTERM), then SIGTERM, then SIGKILL to
+        whatever of it is left (a worker outliving its parent)."""
+        for sig, grace in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
