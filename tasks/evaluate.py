@@ -275,13 +275,9 @@ def _record_decision(client, run_, evaluation: dict, registered_accuracy: float)
             client.set_model_version_tag(registered, str(version), key, value)
         if evaluation["champion_moved"]:
             client.set_registered_model_alias(registered, CHAMPION, str(version))
-    run_.log_metrics({"adapted_accuracy": evaluation["adapted_accuracy"],
-                      "source_only_accuracy": evaluation["source_only_accuracy"],
-                      "baseline_accuracy": evaluation["baseline_accuracy"],
-                      "transfer_gain": evaluation["transfer_gain"],
-                      "transfer_gain_ci_low": evaluation["transfer_gain_ci"][0],
-                      "transfer_gain_ci_high": evaluation["transfer_gain_ci"][1],
-                      "promotion_accuracy": promotion["accuracy"],
+    # MLflow's metrics are DVC's headline numbers (one derivation), plus the per-model detail.
+    headline_numbers = {k: float(v) for k, v in headline.headline_metrics(evaluation).items()}
+    run_.log_metrics({**headline_numbers, "promotion_accuracy": promotion["accuracy"],
                       **{f"accuracy.{n}": m["accuracy_mean"] for n, m in accuracy.items()},
                       **({"audit.regret": evaluation["selection_regret"]} if "audit" in evaluation else {})})
     run_.set_tags({**tags, "negative_transfer": evaluation["negative_transfer"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.web import MISSING, SHOTS, chromium
-from tests.e2e.project import BIN, env, make_project
+from tests.e2e.project import BIN, TINY, env, make_project
 
 
 @dataclass
@@ -33,7 +33,11 @@ def pipeline(tmp_path_factory) -> Pipeline:
     if MISSING:  # a skipped test must not pay for a pipeline run first
         pytest.skip(f"{' and '.join(MISSING)} not found")
     root = tmp_path_factory.mktemp("browser")
-    project = make_project(root / "proj")
+    # The registry test needs a version that earns `champion`: a significant gain on the promotion
+    # hold-out, which the e2e project's 120 test samples (36 held out) are too few to show.
+    params = {**TINY, "data": {**TINY["data"], "target": {"name": "uci-digits", "max_samples": 1200}},
+              "evaluate": {**TINY["evaluate"], "promotion_share": 0.5}}
+    project = make_project(root / "proj", params)
     home = root / "prefect-home"
     run_env = {**env(), "PREFECT_HOME": str(home)}
     run_env.pop("PREFECT_API_URL", None)

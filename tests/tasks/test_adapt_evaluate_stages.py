@@ -14,17 +14,17 @@ from tasks import adapt, evaluate, select
 from tasks.adapt import seed_dir
 from tasks.data_files import target_test
 from tasks.evaluate import champion_decision
-from tasks.io import write_json, write_manifest
-from tasks.paths import (ADAPTED_MODEL, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, SELECTION,
-                         SIMILARITY, SOURCE_MODEL)
+from tasks.io import write_json
+from tasks.paths import ADAPTED_MODEL, EVALUATION, PREPARED_TEST, SELECTION, SIMILARITY
 from transferlab.config import parse_params
 from transferlab.data import save_domain
 from transferlab.evaluation.promotion import promotion_split
-from transferlab.models import save_model
-from transferlab.training import TrainSettings, train_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blob_project import write_blob_project  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
-from synthetic_domains import blob_data, blob_test, blobs, mlp  # noqa: E402
+from synthetic_domains import blobs  # noqa: E402
 
 CANDIDATES = [{"method": m, "score": s, "eligible": True, "why": "test"}
               for m, s in (("finetune", 1.0), ("source-only", 0.1), ("target-only", 0.1), ("linear-probe", 0.5))]
@@ -33,18 +33,7 @@ CANDIDATES = [{"method": m, "score": s, "eligible": True, "why": "test"}
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    data = blob_data(offset=3.0, labels_per_class=10, unlabelled=90)
-    source = train_classifier(mlp(seed=0), data.source_train, data.source_val,
-                              TrainSettings(epochs=4, batch_size=32, seed=0)).model
-    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
-                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled}),
-                          (PREPARED_TEST, {"test": blob_test(offset=3.0)})):
-        (tmp_path / folder).mkdir(parents=True)
-        for split, domain in parts.items():
-            save_domain(domain, tmp_path / folder / f"{split}.npz")
-        write_manifest(tmp_path / folder, "t", [], domain="blobs", classes=list(data.source_train.classes),
-                       labels_per_class=10)
-    save_model(source, tmp_path / SOURCE_MODEL)
+    write_blob_project(tmp_path, source_epochs=4)
     write_json(tmp_path / SIMILARITY, {"mmd": {"mmd2": 0.4, "p_value": 0.001, "normalised": 0.5}, "layers": [],
                                        "a_distance": 1.9, "transferability": None})
     write_json(tmp_path / SELECTION, {"method": "finetune", "candidates": CANDIDATES, "reasons": ["test"],

@@ -10,16 +10,12 @@ import pytest
 
 from tasks import adapt, evaluate
 from tasks.headline import headline_metrics
-from tasks.io import write_json, write_manifest
-from tasks.paths import (EVALUATION, METRICS, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, SELECTION,
-                         SOURCE_MODEL)
+from tasks.io import write_json
+from tasks.paths import EVALUATION, METRICS, SELECTION
 from transferlab.config import parse_params
-from transferlab.data import save_domain
-from transferlab.models import save_model
-from transferlab.training import TrainSettings, train_classifier
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
-from synthetic_domains import blob_data, blob_test, mlp  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blob_project import write_blob_project  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DVC = Path(sys.executable).parent / "dvc"
@@ -34,18 +30,7 @@ def evaluated(tmp_path_factory):
 
 
 def _evaluate(tmp_path: Path) -> Path:
-    data = blob_data(offset=3.0, labels_per_class=10, unlabelled=90)
-    source = train_classifier(mlp(seed=0), data.source_train, data.source_val,
-                              TrainSettings(epochs=3, batch_size=32, seed=0)).model
-    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
-                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled}),
-                          (PREPARED_TEST, {"test": blob_test(offset=3.0)})):
-        (tmp_path / folder).mkdir(parents=True)
-        for split, domain in parts.items():
-            save_domain(domain, tmp_path / folder / f"{split}.npz")
-        write_manifest(tmp_path / folder, "t", [], domain="blobs", classes=list(data.source_train.classes),
-                       labels_per_class=10)
-    save_model(source, tmp_path / SOURCE_MODEL)
+    write_blob_project(tmp_path, source_epochs=3)
     write_json(tmp_path / SELECTION, {"method": "finetune", "reasons": ["test"], "method_params": {},
                                       "candidates": [{"method": "finetune", "score": 1.0, "eligible": True,
                                                       "why": "test"}]})
