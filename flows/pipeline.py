@@ -249,16 +249,15 @@ def _prefect_recovery(root: Path, flow_run_id: str | None) -> list[str]:
         return [f"could not check for flow runs of dead processes ({type(exc).__name__})"]
 
 
-def _summary_markdown(project_dir: Path) -> str:
-    """The evaluation page's summary block, word for word (verdict, gain with CI over the named
-    baseline, the method and why, the champion decision and its reason, the MLflow run links)."""
-    from transferlab.evaluation.report import render_summary_markdown
+def _summary_markdown(project_dir: Path, evaluation: dict | None = None) -> str:
+    """The evaluation page's title and summary block, word for word (verdict, gain with CI over the
+    named baseline, the method and why, the champion decision and its reason, the MLflow run links)."""
+    from transferlab.evaluation.report import render_summary_page
 
-    evaluation = json.loads((project_dir / EVALUATION).read_text())
+    if evaluation is None:
+        evaluation = json.loads((project_dir / EVALUATION).read_text())
     selection = json.loads((project_dir / SELECTION).read_text()) if (project_dir / SELECTION).exists() else {}
-    target = evaluation.get("target")
-    return (f"# Transfer evaluation{f' on {target}' if target else ''}\n\n"
-            + render_summary_markdown(evaluation, selection, evaluation.get("links") or {}))
+    return render_summary_page(evaluation, selection, evaluation.get("links") or {})
 
 
 @flow(name="transfer-pipeline", log_prints=True)
@@ -299,7 +298,7 @@ def _pipeline(root: Path, overrides: dict[str, Any] | None) -> dict:
             hooks = {"map_fn": prefect_map(params.select.workers)} if name == "select" else None
             outcome[name] = stage_outcome(name, str(root), hooks)
     evaluation = json.loads((root / EVALUATION).read_text())
-    create_markdown_artifact(markdown=_summary_markdown(root), key="transfer-result",
+    create_markdown_artifact(markdown=_summary_markdown(root, evaluation), key="transfer-result",
                              description="the evaluation page's summary: verdict, gain over the named baseline, "
                                          "method, champion decision and links")
     if evaluation.get("negative_transfer"):

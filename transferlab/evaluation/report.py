@@ -246,10 +246,15 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -> str:
+def render_summary_page(evaluation: dict, selection: dict, links: dict) -> str:
+    """The page's title and summary block: the top of evaluation.md and the whole Prefect artifact."""
     target = evaluation.get("target")
-    out = [f"# Transfer evaluation{f' on {target}' if target else ''}", "",
-           render_summary_markdown(evaluation, selection, links).rstrip()]
+    return (f"# Transfer evaluation{f' on {target}' if target else ''}\n\n"
+            + render_summary_markdown(evaluation, selection, links))
+
+
+def render_evaluation_markdown(evaluation: dict, selection: dict, links: dict) -> str:
+    out = [render_summary_page(evaluation, selection, links).rstrip()]
     road = _road_line(evaluation)
     if road:
         out += ["", road]
