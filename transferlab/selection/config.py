@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from transferlab.selection.transitive import TransitiveConfig
+
 Scalar = float | int | str | bool
 
 
@@ -86,6 +88,9 @@ class SelectionConfig(BaseModel):
         20, ge=2, description="with at least this many labels per class a single held-out fold replaces CV"
     )
     validator_max_samples: int = Field(1000, ge=10, description="samples per set used by the label-free validators")
+    transitive: TransitiveConfig = Field(default_factory=TransitiveConfig,
+                                         description="whether to adapt through intermediate domains "
+                                                     "(transferlab/selection/transitive.py)")
     seed: int = 0
 
     @model_validator(mode="after")
