@@ -1,4 +1,7 @@
-"""adapt: run the selected method from the source model; train the baselines the evaluation needs."""
+"""adapt: run the selected method from the source model; train the baselines the evaluation needs.
+
+When select chose a chain of intermediate domains (selection.json ``transitive``), the adapted
+model is the last of its hops (tasks/transitive.py records and registers each hop)."""
 
 from __future__ import annotations
 
@@ -13,10 +16,12 @@ from tasks import timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import adaptation_data
 from tasks.io import atomic_dir, read_json, write_manifest
-from tasks.paths import ADAPTED_MODEL, BASELINE_MODELS, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SOURCE_MODEL
+from tasks.transitive import run_chain
+from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET,
+                         SELECTION, SOURCE_MODEL)
 
 NAME = "adapt"
-DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET, SELECTION]
+DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_INTERMEDIATE, SELECTION]
 
 
 def method_config(method_cls, raw: dict):
@@ -60,6 +65,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         data = adaptation_data(root)
     seeds = adapt_seeds(params)
     baselines = [name for name in trained_baselines(data) if name != method_cls.name]
+    chain = selection.get("transitive") if (selection.get("transitive") or {}).get("use") else None
+    chain_tags: dict = {}
 
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
@@ -69,14 +76,20 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             settings = train_settings(params, params.adapt.train, seed=seed)
             prefix = "" if seed == seeds[0] else f"seed-{seed}."
             with timing.work():
-                results.append(fit_method(method_cls.name, raw, source_model, data, settings,
-                                          log=epoch_logger(run_, prefix)))
+                if chain is not None:
+                    hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method,
+                                           run_=run_ if seed == seeds[0] else None)
+                    results.append(hops[-1].result)
+                    chain_tags = chain_tags or tags
+                else:
+                    results.append(fit_method(method_cls.name, raw, source_model, data, settings,
+                                              log=epoch_logger(run_, prefix)))
             for name in baselines:
                 with timing.work():
                     trained[name].append(fit_method(name, params.adapt.methods.get(name, {}), source_model, data,
                                                     settings, log=epoch_logger(run_, f"{prefix}{name}.")))
         result = results[0]
-        run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion})
+        run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion, **chain_tags})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})
         version = None
         if params.mlflow.register_models:
@@ -84,10 +97,12 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                 result.model, tracking.model_name(params.mlflow.model_prefix, "adapted"), input_example(data.source_train, data.target_unlabelled, data.target_labelled),
                 {"role": "adapted", "method": method_cls.name, "run_id": run_.run_id, "seed": seeds[0],
                  "checkpoint_criterion": result.checkpoint_criterion, "road": data.road,
-                 "classes": json.dumps(list(data.target_classes))})
+                 "classes": json.dumps(list(data.target_classes)), **chain_tags})
         details = {"method": method_cls.name, "road": data.road, "config": config.model_dump(), "best_epoch": result.best_epoch,
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
+        if chain is not None:
+            details["transitive"] = {"chain": chain["chain"], "hop_method": chain["hop_method"], **chain_tags}
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
             _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
             write_manifest(tmp, "adapted-model", DEPS, root=root, **details)

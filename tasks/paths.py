@@ -12,6 +12,8 @@ PREPARED_TARGET = Path("data/prepared/target")
 # The target test split lives in its own folder so that DVC's deps show exactly which stages read
 # it (validate, for integrity only, and evaluate) and so that tests can lock it away from the rest.
 PREPARED_TEST = Path("data/prepared/target_test")
+# Candidate intermediate domains (data.intermediate): unlabelled pools, written without their labels.
+PREPARED_INTERMEDIATE = Path("data/prepared/intermediate")
 VALIDATION = Path("reports/validation.json")
 SOURCE_MODEL = Path("models/source")
 # Where a user's own model files live so that DVC tracks them (a dependency of prepare and pretrain).

@@ -23,7 +23,7 @@ from transferlab.config import PipelineParams
 from transferlab.data import (DOMAIN_ADAPTATION, Domain, DomainRecipe, build_domain, label_spaces, reorder_classes,
                               row_hashes, source_split_ids, target_split_ids)
 from transferlab.errors import DataError
-from tasks import datasets, timing, tracking
+from tasks import datasets, intermediate, timing, tracking
 from tasks.data_files import write_split
 from tasks.io import atomic_dir, write_manifest
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
@@ -37,13 +37,14 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     datasets.register_tracked(root)
     with timing.work():
         counts, source, target, road = _prepare(params, root)
-    for where, spec in (("data.source", d.source), ("data.target", d.target)):  # after: an error stays one line
+    inter = [(f"data.intermediate.{i}", spec) for i, spec in enumerate(d.intermediate)]
+    for where, spec in (("data.source", d.source), ("data.target", d.target), *inter):  # after: an error stays one line
         if warning := datasets.untracked_path_warning(root, where, spec):
             print(warning, file=sys.stderr)
-    inputs = {role: datasets.domain_input(root, spec) for role, spec in (("source", d.source), ("target", d.target))
-              if spec is not None}
+    roles = [("source", d.source), ("target", d.target), *(("intermediate", s) for s in d.intermediate)]
+    inputs = [(role, datasets.domain_input(root, spec)) for role, spec in roles if spec is not None]
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
-        for role, data in inputs.items():
+        for role, data in inputs:
             run_.log_dataset(data, context=role)
         run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
         run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
@@ -100,6 +101,8 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
         write_split(tmp, "test", test, target.y[test], target_hashes[test])
         write_manifest(tmp, "target-test", [], domain=target.name, counts={"test": len(test)}, **target_meta)
     counts.update(target_labelled=len(labelled), target_unlabelled=len(unlabelled), target_test=len(test))
+    pools = intermediate.write_pools(params, root, target.x.shape[1:], spaces.target)
+    counts.update({f"intermediate_{i}": n for i, n in enumerate(pools.values())})
     return counts, source.name if source else None, target.name, spaces.road
 
 

@@ -14,8 +14,11 @@ from typing import Callable
 from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
+from transferlab.data import DOMAIN_ADAPTATION
 from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
+from transferlab.selection.transitive import ChainDecision, choose_chain
+from transferlab.transitive import SelfTrainingConfig
 from tasks import timing, tracking
 from tasks.common import train_settings
 from tasks.data_files import adaptation_data
@@ -61,6 +64,42 @@ def _trial_logger(run_) -> Callable[[dict], None]:
     return log
 
 
+def transitive_choice(report: dict, method: str, config: SelectionConfig) -> dict:
+    """Direct or in hops, through which intermediates, and why (transferlab/selection/transitive.py);
+    the hops adapt with ``select.transitive.hop_method``, or the method chosen above."""
+    chain = report["transitive"]
+    hop = config.transitive.hop_method or method
+    names = list(chain.get("intermediates") or [])
+    if chain.get("skipped"):
+        decision = ChainDecision(False, [], f"adapt directly: {chain['skipped']}")
+    elif report.get("road") != DOMAIN_ADAPTATION:
+        decision = ChainDecision(False, [], "adapt directly: the target is a new task (other classes), and hops "
+                                            "through unlabelled pools need the source's classes")
+    elif hop != "self-training" and not _label_free(hop):
+        decision = ChainDecision(False, [], f"adapt directly: the chosen method '{hop}' does not adapt to unlabelled "
+                                            "data, so it cannot make a hop into an unlabelled pool (set "
+                                            "select.transitive.hop_method to 'self-training' or a label-free method)")
+    else:
+        decision = choose_chain(chain["mmd"], names, p_value=(report.get("mmd") or {}).get("p_value"),
+                                alpha=config.alpha, config=config.transitive)
+    return {**decision.to_dict(), "hop_method": hop, "candidates": names, "distance": "MMD (one kernel), "
+            f"{chain.get('feature_layer', '?')} features of the source model"}
+
+
+def hop_params(params: PipelineParams, hop: str, payload: dict) -> dict:
+    """The hops' hyperparameters, written beside the choice as method_params is (adapt reads them there)."""
+    if hop == "self-training":
+        return SelfTrainingConfig.model_validate(params.adapt.self_training.model_dump()).model_dump()
+    return payload["method_params"] if hop == payload["method"] else dict(params.adapt.methods.get(hop, {}))
+
+
+def _label_free(name: str) -> bool:
+    from transferlab.methods import get_method
+
+    cls = get_method(name)
+    return cls.uses_unlabelled_target and not cls.needs_target_labels
+
+
 def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None) -> dict:
     report = read_json(root / SIMILARITY, "the similarity report")
     manifest = read_json(root / PREPARED_TARGET / MANIFEST, "the target manifest")
@@ -80,6 +119,11 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
                 selection = select_by_rules(report, k, n_classes, config)
         payload = selection.to_dict()
         payload["method_params"] = {**params.adapt.methods.get(selection.method, {}), **(payload.get("settings") or {})}
+        if "transitive" in report:
+            payload["transitive"] = transitive_choice(report, selection.method, config)
+            payload["transitive"]["hop_params"] = hop_params(params, payload["transitive"]["hop_method"], payload)
+            run_.set_tags({"transitive": payload["transitive"]["use"],
+                           "transitive.chain": " > ".join(payload["transitive"]["chain"]) or "direct"})
         write_json(root / SELECTION, payload)
         run_.set_tags({"selected_method": selection.method, "selection_mode": config.mode,
                        "decided_by": payload.get("decided_by", "rules")})
@@ -87,4 +131,7 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             run_.log_metrics({f"cost.{key}": v for key, v in payload["cost"].items()})
         run_.log_artifact(root / SELECTION)
         run_.tag_parent({"selected_method": selection.method})
-    return {"method": selection.method, "reasons": payload.get("reasons", [])}
+    summary = {"method": selection.method, "reasons": payload.get("reasons", [])}
+    if "transitive" in payload:
+        summary["transitive"] = payload["transitive"]["reason"]
+    return summary

@@ -9,14 +9,15 @@ from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.models import load_model
 from transferlab.similarity import SimilarityConfig, similarity_report
-from tasks import timing, tracking
+from transferlab.similarity.chain import chain_report
+from tasks import intermediate, timing, tracking
 from tasks.data_files import source_splits, target_splits
 from tasks.io import atomic_dir, write_json
-from tasks.paths import (PREPARED_SOURCE, PREPARED_TARGET, SIMILARITY, SIMILARITY_METRICS, SIMILARITY_PLOTS,
-                         SOURCE_MODEL)
+from tasks.paths import (PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET, SIMILARITY, SIMILARITY_METRICS,
+                         SIMILARITY_PLOTS, SOURCE_MODEL)
 
 NAME = "similarity"
-DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET]
+DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_INTERMEDIATE]
 
 
 def target_pool(labelled: Domain | None, unlabelled: Domain | None) -> Domain:
@@ -45,6 +46,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             with timing.work():
                 report = similarity_report(model, train, target, labelled, config=similarity_config(params),
                                            plots_dir=plots if params.similarity.plots else None)
+                if (chain := _chain(params, root, model, train, target)) is not None:
+                    report["transitive"] = chain
             write_json(root / SIMILARITY, report)
         headline = headline_metrics(report)
         run_.log_metrics(headline)
@@ -55,6 +58,17 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     mmd = report.get("mmd") or {}
     return {"road": report["road"], "mmd2": mmd.get("mmd2"), "p_value": mmd.get("p_value"),
             "depth": (report.get("depth") or {}).get("reason")}
+
+
+def _chain(params: PipelineParams, root: Path, model, source: Domain | None, target: Domain) -> dict | None:
+    """Distances source → each intermediate → target (select decides on them), or why there are none."""
+    pools = intermediate.read_pools(root)
+    if not pools:
+        return None
+    if source is None:
+        return {"skipped": "there is no source data (only a source model) to measure the hops from"}
+    return chain_report(model, source.x, target.x, {n: d.x for n, d in pools.items()},
+                        max_samples=params.similarity.max_samples, seed=params.seed)
 
 
 def headline_metrics(report: dict) -> dict:
@@ -75,4 +89,10 @@ def headline_metrics(report: dict) -> dict:
         headline[f"block_logme.{block['layer']}"] = block["logme"]
     if report.get("depth"):
         headline["suggested_depth"] = report["depth"]["k"]
+    chain = report.get("transitive") or {}
+    for i, name in enumerate(chain.get("intermediates") or []):
+        headline[f"chain_mmd.source-intermediate_{i}"] = chain["mmd"]["source"][name]
+        headline[f"chain_mmd.intermediate_{i}-target"] = chain["mmd"][name]["target"]
+    if chain.get("mmd"):
+        headline["chain_mmd.source-target"] = chain["mmd"]["source"]["target"]
     return headline

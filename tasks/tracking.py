@@ -30,7 +30,7 @@ from tasks.paths import tracking_uri  # noqa: E402
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
 PROJECT = "transferlab.project"  # the project folder a run, an experiment or a registered model belongs to
-MODEL_ROLES = ("source", "adapted")  # registered as {mlflow.model_prefix}-{role}
+MODEL_ROLES = ("source", "adapted", "hop")  # registered as {mlflow.model_prefix}-{role}; hop: tasks/transitive.py
 # A model version no evaluation will judge: registered by a stage that failed, or by a process that died.
 ABANDONED = "transferlab.abandoned"
 

@@ -21,10 +21,24 @@ from transferlab.seed import Seed
 from transferlab.models import ModelSpec  # code-deps: schema
 from transferlab.selection import SelectionConfig  # code-deps: schema
 from transferlab.training.augment import AugmentSpec, Strength  # code-deps: schema
+from transferlab.transitive import SelfTrainingConfig  # code-deps: schema
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class IntermediateSpec(DomainSpec):
+    """A candidate intermediate domain: a dataset spec like ``data.target``'s, read as an unlabelled
+    pool. Its labels are never read, so nothing that needs them is allowed (``classes``), and
+    ``max_samples`` draws a seeded random subsample, not a stratified one."""
+
+    @model_validator(mode="after")
+    def _unlabelled(self) -> "IntermediateSpec":
+        if self.classes is not None:
+            raise ValueError("an intermediate domain is an unlabelled pool (its labels are never read), so it "
+                             "cannot keep only some classes: remove 'classes'")
+        return self
 
 
 class DataParams(_Strict):
@@ -32,6 +46,9 @@ class DataParams(_Strict):
         DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
                                                 "(model.pretrained): source-free transfer")
     target: DomainSpec = DomainSpec(name="uci-digits")
+    intermediate: list[IntermediateSpec] = Field(
+        default_factory=list, max_length=8,
+        description="candidate stepping stones between source and target (unlabelled pools); empty: direct only")
     image_size: int = Field(28, ge=8, le=512, description="common side length of both domains")
     channels: Literal[1, 3] = 1
     source_val_fraction: float = Field(0.15, gt=0, lt=1)
@@ -130,6 +147,9 @@ class AdaptParams(_Strict):
     methods: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="hyperparameters per method name, e.g. {dann: {trade_off: 1.0}}"
     )
+    self_training: SelfTrainingConfig = Field(
+        default_factory=SelfTrainingConfig,
+        description="the hops of transitive transfer with select.transitive.hop_method 'self-training'")
     seeds: list[Seed] | None = Field(
         None, min_length=1, max_length=20,
         description="training seeds for the chosen method and the trained baselines (default: [seed]); "
@@ -190,6 +210,13 @@ class PipelineParams(_Strict):
         names.add(self.select.unsupervised_method)
         for name in sorted(names):
             get_method(name)
+        hop = self.select.transitive.hop_method
+        if hop is not None and hop != "self-training":
+            cls = get_method(hop)
+            if cls.needs_target_labels or not cls.uses_unlabelled_target:
+                raise ValueError(f"select.transitive.hop_method: '{hop}' does not adapt to unlabelled data, so it "
+                                 "cannot make a hop into an unlabelled pool: use 'self-training' or a label-free "
+                                 "method (dann, cdan, dan, deep-coral, mcc, adamatch, shot, ...)")
         # Every written hyperparameter is checked now, not when (or if) its method trains.
         for name, config in sorted(self.adapt.methods.items()):
             get_method(name).make_config(config, where=f"adapt.methods.{name}")

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from synthetic_domains import blob_data, blobs, mlp
+
 from transferlab.data import Domain
 from transferlab.data.adaptation import AdaptationData
 from transferlab.errors import DataError
@@ -16,8 +16,13 @@ from transferlab.methods import get_method
 from transferlab.selection.transitive import TransitiveConfig, best_chain, choose_chain
 from transferlab.similarity.chain import chain_distances, mmd2_fixed
 from transferlab.training import AdaptResult, TrainSettings
-from transferlab.transitive import (SelfTrainingConfig, adapt_in_hops, confident_pseudo_labels, self_train,
-                                    self_training_loss)
+from transferlab.transitive import (
+    SelfTrainingConfig,
+    adapt_in_hops,
+    confident_pseudo_labels,
+    self_train,
+    self_training_loss,
+)
 
 # Five samples, three classes. Top probabilities (softmax by hand):
 #   0: [4, 0, 0] -> e^4 / (e^4 + 2)      = 0.9647   class 0

@@ -31,7 +31,7 @@ few hundred samples per domain, and ties prefer fewer hops.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
+from itertools import combinations, pairwise
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,7 +71,7 @@ def _d(dist: dict[str, dict[str, float]], a: str, b: str) -> float:
 
 def _hops(dist, chain: tuple[str, ...], source: str, target: str) -> list[float]:
     stops = (source, *chain, target)
-    return [_d(dist, a, b) for a, b in zip(stops, stops[1:])]
+    return [_d(dist, a, b) for a, b in pairwise(stops)]
 
 
 def _stones(dist, candidates: list[str], source: str, target: str) -> tuple[list[str], dict[str, str]]:
@@ -112,7 +112,7 @@ def choose_chain(dist: dict[str, dict[str, float]], candidates: list[str], *, p_
     stones, dropped = _stones(dist, candidates, source, target)
     chain, hops = best_chain(dist, stones, source, target) if stones else ((), [])
     bottleneck = max(hops) if hops else None
-    base = dict(direct=direct, dropped=dropped)
+    base = {"direct": direct, "dropped": dropped}
     if config.force is not None:
         if config.force and not chain:
             chain, hops = tuple(sorted(candidates, key=lambda n: _d(dist, source, n))), []

@@ -23,7 +23,11 @@ import numpy as np
 import torch
 
 from transferlab.similarity.distances import proxy_a_distance
-from transferlab.similarity.mmd import DEFAULT_MULTS, median_bandwidth, pooled_kernel_products
+from transferlab.similarity.mmd import (
+    DEFAULT_MULTS,
+    median_bandwidth,
+    pooled_kernel_products,
+)
 
 
 def mmd2_fixed(x, y, sigmas2: list[float]) -> float:
@@ -59,7 +63,7 @@ def chain_distances(features: dict[str, np.ndarray], *, source: str = "source", 
                 pad[a][b] = pad[b][a] = proxy_a_distance(features[a], features[b], seed=seed)
     mmd = {a: {b: math.sqrt(max(v, 0.0)) for b, v in row.items()} for a, row in mmd2.items()}
     return {"mmd": mmd, "mmd2": mmd2, "a_distance": pad, "bandwidths": [math.sqrt(s) for s in sigmas2],
-            "feature_sizes": {n: int(len(f)) for n, f in features.items()}}
+            "feature_sizes": {n: len(f) for n, f in features.items()}}
 
 
 def _random_rows(x, n: int, seed: int) -> np.ndarray:

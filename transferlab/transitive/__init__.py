@@ -9,8 +9,12 @@ Whether to take a chain, and which one, is selection's business: :mod:`transferl
 """
 
 from transferlab.transitive.hops import HopResult, adapt_in_hops
-from transferlab.transitive.self_training import (SelfTrainingConfig, confident_pseudo_labels, self_train,
-                                                  self_training_loss)
+from transferlab.transitive.self_training import (
+                                                  SelfTrainingConfig,
+                                                  confident_pseudo_labels,
+                                                  self_train,
+                                                  self_training_loss,
+)
 
 __all__ = ["HopResult", "SelfTrainingConfig", "adapt_in_hops", "confident_pseudo_labels", "self_train",
            "self_training_loss"]

@@ -27,8 +27,19 @@ from torch import nn
 
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
-from transferlab.training import (AdaptResult, BatchStream, Scorer, TrainSettings, TrainingStep, copy_model,
-                                  param_group, predict_logits, run_training, seed_everything, steps_per_epoch)
+from transferlab.training import (
+    AdaptResult,
+    BatchStream,
+    Scorer,
+    TrainingStep,
+    TrainSettings,
+    copy_model,
+    param_group,
+    predict_logits,
+    run_training,
+    seed_everything,
+    steps_per_epoch,
+)
 from transferlab.training.loop import LogFn
 from transferlab.validators import softmax
 
