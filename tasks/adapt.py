@@ -103,13 +103,15 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
         if chain is not None:
             details["transitive"] = {"chain": chain["chain"], "hop_method": chain["hop_method"], **chain_tags}
+        # A project prepared before intermediate pools existed has no such folder: nothing of it was read.
+        inputs = [dep for dep in DEPS if (root / dep).exists()]
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
             _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
-            write_manifest(tmp, "adapted-model", DEPS, root=root, **details)
+            write_manifest(tmp, "adapted-model", inputs, root=root, **details)
         with atomic_dir(root / BASELINE_MODELS) as tmp:
             for name, runs in trained.items():
                 _save_seeds(tmp / name, runs, seeds, {"role": "baseline", "method": name})
-            write_manifest(tmp, "baseline-models", DEPS, root=root, baselines=sorted(trained), seeds=seeds,
+            write_manifest(tmp, "baseline-models", inputs, root=root, baselines=sorted(trained), seeds=seeds,
                            criteria={n: r[0].checkpoint_criterion for n, r in trained.items()})
     return {"method": method_cls.name, "mlflow_version": version, "checkpoint_criterion": result.checkpoint_criterion,
             "seeds": seeds}
