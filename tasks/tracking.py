@@ -33,6 +33,8 @@ PROJECT = "transferlab.project"  # the project folder a run, an experiment or a 
 MODEL_ROLES = ("source", "adapted", "hop")  # registered as {mlflow.model_prefix}-{role}; hop: tasks/transitive.py
 # A model version no evaluation will judge: registered by a stage that failed, or by a process that died.
 ABANDONED = "transferlab.abandoned"
+# On a version registered by a nested run of a stage (a hop of adapt): the stage run it belongs to.
+STAGE_RUN_TAG = "stage_run_id"
 
 
 _pending_setup: list[Callable[[], None]] = []
@@ -322,8 +324,10 @@ def _after_failure(run_id: str | None, parent_id: str, interrupted: bool) -> Non
     with contextlib.suppress(Exception):
         client = MlflowClient()
         if run_id is not None:
-            for version in client.search_model_versions(f"run_id = '{run_id}'"):
-                client.set_model_version_tag(version.name, version.version, ABANDONED, "true")
+            # A stage's own versions, and those its nested runs registered (adapt's hops: tasks/transitive.py).
+            for query in (f"run_id = '{run_id}'", f"tags.{STAGE_RUN_TAG} = '{run_id}'"):
+                for version in client.search_model_versions(query):
+                    client.set_model_version_tag(version.name, version.version, ABANDONED, "true")
         if interrupted:
             for rid in filter(None, (run_id, parent_id)):
                 client.set_terminated(rid, "KILLED")

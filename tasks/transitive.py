@@ -94,7 +94,7 @@ class _Recorder:
             example = input_example(self.data.source_train, self.data.target_unlabelled, self.data.target_labelled)
             version = self.run_.register_model(hop.result.model, name, example,
                                                {**tags, "role": HOP_ROLE, "run_id": child.info.run_id,
-                                                "stage_run_id": self.run_.run_id})
+                                                tracking.STAGE_RUN_TAG: self.run_.run_id})
         self.parent = f"{name}/{version}"
         self.versions.append(self.parent)
 

@@ -103,3 +103,20 @@ def test_garbage_labels_in_the_intermediate_data_change_nothing(chain_project, m
     adapt.run(params, root)
     after = hashlib.sha256((root / ADAPTED_MODEL / "model.safetensors").read_bytes()).hexdigest()
     assert after == before
+
+
+def test_a_failed_adapt_abandons_the_hop_versions_it_registered(chain_project, monkeypatch):
+    root, params, _ = chain_project
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}", f"sqlite:///{root / 'mlflow.db'}")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("adapted model could not be saved")
+
+    monkeypatch.setattr(adapt, "_save_seeds", fail)  # after every hop ran and registered
+    with pytest.raises(RuntimeError, match="could not be saved"):
+        adapt.run(params, root)
+    newest = max(client.search_model_versions("name = 'transferlab-hop'"), key=lambda v: int(v.version))
+    assert newest.tags.get("transferlab.abandoned") == "true"
+    older = [v for v in client.search_model_versions("name = 'transferlab-hop'") if v.version != newest.version]
+    assert all("transferlab.abandoned" not in v.tags for v in older)
