@@ -70,6 +70,9 @@ def launch(stage: str, params: PipelineParams, root: Path) -> dict:
     # gloo binds to the interface its host name resolves to; the workers of one machine need loopback.
     env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     env.setdefault("OMP_NUM_THREADS", str(max(1, torch.get_num_threads() // n)))
+    # DDP looks for unused parameters every step (a method's frozen parts must not hang the reduction)
+    # and warns each rank, once, when there are none: a warning about a choice, not a problem.
+    env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     with tempfile.TemporaryDirectory(prefix="transferlab-ddp-") as tmp:
         params_file, result = Path(tmp) / "params.json", Path(tmp) / "result.json"
         params_file.write_text(json.dumps(params.model_dump(mode="json")))
