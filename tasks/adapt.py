@@ -1,7 +1,12 @@
 """adapt: run the selected method from the source model; train the baselines the evaluation needs.
 
 When select chose a chain of intermediate domains (selection.json ``transitive``), the adapted
-model is the last of its hops (tasks/transitive.py records and registers each hop)."""
+model is the last of its hops (tasks/transitive.py records and registers each hop).
+
+With ``distributed.processes`` > 1 every training runs across processes (:mod:`tasks.distributed`):
+this process checks that the method and the baselines can (one line naming the one that cannot),
+starts the workers; rank 0 logs and writes, the others only train.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from pathlib import Path
 
 from transferlab.config import PipelineParams
 from transferlab.data import TASK_TRANSFER
+from transferlab.errors import MethodRequirementError
 from transferlab.methods import get_method
 from transferlab.models import load_model, save_model
-from tasks import timing, tracking
+from tasks import distributed, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import adaptation_data
 from tasks.io import atomic_dir, read_json, write_manifest
@@ -55,6 +61,43 @@ def _save_seeds(folder: Path, results: list, seeds: list[int], extra: dict) -> N
         save_model(res.model, folder if i == 0 else seed_dir(folder, seed), extra={**extra, "seed": seed})
 
 
+def _check_distributed(method_cls, raw: dict, baselines: list[str], params: PipelineParams,
+                       chain: dict | None) -> None:
+    """Refuse, before any process starts, a method or baseline that cannot train across processes."""
+    if chain is not None:
+        raise MethodRequirementError("a chain of intermediate domains (select.transitive) trains in one process: "
+                                     "set distributed.processes: 1")
+    configs = [(method_cls, raw)] + [(get_method(n), params.adapt.methods.get(n, {})) for n in baselines]
+    for cls, config in configs:
+        if (problem := cls.distributed_problem(cls.make_config(config))) is not None:
+            raise MethodRequirementError(f"{problem} (or set distributed.processes: 1)")
+
+
+def _train_all(params: PipelineParams, method_cls, raw: dict, baselines: list[str], seeds: list[int],
+               source_model, data, run_=None, chain: dict | None = None,
+               root: Path = Path(".")) -> tuple[list, dict[str, list], dict]:
+    """The chosen method (through its chain of hops when select chose one) and each baseline, once per
+    seed; logged to ``run_`` when given. Also the chain's lineage tags ({} without a chain)."""
+    results, trained, chain_tags = [], {name: [] for name in baselines}, {}
+    for seed in seeds:
+        settings = train_settings(params, params.adapt.train, seed=seed)
+        prefix = "" if seed == seeds[0] else f"seed-{seed}."
+        with timing.work():
+            if chain is not None:
+                hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method,
+                                       run_=run_ if seed == seeds[0] else None)
+                results.append(hops[-1].result)
+                chain_tags = chain_tags or tags
+            else:
+                results.append(fit_method(method_cls.name, raw, source_model, data, settings,
+                                          log=epoch_logger(run_, prefix) if run_ else None))
+        for name in baselines:
+            with timing.work():
+                trained[name].append(fit_method(name, params.adapt.methods.get(name, {}), source_model, data,
+                                                settings, log=epoch_logger(run_, f"{prefix}{name}.") if run_ else None))
+    return results, trained, chain_tags
+
+
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     selection = read_json(root / SELECTION, "the selection report")
     method_cls = get_method(selection["method"])
@@ -66,28 +109,18 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     seeds = adapt_seeds(params)
     baselines = [name for name in trained_baselines(data) if name != method_cls.name]
     chain = selection.get("transitive") if (selection.get("transitive") or {}).get("use") else None
-    chain_tags: dict = {}
+    if distributed.wanted(params):
+        _check_distributed(method_cls, raw, baselines, params, chain)
+        return distributed.launch(NAME, params, root)
+    if distributed.worker_rank() != 0:  # trains its shards; rank 0 logs and writes
+        _train_all(params, method_cls, raw, baselines, seeds, source_model, data)
+        return {}
 
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
                          "train": params.adapt.train.model_dump(), "seed": params.seed, "seeds": seeds})
-        results, trained = [], {name: [] for name in baselines}
-        for seed in seeds:
-            settings = train_settings(params, params.adapt.train, seed=seed)
-            prefix = "" if seed == seeds[0] else f"seed-{seed}."
-            with timing.work():
-                if chain is not None:
-                    hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method,
-                                           run_=run_ if seed == seeds[0] else None)
-                    results.append(hops[-1].result)
-                    chain_tags = chain_tags or tags
-                else:
-                    results.append(fit_method(method_cls.name, raw, source_model, data, settings,
-                                              log=epoch_logger(run_, prefix)))
-            for name in baselines:
-                with timing.work():
-                    trained[name].append(fit_method(name, params.adapt.methods.get(name, {}), source_model, data,
-                                                    settings, log=epoch_logger(run_, f"{prefix}{name}.")))
+        results, trained, chain_tags = _train_all(params, method_cls, raw, baselines, seeds, source_model, data,
+                                                  run_, chain=chain, root=root)
         result = results[0]
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion, **chain_tags})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})

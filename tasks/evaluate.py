@@ -22,13 +22,13 @@ from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diag
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
-from tasks import headline, timing, tracking
+from tasks import headline, project_lock, timing, tracking
 from tasks.adapt import fit_method, seed_dir
 from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import adaptation_data, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_SOURCE,
-                         PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL)
+                         PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL, store_root)
 
 NAME = "evaluate"
 DEPS = [SOURCE_MODEL, ADAPTED_MODEL, BASELINE_MODELS, PREPARED_TEST, SELECTION, PREPARED_SOURCE, PREPARED_TARGET]
@@ -203,7 +203,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
 
-    with tracking.stage_run(root, params, NAME, DEPS) as run_:
+    # One champion contest at a time per registry: experiments of `dvc queue start -j N` share it, and
+    # two decisions made at once would each judge the old champion and the later alias move would win.
+    with tracking.stage_run(root, params, NAME, DEPS) as run_, project_lock.champion_contest(store_root(root)):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient()

@@ -33,6 +33,19 @@ METRICS = Path("reports/metrics.json")
 MANIFEST = "manifest.json"
 
 
+def store_root(root: Path) -> Path:
+    """The project whose MLflow store (and registry, and champion) a run at ``root`` belongs to: ``root``
+    itself, except in one of DVC's temporary experiment workspaces (``dvc exp run --queue`` / ``--temp``
+    run the pipeline in a copy under ``.dvc/tmp/exps/`` that is deleted afterwards), where it is the
+    repository that queued the experiment (DVC names it in DVC_ROOT): its runs must outlive the copy."""
+    root = Path(root).resolve()
+    queued_from = os.environ.get("DVC_ROOT")
+    if queued_from and root.is_relative_to(Path(queued_from).resolve() / ".dvc" / "tmp" / "exps"):
+        return Path(queued_from).resolve()
+    return root
+
+
 def tracking_uri(root: Path) -> str:
-    """MLflow's tracking and registry store: MLFLOW_TRACKING_URI, else SQLite at the project root."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    """MLflow's tracking and registry store: MLFLOW_TRACKING_URI, else SQLite at the project root
+    (:func:`store_root`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_root(root) / 'mlflow.db'}"

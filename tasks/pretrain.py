@@ -1,6 +1,10 @@
 """pretrain: train the source model with early stopping on source validation, or import the one
 the user already has (``model.pretrained``); save it and register it as a source version.
 
+With ``distributed.processes`` > 1 the training runs across processes (:mod:`tasks.distributed`):
+this process starts them, rank 0 logs and writes, the others only train. An imported model is not
+retrained, so it ignores ``distributed``.
+
 An imported model is not retrained: it is loaded safely, hashed (lineage tag and manifest),
 recorded with where it came from, checked against the source data's classes when there is
 source data (and scored on its validation split), and registered like a trained one.
@@ -16,7 +20,7 @@ from transferlab.config import PipelineParams
 from transferlab.errors import DataError
 from transferlab.models import build_model, save_model
 from transferlab.training import accuracy, train_classifier
-from tasks import timing, tracking
+from tasks import distributed, timing, tracking
 from tasks.common import epoch_logger, input_example, model_spec, train_settings
 from tasks.data_files import source_manifest, source_splits, target_splits
 from tasks.io import atomic_dir, read_json, write_json, write_manifest
@@ -30,13 +34,18 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     read_json(root / VALIDATION, "the validation report")  # the DAG's gate: validation must have passed
     if params.model.pretrained is not None:
         return _import(params, root)
+    if distributed.wanted(params):
+        return distributed.launch(NAME, params, root)
     with timing.work():
         train, val = source_splits(root)
     spec = model_spec(params, train)
     settings = train_settings(params, params.pretrain)
+    if distributed.worker_rank() != 0:  # trains its shard; rank 0 logs and writes
+        train_classifier(build_model(spec, seed=params.seed), train, val, settings)
+        return {}
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "device": params.device, "model": spec.model_dump(),
-                         "pretrain": params.pretrain.model_dump()})
+                         "pretrain": params.pretrain.model_dump(), "distributed": params.distributed.model_dump()})
         with timing.work():
             result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
                                       log=epoch_logger(run_))

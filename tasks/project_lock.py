@@ -93,3 +93,15 @@ def hold(root: Path, wait: bool = False) -> Iterator[None]:
             del _held[root]
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def champion_contest(root: Path) -> Iterator[None]:
+    """Hold ``root``'s champion-contest lock, waiting for it: the registry's champion is decided and
+    moved by one evaluate at a time, also when several experiments of a DVC queue evaluate at once
+    (each in its own workspace, so the run lock above does not order them)."""
+    path = lock_path(Path(root).resolve()).with_name("transferlab-champion.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

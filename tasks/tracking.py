@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tasks import lineage  # noqa: E402
 from transferlab.errors import ConfigError  # noqa: E402
 from tasks.datasets import DataInput  # noqa: E402
-from tasks.paths import tracking_uri  # noqa: E402
+from tasks.paths import store_root, tracking_uri  # noqa: E402
 
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
@@ -51,21 +51,43 @@ def configure(root: Path, experiment: str) -> str:
     project that created it (tag ``transferlab.project``, artifacts under that project's mlruns/)."""
     while _pending_setup:
         _pending_setup.pop()()
-    root = Path(root).resolve()
+    root = store_root(root)
     uri = tracking_uri(root)
     _set_uris(uri)
-    client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
+    with _one_creator(uri):
+        client = MlflowClient()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            try:
+                exp_id = client.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri(),
+                                                  tags={PROJECT: str(root)})
+            except mlflow.exceptions.MlflowException:  # a concurrent experiment of a DVC queue made it first
+                found = client.get_experiment_by_name(experiment)
+                if found is None:
+                    raise
     if found is not None:
         _check_owner(found.tags.get(PROJECT), root, f"experiment '{experiment}'", "mlflow.experiment")
         exp_id = found.experiment_id
         if PROJECT not in found.tags:  # made by an older transferlab: this project claims it
             client.set_experiment_tag(exp_id, PROJECT, str(root))
-    else:
-        exp_id = client.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri(),
-                                          tags={PROJECT: str(root)})
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+@contextmanager
+def _one_creator(uri: str) -> Iterator[None]:
+    """While a SQLite store does not exist yet, one process at a time creates it (its schema, the
+    experiment): experiments of ``dvc queue start -j N`` start together and share one store."""
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is None or db.exists():
+        yield
+        return
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".create-lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _set_uris(uri: str) -> None:
@@ -85,7 +107,7 @@ def _set_uris(uri: str) -> None:
 def _check_owner(owner: str | None, root: Path, what: str, key: str) -> None:
     """Two projects on one tracking store never share an experiment or a registered model (their
     artifacts and their champions would mix): the second is refused, naming the first."""
-    if owner is not None and owner != str(Path(root).resolve()):
+    if owner is not None and owner != str(store_root(root)):
         raise ConfigError(f"the {what} in the MLflow store {tracking_uri(root)} belongs to the project at {owner}; "
                           f"give this project its own names ({key} in params.yaml)")
 
@@ -294,6 +316,8 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
     exp_id = configure(root, params.mlflow.experiment)
     tags = lineage_tags(root, stage, deps, params)
     # Which project and process a run belongs to: the next run's recovery marks RUNNING ones FAILED.
+    # The run's own workspace, not store_root: concurrent queued experiments share a store, and the
+    # recovery of one must not take another's live runs for a dead attempt's.
     owner = {PROJECT: str(Path(root).resolve()), "transferlab.pid": str(os.getpid())}
     commit_tags = {k: v for k, v in tags.items() if k.startswith(("git.", "prefect."))}
     source = source_tags(root)
@@ -308,7 +332,7 @@ def stage_run(root: Path, params: Any, stage: str, deps: list[Path]) -> Iterator
                 run_id = run.info.run_id
                 _last_stage_run.append(run_id)
                 handle = StageRun(run_id, parent_id, {k: v for k, v in tags.items() if k != "transferlab.stage"},
-                                  str(Path(root).resolve()))
+                                  str(store_root(root)))
                 for data in prepared_inputs(root, deps, tags):
                     handle.log_dataset(data, context=stage)
                 yield handle

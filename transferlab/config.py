@@ -182,9 +182,20 @@ class MlflowParams(_Strict):
     register_models: bool = True
 
 
+class DistributedParams(_Strict):
+    """One training run across processes (DDP through torchrun; transferlab.training.distributed): the
+    pretrain stage and adapt's training. 1: one process, exactly as without this section."""
+
+    processes: int = Field(1, ge=1, le=64, description="processes of one training run (one per GPU with CUDA); "
+                                                        "the global batch (batch_size) is split evenly over them")
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend; auto: nccl when training on CUDA, gloo on the CPU")
+
+
 class PipelineParams(_Strict):
     seed: Seed = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    distributed: DistributedParams = DistributedParams()
     data: DataParams = DataParams()
     model: ModelParams = ModelParams()
     pretrain: TrainParams = TrainParams()
@@ -198,6 +209,18 @@ class PipelineParams(_Strict):
     def _something_to_transfer_from(self) -> "PipelineParams":
         if self.data.source is None and self.model.pretrained is None:
             raise ValueError("data.source is null and model.pretrained is not set: there is nothing to transfer from")
+        return self
+
+    @model_validator(mode="after")
+    def _batches_split_over_processes(self) -> "PipelineParams":
+        n = self.distributed.processes
+        if self.distributed.backend == "nccl" and self.device == "cpu":
+            raise ValueError("distributed.backend 'nccl' needs device 'cuda' (or 'auto' on a GPU machine); "
+                             "use 'gloo' or 'auto' on the CPU")
+        for key, train in (("pretrain", self.pretrain), ("adapt.train", self.adapt.train)):
+            if train.batch_size % n:
+                raise ValueError(f"{key}.batch_size {train.batch_size} does not split evenly over "
+                                 f"distributed.processes {n}: make it a multiple of {n}")
         return self
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ BIN = Path(sys.executable).parent
 TINY = {
     "seed": 0,
     "device": "cpu",
+    "distributed": {"processes": 1, "backend": "auto"},
     "data": {
         "source": {"name": "mnist5k", "max_samples": 500},
         "target": {"name": "uci-digits", "max_samples": 400},

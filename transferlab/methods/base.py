@@ -15,7 +15,7 @@ from torch import nn
 from transferlab.data.adaptation import AdaptationData
 from transferlab.data.labels import TASK_TRANSFER
 from transferlab.errors import ConfigError, DataError, MethodRequirementError
-from transferlab.training import AdaptResult, TrainSettings
+from transferlab.training import AdaptResult, TrainSettings, distributed
 from transferlab.training.loop import LogFn
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig"]
@@ -48,6 +48,9 @@ class Method(ABC):
     during adaptation (not only the source model). ``shared_label_space``: the source head's
     classes must be the target's (domain adaptation); such a method is ineligible for a new task.
     ``new_task_only``: the reverse, a method meant for a target of new classes.
+    ``supports_distributed``: trains across processes (``distributed.processes`` > 1, see
+    :mod:`transferlab.training.distributed`) with the same result as one process: every loss term is
+    a mean of per-sample terms, so sharding the batch and averaging the gradients changes nothing.
     """
 
     name: ClassVar[str]
@@ -59,6 +62,7 @@ class Method(ABC):
     shared_label_space: ClassVar[bool] = False
     new_task_only: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
+    supports_distributed: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
     def fit(self, source_model: nn.Module, data: AdaptationData, config: MethodConfig | dict | None,
@@ -67,6 +71,8 @@ class Method(ABC):
         config = self.make_config(config)
         self.check_data(data)
         self.check_model(source_model)
+        if distributed.active() and (problem := self.distributed_problem(config)):
+            raise MethodRequirementError(problem)
         return self.train(source_model, data, config, settings, log)
 
     @abstractmethod
@@ -113,6 +119,17 @@ class Method(ABC):
             raise MethodRequirementError(
                 f"method '{cls.name}' learns new classes from a few labels, but the target has the source's "
                 "classes (domain adaptation)")
+
+    @classmethod
+    def distributed_problem(cls, config: MethodConfig | dict | None = None) -> str | None:
+        """Why this method (with ``config``) cannot train across processes, in one sentence; None if it can."""
+        if cls.supports_distributed or not cls.trains:
+            return None
+        from transferlab.methods.registry import list_methods
+
+        able = ", ".join(m.name for m in list_methods() if m.supports_distributed or not m.trains)
+        return (f"method '{cls.name}' does not train across processes (distributed.processes > 1): its losses "
+                f"are not means of per-sample terms; methods that do: {able}")
 
     @classmethod
     def check_model(cls, model: nn.Module) -> None:

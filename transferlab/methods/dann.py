@@ -32,6 +32,15 @@ class Dann(UnsupervisedMethod):
     name = "dann"
     description = "domain-adversarial training: a gradient-reversal layer makes features domain-invariant"
     Config = DannConfig
+    supports_distributed = True  # CE and the domain loss are means over samples; BNM/BSP are not
+
+    @classmethod
+    def distributed_problem(cls, config=None):
+        config = cls.make_config(config)
+        if config.bnm > 0 or config.bsp > 0:
+            return ("method 'dann' with bnm or bsp does not train across processes (distributed.processes > 1): "
+                    "those terms are statistics of the whole batch; set adapt.methods.dann.bnm and .bsp to 0")
+        return None
 
     def train(self, source_model, data: AdaptationData, config: DannConfig, settings, log) -> AdaptResult:
         disc = DomainDiscriminator(source_model.feature_dim, config.discriminator_hidden, settings.seed + 1)

@@ -29,6 +29,7 @@ class Finetune(Method):
     description = "fine-tunes every layer on the target labels, transferred layers at a lower learning rate"
     needs_target_labels = True
     Config = FinetuneConfig
+    supports_distributed = True  # cross-entropy: a mean over samples
 
     def train(self, source_model, data: AdaptationData, config: FinetuneConfig, settings, log) -> AdaptResult:
         model = student_from(source_model, config.new_head, settings.seed, data)

@@ -25,6 +25,7 @@ class LinearProbe(Method):
     description = "freezes the transferred feature blocks and trains only a new output layer on the target labels"
     needs_target_labels = True
     Config = LinearProbeConfig
+    supports_distributed = True  # cross-entropy: a mean over samples
 
     def train(self, source_model, data: AdaptationData, config: LinearProbeConfig, settings, log) -> AdaptResult:
         model = student_from(source_model, config.new_head, settings.seed, data)

@@ -18,6 +18,7 @@ class TargetOnly(Method):
     description = "baseline: trained from scratch on the labelled target samples only"
     needs_target_labels = True
     Config = MethodConfig
+    supports_distributed = True  # cross-entropy: a mean over samples
 
     def train(self, source_model, data: AdaptationData, config, settings, log) -> AdaptResult:
         spec = target_spec(source_model.spec, data).model_copy(update={"progressive": False})

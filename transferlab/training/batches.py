@@ -23,6 +23,9 @@ class BatchStream:
 
     ``with_index`` also returns each sample's index into ``domain``, for methods that keep
     per-sample state across steps (e.g. SHOT's pseudo-labels of the target pool).
+
+    After :meth:`shard` the stream still draws the same global batches but yields only one rank's
+    part of each (:func:`transferlab.training.distributed.shard`).
     """
 
     def __init__(self, domain: Domain, batch_size: int, seed: int, name: str = "",
@@ -41,6 +44,14 @@ class BatchStream:
         self._order = np.empty(0, dtype=np.int64)
         self._planned = False
         self._pos = 0
+        self._rank, self._world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Yield rank ``rank``'s shard of each global batch of ``world`` equal shards."""
+        if self.batch_size % world:
+            raise ValueError(f"a batch of {self.batch_size} samples of '{self.domain.name}' does not split into "
+                             f"{world} equal shards: make the batch size a multiple of the process count")
+        self._rank, self._world = rank, world
 
     def __len__(self) -> int:
         """Batches in one pass."""
@@ -62,7 +73,7 @@ class BatchStream:
             self._order = self._rng.permutation(len(self.domain))
             self._pos = 0
             self._planned = False
-        idx = torch.from_numpy(self._order[self._pos:self._pos + self.batch_size])
+        idx = torch.from_numpy(self._mine(self._order[self._pos:self._pos + self.batch_size]))
         x = self._x[idx] if self._x is not None else self._read_ahead(device)
         self._pos += self.batch_size
         out = [x.to(device), self._y[idx].to(device)]
@@ -78,9 +89,13 @@ class BatchStream:
             self._reader = RowReader(self.domain.x, pin_memory=torch.device(device).type == "cuda")
         if not self._planned:
             n, b = len(self._order), self.batch_size
-            self._reader.start([self._order[p:p + b] for p in range(self._pos, n - b + 1, b)])
+            self._reader.start([self._mine(self._order[p:p + b]) for p in range(self._pos, n - b + 1, b)])
             self._planned = True
         return self._reader.next()
+
+
+    def _mine(self, batch: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(batch[self._rank::self._world]) if self._world > 1 else batch
 
 
 def steps_per_epoch(sizes: list[int], batch_size: int, min_steps: int, max_steps: int | None) -> int:

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from transferlab.progress import Progress, on_terminal
+from transferlab.training import distributed
 from transferlab.training.batches import BatchStream
 from transferlab.training.continuation import RunState, current_continuation
 from transferlab.training.device import resolve_device
@@ -86,6 +87,9 @@ def run_training(
     ``aux_modules`` (e.g. a domain discriminator) are moved to the device and put in train
     mode with the model, but are not part of the returned network. ``after_step`` runs after each
     optimiser update (e.g. a mean teacher's moving average of the weights).
+
+    Inside a process group (:mod:`transferlab.training.distributed`) each rank trains on its shard
+    of every batch through DDP; rank 0 scores, reports progress and calls ``log``.
     """
     device = resolve_device(settings.device)
     if device.type == "cuda":
@@ -104,6 +108,7 @@ def run_training(
         for g in groups
     ])
     base_lrs = [group["lr"] for group in optimiser.param_groups]
+    step_fn, log = _across_ranks(model, aux_modules, step_fn, streams, settings.seed, device, log)
     planned = settings.epochs * steps_per_epoch
     stop = planned
     if settings.epoch_limit is not None:
@@ -134,9 +139,10 @@ def run_training(
         step, history = 0, []
         best_score, best_epoch, best_state = float("-inf"), 0, None
         since_best, stopped = 0, False
-    bar = tqdm(total=stop, initial=step, desc=description, disable=not on_terminal(), leave=False)
+    main = distributed.is_main()
+    bar = tqdm(total=stop, initial=step, desc=description, disable=not (main and on_terminal()), leave=False)
     # Always reported, rate-limited: the bar is for the terminal only, the lines for the logs.
-    lines = Progress(description, stop, initial=step)
+    lines = Progress(description, stop, initial=step) if main else _Silent()
     try:
         # One record per epoch; a run limited to a fraction of an epoch, or continued from one,
         # records the part of the epoch it trained (``epoch_fraction``).
@@ -166,7 +172,8 @@ def run_training(
                     sums[k] = sums.get(k, 0.0) + v.detach().double()
                 step += 1
                 bar.update(1)
-            score = float(scorer.score(model, device))
+            score = distributed.from_main(float(scorer.score(model, device)) if main else 0.0)
+            sums = distributed.mean_over_ranks(sums)
             record = {"epoch": epoch, **{k: float(v) / chunk for k, v in sums.items()},
                       "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
                       "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": chunk / steps_per_epoch}
@@ -201,6 +208,25 @@ def run_training(
         m.to("cpu")
     return AdaptResult(model=model, history=history, checkpoint_criterion=scorer.name,
                        best_epoch=best_epoch, best_score=best_score)
+
+
+def _across_ranks(model, aux_modules, step_fn, streams, seed, device, log):
+    """Inside a process group: each stream yields this rank's shard, the step runs through DDP, each
+    rank draws dropout and augmentation from its own seed, and only rank 0 logs. Else all as given."""
+    if not distributed.active():
+        return step_fn, log
+    for stream in streams.values():
+        stream.shard(distributed.rank(), distributed.world_size())
+    seed_everything(distributed.rank_seed(seed, distributed.rank()))
+    return (distributed.data_parallel_step(model, aux_modules, step_fn, device),
+            log if distributed.is_main() else None)
+
+
+class _Silent:
+    """The progress lines of a rank other than 0: nothing."""
+
+    def update(self, *args, **kwargs) -> bool:
+        return False
 
 
 def _report_epoch(lines: Progress, record: dict, step: int, stop: int, steps_per_epoch: int,
