@@ -36,16 +36,23 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.results import machine, write_section  # noqa: E402
-from transferlab.data import Domain, DomainSpec, harmonise, load_domain, split_source, split_target  # noqa: E402
-from transferlab.data.attributes import read_attribute_table  # noqa: E402
-from transferlab.evaluation.zero_shot import zero_shot_scores  # noqa: E402
-from transferlab.methods import AdaptationData, get_method  # noqa: E402
-from transferlab.methods.dap import binarise, dap_log_scores, fit_attribute_classifiers  # noqa: E402
-from transferlab.methods.eszsl import EszslConfig, choose_gamma_lambda, fit_eszsl  # noqa: E402
-from transferlab.methods.zero_shot import features_of  # noqa: E402
-from transferlab.models import ModelSpec, build_model  # noqa: E402
-from transferlab.training import TrainSettings, predict_logits, train_classifier  # noqa: E402
+from benchmarks.results import machine, write_section
+from transferlab.data import (
+    Domain,
+    DomainSpec,
+    harmonise,
+    load_domain,
+    split_source,
+    split_target,
+)
+from transferlab.data.attributes import read_attribute_table
+from transferlab.evaluation.zero_shot import zero_shot_scores
+from transferlab.methods import AdaptationData, get_method
+from transferlab.methods.dap import binarise, dap_log_scores, fit_attribute_classifiers
+from transferlab.methods.eszsl import EszslConfig, choose_gamma_lambda, fit_eszsl
+from transferlab.methods.zero_shot import features_of
+from transferlab.models import ModelSpec, build_model
+from transferlab.training import TrainSettings, predict_logits, train_classifier
 
 DIGITS = [str(i) for i in range(10)]
 SEEN, UNSEEN = DIGITS[:7], DIGITS[7:]
@@ -124,15 +131,15 @@ def table_markdown(results: dict, args, minutes: float) -> str:
              f"--threads {args.threads}`; {minutes:.1f} min on {machine()} (AMD EPYC, 2 cores shared with other "
              "jobs at the time). Seeds " + ", ".join(map(str, args.seeds)) + " (source LeNet training + ESZSL's "
              "class folds); CPU mode; table `builtin:digits`.", "",
-             "Per-class mean accuracy (%), mean ± std over seeds. ZSL: 7-9 among 7-9 (chance 33.3). GZSL: among all "
-             "ten, S on 0-6, U on 7-9, H their harmonic mean (chance 10 per class). *Ceiling*: the same method with "
-             "its attribute predictors / V fitted on source samples of all ten digits (i.e. with the unseen classes' "
-             "labels), same frozen features: the loss due to the table's bottleneck alone.", "",
+             ("Per-class mean accuracy (%), mean ± std over seeds. ZSL: 7-9 among 7-9 (chance 33.3). GZSL: among all "
+              "ten, S on 0-6, U on 7-9, H their harmonic mean (chance 10 per class). *Ceiling*: the same method with "
+              "its attribute predictors / V fitted on source samples of all ten digits (i.e. with the unseen "
+              "classes' labels), same frozen features: the loss due to the table's bottleneck alone."), "",
              "| pair | method | ZSL unseen | GZSL S | GZSL U | GZSL H | ceiling ZSL | ceiling H |",
              "|---|---|---|---|---|---|---|---|"]
     for pair, runs in results.items():
         for method in METHODS:
-            def col(key, who=method):
+            def col(key, who=method, runs=runs):
                 return _cell([r[who][key] for r in runs])
             lines.append(f"| {pair} | {method} | {col('unseen')} | {col('gzsl_seen')} | {col('gzsl_unseen')} | "
                          f"{col('harmonic_mean')} | {col('unseen', method + ' ceiling')} | "
@@ -153,6 +160,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the table into this RESULTS.md")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from threadpoolctl import (
+        threadpool_limits,  # numpy's BLAS (ESZSL's solves) too, not only torch
+    )
+
+    threadpool_limits(args.threads)
     table = read_attribute_table("builtin:digits")
     started = time.perf_counter()
     results = {}

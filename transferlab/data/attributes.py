@@ -58,7 +58,7 @@ class ClassAttributes:
                             f"{', '.join(repr(m) for m in missing)} (its classes: {', '.join(self.classes)})")
         return self.values[[index[str(c)] for c in classes]]
 
-    def for_classes(self, classes) -> tuple["ClassAttributes", list[str]]:
+    def for_classes(self, classes) -> tuple[ClassAttributes, list[str]]:
         """The table restricted to ``classes`` (in that order) and the warnings it raises; an error
         when a class is missing or two of them share a row."""
         classes = tuple(str(c) for c in classes)
@@ -79,7 +79,7 @@ class ClassAttributes:
                 "rows": {c: [float(v) for v in row] for c, row in zip(self.classes, self.values)}}
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "ClassAttributes":
+    def from_dict(cls, raw: dict) -> ClassAttributes:
         rows = raw["rows"]
         return cls(raw["source"], tuple(rows), tuple(raw["attributes"]),
                    np.array([rows[c] for c in rows], dtype=np.float64).reshape(len(rows), len(raw["attributes"])))

@@ -32,8 +32,13 @@ from pydantic import Field
 from transferlab.methods.base import AdaptationData, MethodConfig
 from transferlab.methods.heads import student_from, target_spec
 from transferlab.methods.registry import register
-from transferlab.methods.zero_shot import (ZeroShotMethod, class_folds, seen_training_set, signatures,
-                                           zero_shot_accuracy)
+from transferlab.methods.zero_shot import (
+    ZeroShotMethod,
+    class_folds,
+    seen_training_set,
+    signatures,
+    zero_shot_accuracy,
+)
 from transferlab.training import AdaptResult
 
 GRID = [1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3]
@@ -78,16 +83,18 @@ def choose_gamma_lambda(features: np.ndarray, labels: np.ndarray, seen_signature
     for held in folds:
         train_classes = np.setdiff1d(np.arange(len(seen_signatures)), held)
         tr, va = np.isin(labels, train_classes), np.isin(labels, held)
-        y_tr = np.searchsorted(train_classes, labels[tr])
-        y_va = np.searchsorted(held, labels[va])
-        x_tr = features[tr].T
+        x_tr, s_tr = features[tr].T, seen_signatures[train_classes].T
+        b = x_tr @ indicators(np.searchsorted(train_classes, labels[tr]), len(train_classes)) @ s_tr.T  # X Y Sᵀ
+        # One eigendecomposition per side serves every γ and λ: (Q Λ Qᵀ + γI)⁻¹ = Q (Λ + γ)⁻¹ Qᵀ.
+        ev_x, q_x = np.linalg.eigh(x_tr @ x_tr.T)
+        ev_s, q_s = np.linalg.eigh(s_tr @ s_tr.T)
+        inner = q_x.T @ b @ q_s
+        f_va, y_va = features[va] @ q_x, np.searchsorted(held, labels[va])
+        s_held = q_s.T @ seen_signatures[held].T
         for i, gamma in enumerate(grid):
-            left = np.linalg.solve(x_tr @ x_tr.T + gamma * np.eye(len(x_tr)),
-                                   x_tr @ indicators(y_tr, len(train_classes)) @ seen_signatures[train_classes])
             for j, lam in enumerate(grid):
-                s_tr = seen_signatures[train_classes].T
-                v = np.linalg.solve(s_tr @ s_tr.T + lam * np.eye(len(s_tr)), left.T).T
-                table[i, j] += zero_shot_accuracy(features[va] @ v @ seen_signatures[held].T, y_va) / len(folds)
+                core = inner / np.multiply.outer(ev_x + gamma, ev_s + lam)  # Qxᵀ V Qs
+                table[i, j] += zero_shot_accuracy(f_va @ core @ s_held, y_va) / len(folds)
     i, j = np.unravel_index(np.argmax(table), table.shape)
     scores = [{"gamma": g, "lam": lam_, "accuracy": float(table[a, b])}
               for a, g in enumerate(grid) for b, lam_ in enumerate(grid)]

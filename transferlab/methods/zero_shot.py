@@ -24,6 +24,8 @@ from transferlab.data.types import Domain
 from transferlab.errors import MethodRequirementError
 from transferlab.methods.base import AdaptationData, Method
 
+ZERO_SHOT_METHODS = ("eszsl", "dap")  # the zero-shot methods, the pipeline's default first
+
 
 class ZeroShotMethod(Method):
     """A method that names the target's classes through a class–attribute table, from source data."""
