@@ -32,6 +32,7 @@ class ZeroShotMethod(Method):
 
     uses_source = True
     new_task_only = True
+    needs_attributes = True  # preflight refuses to force one without data.attributes
 
     @classmethod
     def check_data(cls, data: AdaptationData) -> None:
