@@ -17,6 +17,7 @@ from transferlab.config import PipelineParams
 from transferlab.data import TASK_TRANSFER
 from transferlab.errors import MethodRequirementError
 from transferlab.methods import get_method
+from transferlab.methods.zero_shot import ZERO_SHOT_METHODS
 from transferlab.models import load_model, save_model
 from tasks import distributed, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
@@ -44,7 +45,12 @@ def trained_baselines(data) -> list[str]:
     """The baselines adapt trains for evaluate to compare with (source-only needs no training). On a
     new task the source head is useless, so the bar is what the target's labels reach without the
     source (target-only) and with its frozen features (the linear probe, Chen et al. 2019's strong
-    few-shot baseline); with the source's classes and some labels, target-only."""
+    few-shot baseline); with the source's classes and some labels, target-only. On the zero-shot road
+    (new classes, no label, an attribute table) nothing can be trained on target labels: the bar is
+    the other way of predicting through the table (dap for eszsl, eszsl for dap), and evaluate reports
+    chance beside it."""
+    if data.road == TASK_TRANSFER and data.target_labelled is None and data.class_attributes is not None:
+        return list(ZERO_SHOT_METHODS)  # zero-shot: no label to train any other bar with; each is the other's
     if data.road == TASK_TRANSFER:
         return ["target-only", "linear-probe"]
     return ["target-only"] if data.target_labelled is not None else []

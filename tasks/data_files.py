@@ -20,6 +20,7 @@ import numpy as np
 
 from transferlab.data import Domain, DomainRecipe, build_domain, load_domain_file, row_hashes
 from transferlab.data.adaptation import AdaptationData
+from transferlab.data.attributes import ClassAttributes
 from transferlab.errors import DataError
 from tasks import datasets
 from tasks.io import read_json
@@ -98,9 +99,11 @@ def adaptation_data(root: Path) -> AdaptationData:
     labelled and unlabelled splits. Never the target test split."""
     source = source_splits(root)
     labelled, unlabelled = target_splits(root)
+    attributes = target_manifest(root).get("attributes")
     return AdaptationData(source_train=source[0] if source else None, source_val=source[1] if source else None,
                           target_labelled=labelled, target_unlabelled=unlabelled,
-                          source_classes=tuple(source_manifest(root)["classes"]))
+                          source_classes=tuple(source_manifest(root)["classes"]),
+                          class_attributes=ClassAttributes.from_dict(attributes) if attributes else None)
 
 
 def target_test(root: Path) -> Domain:

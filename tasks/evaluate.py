@@ -20,6 +20,7 @@ from transferlab.data import DOMAIN_ADAPTATION, Domain
 from transferlab.data.loading import batches_in_order
 from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diagram, render_evaluation_html,
                                     render_evaluation_markdown, selection_regret, summarise_model, transfer_gain)
+from transferlab.evaluation.zero_shot import zero_shot_scores
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
 from tasks import headline, project_lock, timing, tracking
@@ -177,6 +178,37 @@ def _promotion_evidence(params: PipelineParams, chosen: str, test: Domain, split
             "accuracy": float((predictions[chosen][0] == y).mean())}
 
 
+ZERO_SHOT_HEADLINE = ("unseen_accuracy", "gzsl_seen_accuracy", "gzsl_unseen_accuracy", "harmonic_mean")
+
+
+def _zero_shot(test_manifest: dict, probs: dict[str, list[np.ndarray]], test: Domain, chosen: str) -> dict | None:
+    """On the zero-shot road (an attribute table, new classes, no target label): every model's
+    accuracy on the unseen classes, GZSL seen / unseen / harmonic mean when the test holds seen
+    classes too, and chance (:mod:`transferlab.evaluation.zero_shot`), on the report part, as the
+    mean over training seeds."""
+    spaces = test_manifest.get("label_spaces") or {}
+    if not (test_manifest.get("attributes") and spaces.get("new_classes")
+            and int(test_manifest.get("labels_per_class", 0) or 0) == 0):
+        return None
+    seen = spaces.get("shared_classes", [])
+    models = {}
+    for name, runs in probs.items():
+        per_seed = [zero_shot_scores(np.log(np.clip(p, 1e-300, None)), test.y, test.classes, seen) for p in runs]
+        first = per_seed[0]
+        models[name] = {"unseen_accuracy": _seed_mean(per_seed, "unseen"),
+                        "gzsl_seen_accuracy": _seed_mean(per_seed, "gzsl_seen"),
+                        "gzsl_unseen_accuracy": _seed_mean(per_seed, "gzsl_unseen"),
+                        "harmonic_mean": _seed_mean(per_seed, "harmonic_mean")}
+    return {"chance": first["chance"], "unseen_classes": first["unseen_classes"], "seen_classes": first["seen_classes"],
+            "metric": first["metric"], "attribute_table": test_manifest["attributes"].get("source"),
+            "chosen": chosen, "models": models}
+
+
+def _seed_mean(per_seed: list[dict], key: str) -> float | None:
+    values = [r[key] for r in per_seed if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     selection = read_json(root / SELECTION, "the selection report")
     adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
@@ -195,11 +227,12 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         gain = _gain(params, chosen, test.y, {n: s["predictions"] for n, s in summaries.items()})
         promotion = _promotion_evidence(params, chosen, full_test, split, full_probs)
     accuracy = {n: s["accuracy"]["mean"] for n, s in summaries.items()}
+    test_manifest = read_json(root / PREPARED_TEST / MANIFEST, "the test manifest")
+    zero_shot = _zero_shot(test_manifest, probs, test, chosen)
     audit = None
     if params.evaluate.audit:
         first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
         audit = audit_candidates(params, root, selection, first_seed, test)
-    test_manifest = read_json(root / PREPARED_TEST / MANIFEST, "the test manifest")
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
 
@@ -240,6 +273,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
             "champion_reason": champion["reason"],
             "mlflow_run_id": run_.run_id,
         }
+        if zero_shot is not None:
+            evaluation["zero_shot"] = zero_shot
+            evaluation.update({k: zero_shot["models"][chosen].get(k) for k in ZERO_SHOT_HEADLINE})
         if audit is not None:
             evaluation["audit"] = audit
             evaluation["selection_regret"] = audit["regret"]

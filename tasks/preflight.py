@@ -33,6 +33,9 @@ def check(params: PipelineParams, root: Path = Path(".")) -> None:
         path = Path(pretrained.path).expanduser()
         if not (Path(root) / path).exists():
             raise ConfigError(f"model.pretrained.path: {pretrained.path} does not exist")
+    attributes = params.data.attributes
+    if attributes is not None and not attributes.startswith("builtin:") and not (Path(root) / attributes).exists():
+        raise ConfigError(f"data.attributes: the attribute table {attributes} does not exist")
     _forced_method_can_run(params)
     tracking.check_ownership(root, params)
 
@@ -45,6 +48,9 @@ def _forced_method_can_run(params: PipelineParams) -> None:
     if method.needs_target_labels and params.data.target_labels_per_class == 0:
         raise ConfigError(f"select.force_method: '{name}' needs labelled target samples, but "
                           "data.target_labels_per_class is 0: set it to 1 or more, or force a label-free method")
+    if getattr(method, "needs_attributes", False) and params.data.attributes is None:
+        raise ConfigError(f"select.force_method: '{name}' predicts classes through their attributes, but "
+                          "data.attributes is not set: give a class–attribute table (e.g. builtin:digits)")
     if method.uses_source and params.data.source is None:
         raise ConfigError(f"select.force_method: '{name}' trains with source data, but data.source is null "
                           "(only a model): force a source-free method")

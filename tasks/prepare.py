@@ -4,7 +4,9 @@ The road comes from the class names (:mod:`transferlab.data.labels`): the source
 or the imported model's when there is no source data) against the target's. On the
 domain-adaptation road the target's labels are re-indexed to the source's class order, so the
 source head's outputs mean the target's classes; on the task-transfer road the target keeps its
-own classes, and a new task with no labelled target sample is refused here, before anything runs.
+own classes, and a new task with no labelled target sample is refused here, before anything runs,
+unless a class–attribute table (``data.attributes``) makes it zero-shot transfer: the table's rows
+of the source's and the target's classes are then written into the target manifest.
 
 Datasets are read from the registry: built-ins, or the project's own ones under ``data/raw``
 (:mod:`tasks.datasets`, tracked by DVC; dvc.yaml lists ``data/raw`` as a dep). Each run records
@@ -22,6 +24,7 @@ import numpy as np
 from transferlab.config import PipelineParams
 from transferlab.data import (DOMAIN_ADAPTATION, Domain, DomainRecipe, build_domain, label_spaces, reorder_classes,
                               row_hashes, source_split_ids, target_split_ids)
+from transferlab.data.attributes import ClassAttributes, read_attribute_table
 from transferlab.errors import DataError
 from tasks import datasets, intermediate, timing, tracking
 from tasks.data_files import write_split
@@ -77,11 +80,13 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
             f"samples have shape {target.x.shape[1:]}; feature-vector domains must share a dimension"
         )
     spaces = label_spaces(_source_classes(params, root, source), target.classes)
+    attributes = _attributes(params, root, spaces)
     if spaces.road == DOMAIN_ADAPTATION:
         target = reorder_classes(target, spaces.source)
-    elif d.target_labels_per_class == 0:
+    elif d.target_labels_per_class == 0 and attributes is None:
         raise DataError(f"{spaces.sentence()[:-1]}, so the target needs labelled samples, but "
-                        "data.target_labels_per_class is 0: set it to 1 or more")
+                        "data.target_labels_per_class is 0: set it to 1 or more, or give a class–attribute table "
+                        "(data.attributes) for zero-shot transfer")
     # Every row is read once here: a corrupt file fails now, in one line, and the hashes decide the
     # test split and fingerprint the content, so that a change to the data changes prepare's output.
     target_hashes = row_hashes(target.x)
@@ -90,6 +95,7 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
     common = {"sample_shape": list(target.x.shape[1:]), "seed": params.seed, "road": spaces.road}
     counts = _write_source(params, root, source, spaces.source, common)
     target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common,
+                   **({"attributes": attributes.to_dict()} if attributes is not None else {}),
                    "recipe": _recipe(params, d.target, spaces.target).model_dump(mode="json"),
                    "content": _fingerprint(target, target_hashes)}
     with atomic_dir(root / PREPARED_TARGET) as tmp:
@@ -104,6 +110,19 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
     pools = intermediate.write_pools(params, root, target.x.shape[1:], spaces.target)
     counts.update({f"intermediate_{i}": n for i, n in enumerate(pools.values())})
     return counts, source.name if source else None, target.name, spaces.road
+
+
+def _attributes(params: PipelineParams, root: Path, spaces) -> ClassAttributes | None:
+    """The class–attribute table restricted to the source's and the target's classes (errors: a class
+    missing from it, two of them with one row; warnings: attributes constant over them)."""
+    if params.data.attributes is None:
+        return None
+    table = read_attribute_table(params.data.attributes, root)
+    in_use = (*spaces.source, *spaces.only_target)
+    table, warnings = table.for_classes(in_use)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return table
 
 
 def _write_source(params: PipelineParams, root: Path, source: Domain | None, classes: tuple[str, ...],

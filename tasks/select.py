@@ -19,6 +19,7 @@ from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from transferlab.selection.transitive import ChainDecision, choose_chain
 from transferlab.transitive import SelfTrainingConfig
+from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from tasks import timing, tracking
 from tasks.common import train_settings
 from tasks.data_files import adaptation_data
@@ -108,7 +109,14 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     config = selection_config(params)
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
-        if config.mode == "trial":
+        spaces = manifest.get("label_spaces") or {}
+        if is_zero_shot(manifest.get("road", ""), k, manifest.get("attributes"), spaces.get("new_classes")):
+            # No target label to score a trial with, and no label-free validator that speaks for
+            # classes the model never saw: both modes take the zero-shot rule.
+            note = ("Trial mode has nothing to score trials with here (no target label), so the zero-shot rule "
+                    "decides." if config.mode == "trial" else None)
+            selection = select_zero_shot({**report, "label_spaces": spaces}, manifest["attributes"], config, note)
+        elif config.mode == "trial":
             with timing.work():
                 selection = select_by_trials(load_model(root / SOURCE_MODEL), adaptation_data(root),
                                              train_settings(params, params.adapt.train), config, report=report,

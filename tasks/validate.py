@@ -109,8 +109,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
 def check_label_sets(manifests: dict, labelled: Domain | None) -> str:
     """The road's label-set rules (returns the road): one label space for domain adaptation; for a
-    new task, different classes and labelled samples of every target class. The test split always
-    has the target's classes."""
+    new task, different classes and labelled samples of every target class, or (zero-shot: no label,
+    a class–attribute table) an attribute row for every class. The test split always has the
+    target's classes."""
     source = manifests[PREPARED_SOURCE]["classes"]
     target = manifests[PREPARED_TARGET]["classes"]
     road = manifests[PREPARED_TARGET].get("road", DOMAIN_ADAPTATION)
@@ -123,6 +124,13 @@ def check_label_sets(manifests: dict, labelled: Domain | None) -> str:
     if road != DOMAIN_ADAPTATION:
         if set(source) == set(target):
             raise DataError("the manifests say task transfer but source and target have the same classes; re-run prepare")
+        attributes = manifests[PREPARED_TARGET].get("attributes")
+        if labelled is None and attributes is not None:  # zero-shot: the table names the classes, not labels
+            missing = [c for c in (*source, *target) if c not in attributes.get("rows", {})]
+            if missing:
+                raise DataError(f"zero-shot transfer needs an attribute row for every class, but class "
+                                f"'{missing[0]}' has none in the target manifest; re-run prepare")
+            return road
         counts = labelled.class_counts() if labelled is not None else [0] * len(target)
         missing = [c for c, n in zip(target, counts) if n == 0]
         if missing:

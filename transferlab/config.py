@@ -54,6 +54,10 @@ class DataParams(_Strict):
     source_val_fraction: float = Field(0.15, gt=0, lt=1)
     target_labels_per_class: int = Field(0, ge=0, description="k labelled target samples per class")
     target_test_fraction: float = Field(0.3, gt=0, lt=1)
+    attributes: str | None = Field(
+        None, min_length=1, description="a class–attribute table: 'builtin:digits' or a CSV path "
+                                        "(class,attr1,...); with new target classes and "
+                                        "target_labels_per_class 0 the run is zero-shot transfer")
 
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]

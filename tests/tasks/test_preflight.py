@@ -50,3 +50,11 @@ def test_unknown_datasets_and_missing_files_are_found_before_reading(tmp_path):
         preflight.check(_params(data={"target": {"name": "npz", "path": "missing.npz"}}), tmp_path)
     with pytest.raises(ConfigError, match="model.pretrained.path: models/pretrained/none does not exist"):
         preflight.check(_params(model={"pretrained": {"kind": "folder", "path": "models/pretrained/none"}}), tmp_path)
+
+
+def test_a_missing_attribute_table_and_a_forced_zero_shot_method_without_one(tmp_path):
+    with pytest.raises(ConfigError, match="data.attributes: the attribute table nope.csv does not exist"):
+        preflight.check(_params(data={"attributes": "nope.csv"}), tmp_path)
+    with pytest.raises(ConfigError, match="select.force_method: 'dap' predicts classes through their attributes"):
+        preflight.check(_params(select={"force_method": "dap"}), tmp_path)
+    preflight.check(_params(select={"force_method": "eszsl"}, data={"attributes": "builtin:digits"}), tmp_path)

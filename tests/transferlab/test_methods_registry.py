@@ -36,7 +36,8 @@ def test_configs_forbid_unknown_keys_and_name_the_key():
 
 def test_adaptation_data_has_no_test_split():
     fields = set(AdaptationData.__dataclass_fields__)
-    assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled", "source_classes"}
+    assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled", "source_classes",
+                      "class_attributes"}  # the attribute table: per class, never per sample
 
 
 @pytest.mark.parametrize("name", sorted(ISSUE_METHODS))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transferlab.data.attributes import ClassAttributes
 from transferlab.data.labels import LabelSpaces, Road
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
@@ -28,6 +29,7 @@ class AdaptationData:
     target_labelled: Domain | None = None
     target_unlabelled: Domain | None = None
     source_classes: tuple[str, ...] | None = None
+    class_attributes: ClassAttributes | None = None
 
     def __post_init__(self) -> None:
         if self.source_classes is None:

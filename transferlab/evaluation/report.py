@@ -67,7 +67,24 @@ def _road_line(evaluation: dict) -> str | None:
     if not spaces.get("sentence"):
         return None
     road = "task transfer (new classes)" if evaluation.get("road") == "task-transfer" else "domain adaptation"
-    return f"Road: {road}. {spaces['sentence']}"
+    return f"Road: {road}. {spaces['sentence']}" + _zero_shot_sentence(evaluation)
+
+
+def _zero_shot_sentence(evaluation: dict) -> str:
+    """' Zero-shot ...' with the chosen model's unseen-class (and GZSL) accuracy against chance, or ''."""
+    z = evaluation.get("zero_shot")
+    if not z:
+        return ""
+    m = z["models"][z["chosen"]]
+    if m.get("unseen_accuracy") is None:
+        return ""
+    out = (f" Zero-shot through the attribute table {z['attribute_table']}: {z['chosen']} reaches "
+           f"{100 * m['unseen_accuracy']:.1f} % on the unseen classes {', '.join(z['unseen_classes'])} "
+           f"({z['metric']}; chance {100 * z['chance']:.1f} %)")
+    if m.get("harmonic_mean") is not None:
+        out += (f"; generalised zero-shot over every target class: seen {100 * m['gzsl_seen_accuracy']:.1f} %, "
+                f"unseen {100 * m['gzsl_unseen_accuracy']:.1f} %, harmonic mean {100 * m['harmonic_mean']:.1f} %")
+    return out + "."
 
 
 def _headline(evaluation: dict) -> str:

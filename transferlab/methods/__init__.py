@@ -30,6 +30,8 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     protonet,
     shot,
     tent,
+    dap,
+    eszsl,
 )
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig",

@@ -40,6 +40,8 @@ class ModelSpec(BaseModel):
     classes: list[str] | None = Field(None, description="names of the output classes, in the head's order")
     mean: list[float] | None = Field(None, description="per-channel mean the network's inputs are normalised by")
     std: list[float] | None = Field(None, description="per-channel standard deviation of that normalisation")
+    attribute_block: int | None = Field(None, ge=1, description="DAP: a last block of this many attribute "
+                                                               "classifiers (AttributeLogProbs) under the head")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelSpec":
@@ -52,6 +54,8 @@ class ModelSpec(BaseModel):
                 raise ValueError(f"{name} has {len(values)} values for {self.in_channels} input channels")
         if self.std is not None and min(self.std) <= 0:
             raise ValueError("std values must be positive")
+        if self.attribute_block is not None and self.progressive:
+            raise ValueError("a progressive network takes no attribute block")
         return self
 
 
@@ -142,6 +146,33 @@ class Classifier(nn.Module):
         return out
 
 
+class AttributeLogProbs(nn.Module):
+    """The attribute layer of direct attribute prediction (DAP, Lampert et al. 2014): one logistic
+    classifier per attribute on the features f, z = W f + b, output
+
+        [log p(a_1 = 1 | x), ..., log p(a_M = 1 | x), log p(a_1 = 0 | x), ..., log p(a_M = 0 | x)]
+        = [log σ(z), log σ(−z)],
+
+    so that a class's DAP log-score is a *linear* head on it (transferlab.methods.dap)."""
+
+    def __init__(self, in_features: int, n_attributes: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_attributes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(x.flatten(1))
+        return torch.cat([nn.functional.logsigmoid(z), nn.functional.logsigmoid(-z)], dim=1)
+
+
+def attach_attribute_block(model: Classifier, n_attributes: int) -> Classifier:
+    """``model`` with an :class:`AttributeLogProbs` block appended and a head of 2·M inputs (in place)."""
+    model.blocks.append(AttributeLogProbs(model.feature_dim, n_attributes))
+    model.block_names.append("attributes")
+    model.feature_dim = 2 * n_attributes
+    model.head = nn.Linear(2 * n_attributes, model.head.out_features)
+    return model
+
+
 def _lenet_convs(spec: ModelSpec) -> tuple[nn.Module, nn.Module, int]:
     """LeNet's two conv blocks (20 and 50 channels) and the length of their flattened output."""
     conv1 = nn.Sequential(nn.Conv2d(spec.in_channels, 20, 5), nn.MaxPool2d(2), nn.ReLU())
@@ -195,6 +226,10 @@ _BUILDERS = {"lenet": _lenet, "lenet-bn": _lenet_bn, "resnet18": _resnet18, "mlp
 
 
 def _build(spec: ModelSpec) -> Classifier:
+    if spec.attribute_block:
+        model = attach_attribute_block(_build(spec.model_copy(update={"attribute_block": None})), spec.attribute_block)
+        model.spec = spec
+        return model
     if spec.arch in TORCHVISION_ARCHS and not spec.progressive:
         from transferlab.models.backbones import build_torchvision
 

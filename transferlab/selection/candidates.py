@@ -30,6 +30,8 @@ ABOUT: dict[str, str] = {
     "protonet": "episodic training on the source's other classes, then nearest prototype of the new ones",
     "progressive": "a frozen source column plus a new column trained on the target labels",
     "multitask": "one trunk, a source head and a target head trained together",
+    "eszsl": "zero-shot: closed-form bilinear map from source features to class attributes",
+    "dap": "zero-shot: per-attribute classifiers, classes scored by attribute posteriors over priors",
 }
 UNSUPERVISED = ("dann", "cdan", "dan", "deep-coral")
 SOURCE_FREE = ("shot", "tent")

@@ -11,7 +11,8 @@ explain the target's labels best, and whether any explains them better than the 
 | 3 | LogME peaks at block k                                      | ``layer-transfer`` (k, at most all but the last) | freeze up to the peak, retrain the rest |
 | 4 | no profile                                                  | ``l2-sp`` (new head)    | nothing says which layers transfer |
 
-L is the labelled target samples per class; a new task with none is refused (by prepare).
+L is the labelled target samples per class; a new task with none is refused (by prepare), unless
+a class–attribute table makes it zero-shot (:mod:`transferlab.selection.zero_shot`).
 
 Why this table (``benchmarks/new_task.py --suite tuning``: mnist5k digits 5-9 → mnist5k and →
 uci-digits 0-4, k = 1, 5, 10, 50, 3 seeds; the held-out pairs were not looked at). Multitask
@@ -67,7 +68,8 @@ def select_new_task(report: dict, labels_per_class: int, n_classes: int, config:
     """The policy table of the module doc."""
     if labels_per_class == 0:
         raise DataError("the target is a new task (its classes are not the source's) and has no labelled samples; "
-                        "set data.target_labels_per_class to 1 or more")
+                        "set data.target_labels_per_class to 1 or more, or give a class–attribute table "
+                        "(data.attributes) for zero-shot transfer")
     b = DecisionBuilder(config, labels_per_class, road=TASK_TRANSFER, source_data=report.get("source_data", True))
     depth = _evidence(b, report, n_classes)
     method, settings, fallbacks, why = _decide(b, depth)
