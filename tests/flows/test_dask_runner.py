@@ -15,12 +15,12 @@ from mlflow.tracking import MlflowClient
 from flows import dask_runner
 from tasks import adapt, evaluate, select
 from tasks.io import write_json, write_manifest
-from tasks.jobs import JobRunner
+from tasks.jobs import JobRunner, ProjectRef, RemoteCall, call_remote
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, SELECTION,
                          SIMILARITY, SOURCE_MODEL, tracking_uri)
 from transferlab.config import ExecutionParams, parse_params
 from transferlab.data import save_domain
-from transferlab.errors import ConfigError
+from transferlab.errors import ConfigError, DataError
 from transferlab.models import save_model
 from transferlab.training import TrainSettings, train_classifier
 
@@ -119,6 +119,32 @@ def _run_tree(root: Path) -> tuple[list, list]:
 
 def _selection(root: Path) -> dict:
     return json.loads((root / SELECTION).read_text())
+
+
+def test_a_shipped_trial_carries_file_references_and_gives_the_serial_selection(serial, tmp_path):
+    """In this process, through a pickle round trip as to a worker: no job carries the data or the
+    source model, and the worker side (read by reference, hashes checked) gives the serial result."""
+    root = _copy_inputs(serial, tmp_path)
+    shipped = []
+
+    def pickling_map(fn, jobs):
+        calls = [cloudpickle.loads(cloudpickle.dumps(job)) for job in jobs]
+        shipped.extend(calls)
+        return [fn(call) for call in calls]
+
+    select.run(parse_params(PARAMS), root, runner=JobRunner(pickling_map, remote=True))
+    assert len(shipped) == 5
+    assert all(c.job.data is None and c.job.source_model is None and c.ref.root == str(root.resolve())
+               for c in shipped)
+    assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
+
+
+def test_a_worker_that_sees_other_files_refuses_the_job(serial, tmp_path):
+    root = _copy_inputs(serial, tmp_path)
+    ref = ProjectRef.of(root)
+    (root / SOURCE_MODEL / "model.json").write_text((root / SOURCE_MODEL / "model.json").read_text() + " ")
+    with pytest.raises(DataError, match="shared storage"):
+        call_remote(RemoteCall(len, ref, None))
 
 
 def _die_first_time(marker: str, fn, call):
