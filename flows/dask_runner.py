@@ -120,6 +120,9 @@ def _allowed_failures(retries: int) -> Iterator[None]:
     """Dask runs a task whose worker died again on another worker this many times (its own retry;
     Prefect's retries only see exceptions raised inside the task)."""
     import dask
+    import distributed  # noqa: F401 - its defaults must be in dask's config before the set: on exit the
+    # set takes away what it added, and a "distributed" section it created would go whole, leaving the
+    # next cluster in this process without its defaults (KeyError: 'comm')
 
     with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
         yield

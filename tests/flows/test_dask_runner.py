@@ -243,3 +243,16 @@ def test_local_is_the_default_and_no_stage_goes_to_dask_without_jobs():
                          "evaluate": {"audit": True}})
     assert [dask_runner.uses_workers(n, dask) for n in ("prepare", "select", "adapt", "evaluate")] == \
         [False, True, True, True]
+
+
+def test_a_second_cluster_in_the_same_process_keeps_dask_s_defaults():
+    """The retry setting is set and taken back around each stage's cluster; taking it back must not take
+    distributed's own defaults with it (a pipeline starts one cluster per stage in one process)."""
+    import subprocess
+
+    code = ("from flows.dask_runner import _allowed_failures\nimport dask\n"
+            "with _allowed_failures(5):\n    inside = dask.config.get('distributed.scheduler.allowed-failures')\n"
+            "print(inside, dask.config.get('distributed.comm.timeouts.connect'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["5", "30s"]
