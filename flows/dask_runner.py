@@ -21,13 +21,14 @@ for the stage and every worker is pointed at it (:class:`flows.local_server.Loca
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from transferlab.config import ExecutionParams, PipelineParams, load_params
 from tasks.common import adapt_seeds
 from tasks.jobs import JobRunner, MapFn
 from tasks.stages import run_stage as run_stage_code
+from transferlab.config import ExecutionParams, PipelineParams, load_params
 
 
 def uses_workers(name: str, params: PipelineParams) -> bool:

@@ -12,16 +12,17 @@ storage) once, checks the hashes, and keeps them for its next jobs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from transferlab.errors import DataError
 from tasks.io import input_hash
 from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL
+from transferlab.errors import DataError
 
 MapFn = Callable[[Callable[[Any], Any], list], list]
 SHARED_INPUTS = (PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL)
@@ -51,7 +52,7 @@ class ProjectRef:
     hashes: tuple[tuple[str, str], ...]
 
     @classmethod
-    def of(cls, root: Path) -> "ProjectRef":
+    def of(cls, root: Path) -> ProjectRef:
         root = Path(root).resolve()
         return cls(str(root), tuple((p, input_hash(root / p)) for p in SHARED_INPUTS))
 
