@@ -46,7 +46,8 @@ def _notes(notes: list[str]) -> None:
 def cmd_stage(args) -> int:
     from tasks.project_lock import hold
     from tasks import recovery
-    from tasks.stages import run_stage, stage_module
+    from flows.dask_runner import run_stage  # tasks.stages.run_stage, or the stage's jobs on Dask
+    from tasks.stages import stage_module
     from transferlab.config import load_params
 
     stage_module(args.name)  # an unknown stage is refused before anything is read or repaired

@@ -34,7 +34,7 @@ from transferlab.config import load_params, set_dotted
 from transferlab.errors import TransferlabError
 from tasks.lineage import FLOW_RUN_ENV, PIPELINE_KEY_ENV
 from tasks.paths import EVALUATION, PARAMS, SELECTION
-from tasks.stages import run_stage as run_stage_code
+from flows.dask_runner import run_stage as run_stage_code  # the stage's jobs on Dask when params say so
 
 atomic_dvc_files.install()  # DVC never leaves dvc.lock half-written, even without make install
 

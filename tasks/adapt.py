@@ -11,6 +11,9 @@ starts the workers; rank 0 logs and writes, the others only train.
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab.config import PipelineParams
@@ -19,10 +22,12 @@ from transferlab.errors import MethodRequirementError
 from transferlab.methods import get_method
 from transferlab.methods.zero_shot import ZERO_SHOT_METHODS
 from transferlab.models import load_model, save_model
+from transferlab.training import AdaptResult
 from tasks import distributed, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import adaptation_data
 from tasks.io import atomic_dir, read_json, write_manifest
+from tasks.jobs import LOCAL, JobRunner, ProjectRef
 from tasks.transitive import run_chain
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET,
                          SELECTION, SOURCE_MODEL)
@@ -104,7 +109,74 @@ def _train_all(params: PipelineParams, method_cls, raw: dict, baselines: list[st
     return results, trained, chain_tags
 
 
-def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+@dataclass(frozen=True)
+class FitJob:
+    """Train ``fits`` ((method, raw config) pairs) from the project's source model on its data with
+    ``settings``; save each model atomically under ``out/NAME``. Only references travel."""
+
+    ref: ProjectRef
+    fits: tuple[tuple[str, dict], ...]
+    settings: object  # TrainSettings
+    out: str
+
+
+def run_fit_job(job: FitJob) -> dict[str, dict]:
+    """On a worker: each fit's record (history, checkpoint) by name; the models are in ``job.out``."""
+    import torch
+
+    torch.set_num_threads(1)
+    records = {}
+    for name, raw in job.fits:
+        result = fit_method(name, raw, job.ref.source_model(), job.ref.data(), job.settings)
+        with atomic_dir(Path(job.out) / name) as tmp:
+            save_model(result.model, tmp)
+        records[name] = {"history": result.history, "checkpoint_criterion": result.checkpoint_criterion,
+                         "best_epoch": result.best_epoch, "best_score": result.best_score}
+    return records
+
+
+def fitted(job: FitJob, records: dict[str, dict]) -> dict:
+    """A worker's results as the AdaptResults a local fit returns, models read from ``job.out``."""
+    return {name: AdaptResult(model=load_model(Path(job.out) / name), **record) for name, record in records.items()}
+
+
+def replay(run_, history: list[dict], prefix: str) -> None:
+    """The per-epoch metrics a local fit logs as it trains, logged here from a worker's history."""
+    log = epoch_logger(run_, prefix)
+    for record in history:
+        log(record["epoch"], {k: float(v) for k, v in record.items() if k != "epoch"})
+
+
+def _train_seeds(params, root, run_, method_cls, raw, baselines, seeds, source_model, data, runner: JobRunner,
+                 chain: dict | None):
+    """(the chosen method's result per seed, each baseline's results per seed, the chain's lineage tags).
+    A chain's hops register versions from this process, so a chain trains here whatever the runner."""
+    if not runner.remote or chain is not None:
+        return _train_all(params, method_cls, raw, baselines, seeds, source_model, data, run_, chain=chain, root=root)
+    method = method_cls.name
+    results, trained = [], {name: [] for name in baselines}
+    staging = Path(root).resolve() / ADAPTED_MODEL.parent / f".adapt-jobs-{uuid.uuid4().hex[:8]}"
+    ref = ProjectRef.of(root)
+    fits = ((method, raw), *((name, params.adapt.methods.get(name, {})) for name in baselines))
+    jobs = [FitJob(ref, fits, train_settings(params, params.adapt.train, seed=seed), str(staging / f"seed-{seed}"))
+            for seed in seeds]
+    try:
+        with timing.work():
+            outcomes = [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for seed, outcome in zip(seeds, outcomes):
+        prefix = "" if seed == seeds[0] else f"seed-{seed}."
+        results.append(outcome[method])
+        replay(run_, outcome[method].history, prefix)
+        for name in baselines:
+            trained[name].append(outcome[name])
+            replay(run_, outcome[name].history, f"{prefix}{name}.")
+    return results, trained, {}
+
+
+def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCAL) -> dict:
+    """``runner``: where the seeds train (execution.runner: dask hands each seed to a worker)."""
     selection = read_json(root / SELECTION, "the selection report")
     method_cls = get_method(selection["method"])
     raw = selection.get("method_params") or {}
@@ -125,8 +197,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"method": method_cls.name, "method_config": config.model_dump(),
                          "train": params.adapt.train.model_dump(), "seed": params.seed, "seeds": seeds})
-        results, trained, chain_tags = _train_all(params, method_cls, raw, baselines, seeds, source_model, data,
-                                                  run_, chain=chain, root=root)
+        results, trained, chain_tags = _train_seeds(params, root, run_, method_cls, raw, baselines, seeds,
+                                                    source_model, data, runner, chain)
         result = results[0]
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion, **chain_tags})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})

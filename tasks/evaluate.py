@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,8 @@ from transferlab.evaluation.zero_shot import zero_shot_scores
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
 from tasks import headline, project_lock, timing, tracking
-from tasks.adapt import fit_method, seed_dir
+from tasks.adapt import FitJob, fit_method, fitted, run_fit_job, seed_dir
+from tasks.jobs import LOCAL, JobRunner, ProjectRef
 from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import adaptation_data, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
@@ -64,24 +67,40 @@ def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
 
 
 def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored: dict[str, float],
-                     test: Domain) -> dict:
+                     test: Domain, runner: JobRunner = LOCAL) -> dict:
     """Oracle audit: train every other eligible candidate of the selection (first training seed,
-    same settings as adapt) and score it on the test split. Nothing upstream reads the result."""
+    same settings as adapt) and score it on the test split. Nothing upstream reads the result.
+    On a remote ``runner`` each candidate trains on a worker, which never sees the test split: it
+    saves the model, and this process scores it."""
 
     names = [c["method"] for c in selection.get("candidates", []) if c.get("eligible", True)]
+    names = [name for name in dict.fromkeys(names) if name not in scored]
     accuracies = dict(scored)
-    source_model = load_model(root / SOURCE_MODEL)
-    data = adaptation_data(root)
     settings = train_settings(params, params.adapt.train, seed=adapt_seeds(params)[0])
-    for name in names:
-        if name in accuracies:
-            continue
-        raw = params.adapt.methods.get(name, {})
-        with timing.work():
-            model = fit_method(name, raw, source_model, data, settings).model
-            accuracies[name] = float((predict_proba(model, test).argmax(1) == test.y).mean())
+    for name, model in zip(names, _audit_models(params, root, names, settings, runner)):
+        accuracies[name] = float((predict_proba(model, test).argmax(1) == test.y).mean())
     return {**selection_regret(accuracies, selection["method"]), "seed": settings.seed,
             "candidates_trained": [n for n in accuracies if n not in scored]}
+
+
+def _audit_models(params: PipelineParams, root: Path, names: list[str], settings, runner: JobRunner):
+    """The audited candidates' trained models, in ``names``' order."""
+    if not runner.remote:
+        source_model, data = load_model(root / SOURCE_MODEL), adaptation_data(root)
+        for name in names:
+            with timing.work():
+                yield fit_method(name, params.adapt.methods.get(name, {}), source_model, data, settings).model
+        return
+    staging = Path(root).resolve() / EVALUATION_DIR.parent / f".audit-jobs-{uuid.uuid4().hex[:8]}"
+    ref = ProjectRef.of(root)
+    jobs = [FitJob(ref, ((name, params.adapt.methods.get(name, {})),), settings, str(staging / name)) for name in names]
+    try:
+        with timing.work():
+            outcomes = [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for name, outcome in zip(names, outcomes):
+        yield outcome[name].model
 
 
 def _rival(client, name: str, promo_sha: str, score_version, classes: list[str] | None) -> Rival | None:
@@ -209,7 +228,8 @@ def _seed_mean(per_seed: list[dict], key: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCAL) -> dict:
+    """``runner``: where the oracle audit's candidates train (execution.runner: dask: on workers)."""
     selection = read_json(root / SELECTION, "the selection report")
     adapted_manifest = read_json(root / ADAPTED_MODEL / MANIFEST, "the adapted model's manifest")
     chosen = adapted_manifest["method"]
@@ -232,7 +252,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     audit = None
     if params.evaluate.audit:
         first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
-        audit = audit_candidates(params, root, selection, first_seed, test)
+        audit = audit_candidates(params, root, selection, first_seed, test, runner)
     registered = tracking.model_name(params.mlflow.model_prefix, "adapted")
     version = adapted_manifest.get("mlflow_version")
 

@@ -21,6 +21,7 @@ from transferlab.selection.transitive import ChainDecision, choose_chain
 from transferlab.transitive import SelfTrainingConfig
 from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from tasks import timing, tracking
+from tasks.jobs import JobRunner, ProjectRef, shipping
 from tasks.common import train_settings
 from tasks.data_files import adaptation_data
 from tasks.io import read_json, write_json
@@ -46,7 +47,16 @@ def thread_map(workers: int) -> MapFn:
     return map_fn
 
 
+def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner: JobRunner | None) -> MapFn:
+    if runner is not None:
+        return shipping(runner, ProjectRef.of(root))
+    return map_fn or thread_map(params.select.workers)
+
+
 def _trial_logger(run_) -> Callable[[dict], None]:
+    """Each finished trial as a nested run, written by this process only: trials on Dask workers
+    return their numbers and never touch the tracking store, so a SQLite store has one writer, and a
+    worker that dies mid-trial leaves no run behind (its retry's result is logged once)."""
     client = MlflowClient()
     experiment = client.get_run(run_.run_id).info.experiment_id
 
@@ -54,13 +64,17 @@ def _trial_logger(run_) -> Callable[[dict], None]:
         child = client.create_run(experiment, run_name=f"trial {trial.get('name', '')}",
                                   tags={"mlflow.parentRunId": run_.run_id, "transferlab.role": "trial",
                                         "method": str(trial.get("method"))})
-        for key, value in trial.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-                client.log_metric(child.info.run_id, key, float(value))
-            elif isinstance(value, (str, bool)) or value is None:
-                client.set_tag(child.info.run_id, f"trial.{key}", str(value)[:5000])
-            elif isinstance(value, dict):
-                client.log_param(child.info.run_id, key, str(value)[:6000])
+        try:
+            for key, value in trial.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+                    client.log_metric(child.info.run_id, key, float(value))
+                elif isinstance(value, (str, bool)) or value is None:
+                    client.set_tag(child.info.run_id, f"trial.{key}", str(value)[:5000])
+                elif isinstance(value, dict):
+                    client.log_param(child.info.run_id, key, str(value)[:6000])
+        except BaseException:
+            client.set_terminated(child.info.run_id, "FAILED")  # never left RUNNING half-written
+            raise
         client.set_terminated(child.info.run_id, "FINISHED")
     return log
 
@@ -101,7 +115,10 @@ def _label_free(name: str) -> bool:
     return cls.uses_unlabelled_target and not cls.needs_target_labels
 
 
-def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None) -> dict:
+def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None,
+        runner: JobRunner | None = None) -> dict:
+    """``map_fn`` runs the trials (default: ``select.workers`` threads); a ``runner`` (execution.runner:
+    dask) runs them in other processes, each shipped with references to the project's files."""
     report = read_json(root / SIMILARITY, "the similarity report")
     manifest = read_json(root / PREPARED_TARGET / MANIFEST, "the target manifest")
     k = int(manifest["labels_per_class"])
@@ -120,7 +137,7 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             with timing.work():
                 selection = select_by_trials(load_model(root / SOURCE_MODEL), adaptation_data(root),
                                              train_settings(params, params.adapt.train), config, report=report,
-                                             map_fn=map_fn or thread_map(params.select.workers),
+                                             map_fn=_trial_map(params, root, map_fn, runner),
                                              on_trial=_trial_logger(run_))
         else:
             with timing.work():

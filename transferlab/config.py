@@ -196,6 +196,27 @@ class DistributedParams(_Strict):
         "auto", description="torch.distributed backend; auto: nccl when training on CUDA, gloo on the CPU")
 
 
+class ExecutionParams(_Strict):
+    """Where a stage's independent jobs (selection trials, adapt's seeds, the oracle audit's candidates)
+    run. ``local``: in this process, as always (trials in ``select.workers`` threads). ``dask``: each
+    job a Prefect task run on the Dask workers of a scheduler at ``address``, or of a LocalCluster of
+    ``n_workers`` processes (one thread each) started for the stage. The results do not depend on it."""
+
+    runner: Literal["local", "dask"] = "local"
+    address: str | None = Field(
+        None, pattern=r"^(tcp|tls|inproc|ucx)://\S+$",
+        description="dask: an existing scheduler (tcp://host:8786); null starts a LocalCluster")
+    n_workers: int = Field(2, ge=1, le=256, description="dask without address: LocalCluster worker processes")
+    task_retries: int = Field(2, ge=0, le=10, description="dask: times a job whose task or worker died is "
+                                                          "run again before the stage fails")
+
+    @model_validator(mode="after")
+    def _dask_only(self) -> "ExecutionParams":
+        if self.runner == "local" and self.address is not None:
+            raise ValueError("address is an existing Dask scheduler: it needs runner: dask")
+        return self
+
+
 class PipelineParams(_Strict):
     seed: Seed = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -208,6 +229,7 @@ class PipelineParams(_Strict):
     adapt: AdaptParams = AdaptParams()
     evaluate: EvaluateParams = EvaluateParams()
     mlflow: MlflowParams = MlflowParams()
+    execution: ExecutionParams = ExecutionParams()
 
     @model_validator(mode="after")
     def _something_to_transfer_from(self) -> "PipelineParams":

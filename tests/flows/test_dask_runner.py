@@ -1,0 +1,258 @@
+"""execution.runner: dask: trial-mode selection on a 2-process LocalCluster equals the serial run (choice,
+scores, MLflow run tree); a worker that dies mid-trial is run again and changes nothing."""
+
+import json
+import os
+import shutil
+import sys
+from functools import partial
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows import dask_runner
+from tasks import adapt, evaluate, select
+from tasks.io import write_json, write_manifest
+from tasks.jobs import JobRunner, ProjectRef, RemoteCall, call_remote
+from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, SELECTION,
+                         SIMILARITY, SOURCE_MODEL, tracking_uri)
+from transferlab.config import ExecutionParams, parse_params
+from transferlab.data import save_domain
+from transferlab.errors import ConfigError, DataError
+from transferlab.models import save_model
+from transferlab.training import TrainSettings, train_classifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
+from synthetic_domains import blob_data, mlp  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
+from blob_project import write_blob_project  # noqa: E402
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers need not import this test file
+
+SHIFTED = {"mmd": {"mmd2": 0.4, "p_value": 0.001, "normalised": 0.5}, "layers": [], "a_distance": 1.9,
+           "transferability": None}
+# Three arms, eta 2: two rounds (3 trials, then 2 continued), so continuation state travels too.
+PARAMS = {"select": {"mode": "trial", "candidates": ["source-only", "finetune", "target-only"],
+                     "budget_epochs": 8, "eta": 2, "search": {}},
+          "adapt": {"train": {"epochs": 4, "batch_size": 32}}}
+CLUSTER = ExecutionParams(runner="dask", n_workers=2, task_retries=2)
+# adapt over two seeds and evaluate's oracle audit, for the seed and audit jobs.
+SEEDS = {"data": {"target_labels_per_class": 10}, "mlflow": {"register_models": False},
+         "adapt": {"train": {"epochs": 2, "batch_size": 32}, "seeds": [0, 1]},
+         "evaluate": {"bootstrap": 100, "audit": True}}
+SEED_SELECTION = {"method": "finetune", "reasons": ["test"], "method_params": {},
+                  "candidates": [{"method": m, "score": 0.0, "eligible": True, "why": "test"}
+                                 for m in ("finetune", "source-only", "target-only", "linear-probe")]}
+
+
+def _seed_project(root: Path) -> Path:
+    write_blob_project(root, source_epochs=2)
+    write_json(root / SIMILARITY, SHIFTED)
+    write_json(root / SELECTION, SEED_SELECTION)
+    return root
+
+
+def _adapt_and_evaluate(root: Path, runner: JobRunner | None = None) -> None:
+    kwargs = {"runner": runner} if runner else {}
+    adapt.run(parse_params(SEEDS), root, **kwargs)
+    evaluate.run(parse_params(SEEDS), root, **kwargs)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _project(root: Path) -> Path:
+    data = blob_data(offset=3.0, labels_per_class=6, unlabelled=60)
+    source = train_classifier(mlp(seed=0), data.source_train, data.source_val,
+                              TrainSettings(epochs=3, batch_size=32, seed=0)).model
+    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
+                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled})):
+        (root / folder).mkdir(parents=True)
+        for split, domain in parts.items():
+            save_domain(domain, root / folder / f"{split}.npz")
+        write_manifest(root / folder, "t", [], classes=list(data.source_train.classes), labels_per_class=6)
+    (root / SOURCE_MODEL).mkdir(parents=True)
+    save_model(source, root / SOURCE_MODEL)
+    write_json(root / SIMILARITY, SHIFTED)
+    return root
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    """The serial run (select.workers 1, this process): the reference."""
+    root = _project(tmp_path_factory.mktemp("serial"))
+    select.run(parse_params(PARAMS), root)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return root
+
+
+def _copy_inputs(serial: Path, root: Path) -> Path:
+    for folder in (PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL):
+        shutil.copytree(serial / folder, root / folder)
+    write_json(root / SIMILARITY, SHIFTED)
+    return root
+
+
+def _without_clock(selection: dict) -> dict:
+    """The selection minus wall-clock seconds, the one thing a runner may change."""
+    out = json.loads(json.dumps(selection))
+    for trial in out.get("trials", []):
+        trial.pop("runtime_s")
+    out["cost"].pop("runtime_s")
+    return out
+
+
+def _run_tree(root: Path) -> tuple[list, list]:
+    """(every trial run under the select run: name, status, metrics, params, trial tags; the statuses
+    of all runs), clock readings left out."""
+    client = MlflowClient(tracking_uri(root))
+    exp = client.get_experiment_by_name("transferlab").experiment_id
+    stage = client.search_runs([exp], "tags.`transferlab.stage` = 'select'")
+    assert len(stage) == 1
+    trials = client.search_runs([exp], f"tags.mlflow.parentRunId = '{stage[0].info.run_id}'")
+    tree = sorted(((t.info.run_name, t.info.status, {k: v for k, v in t.data.metrics.items() if k != "runtime_s"},
+                    t.data.params, {k: v for k, v in t.data.tags.items() if k.startswith("trial.") or k == "method"})
+                   for t in trials), key=lambda row: row[0])
+    return tree, [r.info.status for r in client.search_runs([exp], "")]
+
+
+def _selection(root: Path) -> dict:
+    return json.loads((root / SELECTION).read_text())
+
+
+def test_a_shipped_trial_carries_file_references_and_gives_the_serial_selection(serial, tmp_path):
+    """In this process, through a pickle round trip as to a worker: no job carries the data or the
+    source model, and the worker side (read by reference, hashes checked) gives the serial result."""
+    root = _copy_inputs(serial, tmp_path)
+    shipped = []
+
+    def pickling_map(fn, jobs):
+        calls = [cloudpickle.loads(cloudpickle.dumps(job)) for job in jobs]
+        shipped.extend(calls)
+        return [fn(call) for call in calls]
+
+    select.run(parse_params(PARAMS), root, runner=JobRunner(pickling_map, remote=True))
+    assert len(shipped) == 5
+    assert all(c.job.data is None and c.job.source_model is None and c.ref.root == str(root.resolve())
+               for c in shipped)
+    assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
+
+
+def test_a_worker_that_sees_other_files_refuses_the_job(serial, tmp_path):
+    root = _copy_inputs(serial, tmp_path)
+    ref = ProjectRef.of(root)
+    (root / SOURCE_MODEL / "model.json").write_text((root / SOURCE_MODEL / "model.json").read_text() + " ")
+    with pytest.raises(DataError, match="shared storage"):
+        call_remote(RemoteCall(len, ref, None))
+
+
+def _die_first_time(marker: str, fn, call):
+    """The first trial to reach a worker kills that worker's process (as an OOM kill would)."""
+    if not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+    return fn(call)
+
+
+@pytest.fixture(scope="module")
+def on_cluster(serial, tmp_path_factory):
+    """On one 2-process LocalCluster (started once: it is the slow part): the plain dask run, then a
+    run whose first trial kills its worker process; their project folders and the kill marker."""
+    plain = _copy_inputs(serial, tmp_path_factory.mktemp("dask"))
+    killed = _copy_inputs(serial, tmp_path_factory.mktemp("killed"))
+    marker = tmp_path_factory.mktemp("marker") / "killed-once"
+    seeds = _seed_project(tmp_path_factory.mktemp("seeds"))
+
+    def body(runner: JobRunner) -> None:
+        select.run(parse_params(PARAMS), plain, runner=runner)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        killing = JobRunner(lambda fn, jobs: runner.map(partial(_die_first_time, str(marker), fn), jobs), remote=True)
+        select.run(parse_params(PARAMS), killed, runner=killing)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        _adapt_and_evaluate(seeds, runner)
+
+    dask_runner.on_dask(CLUSTER, body)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return plain, killed, marker, seeds
+
+
+def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_cluster):
+    root = on_cluster[0]
+    assert _selection(root)["method"] == _selection(serial)["method"]
+    assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
+    tree, statuses = _run_tree(root)
+    assert len(tree) == 5 and tree == _run_tree(serial)[0]
+    assert "RUNNING" not in statuses
+
+
+def test_a_worker_killed_mid_trial_is_run_again_and_nothing_changes(serial, on_cluster):
+    _, root, marker, _ = on_cluster
+    assert marker.exists()  # a worker did die
+    assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
+    tree, statuses = _run_tree(root)
+    assert tree == _run_tree(serial)[0]  # every trial logged once: none lost, none twice
+    assert "RUNNING" not in statuses
+
+
+def _weights(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("model.safetensors"))}
+
+
+def test_seeds_and_audit_candidates_on_workers_equal_the_local_run(on_cluster, tmp_path):
+    """adapt's per-seed runs and the audit's candidates trained on workers: the same weights, the same
+    per-epoch metrics in MLflow, the same evaluation and regret as in this process."""
+    on_workers = on_cluster[3]
+    local = _seed_project(tmp_path)
+    _adapt_and_evaluate(local)
+    for folder in (ADAPTED_MODEL, BASELINE_MODELS):
+        weights = _weights(local / folder)
+        assert len(weights) >= 2 and weights == _weights(on_workers / folder)
+    evaluation = [json.loads((root / EVALUATION).read_text()) for root in (local, on_workers)]
+    assert evaluation[0]["audit"]["candidates_trained"] == ["linear-probe"] or evaluation[0]["audit"]
+    for key in ("models", "audit", "gain", "verdict"):
+        assert evaluation[0].get(key) == evaluation[1].get(key), key
+    metrics = []
+    for root in (local, on_workers):
+        client = MlflowClient(tracking_uri(root))
+        exp = client.get_experiment_by_name("transferlab").experiment_id
+        run = client.search_runs([exp], "tags.`transferlab.stage` = 'adapt'")[0]
+        metrics.append({k: [m.value for m in client.get_metric_history(run.info.run_id, k)]
+                        for k in run.data.metrics if not k.startswith(("time.", "epoch_seconds"))
+                        and not k.endswith("epoch_seconds")})
+    assert metrics[0] == metrics[1] and "seed-1.loss" in metrics[0]
+
+
+@pytest.mark.parametrize("execution, message", [
+    ({"runner": "dask", "n_workers": 0}, "execution.n_workers"),
+    ({"runner": "ray"}, "execution.runner"),
+    ({"runner": "local", "address": "tcp://10.0.0.5:8786"}, "execution: address is an existing Dask scheduler"),
+    ({"runner": "dask", "address": "10.0.0.5:8786"}, "execution.address"),
+    ({"runner": "dask", "workers": 2}, "unknown key 'execution.workers'"),
+])
+def test_execution_params_errors_name_the_key(execution, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params({"execution": execution})
+
+
+def test_local_is_the_default_and_no_stage_goes_to_dask_without_jobs():
+    params = parse_params({})
+    assert params.execution.runner == "local"
+    assert not any(dask_runner.uses_workers(n, params) for n in ("select", "adapt", "evaluate"))
+    dask = parse_params({"execution": {"runner": "dask"}, "select": {"mode": "trial"}, "adapt": {"seeds": [0, 1]},
+                         "evaluate": {"audit": True}})
+    assert [dask_runner.uses_workers(n, dask) for n in ("prepare", "select", "adapt", "evaluate")] == \
+        [False, True, True, True]
+
+
+def test_a_second_cluster_in_the_same_process_keeps_dask_s_defaults():
+    """The retry setting is set and taken back around each stage's cluster; taking it back must not take
+    distributed's own defaults with it (a pipeline starts one cluster per stage in one process)."""
+    import subprocess
+
+    code = ("from flows.dask_runner import _allowed_failures\nimport dask\n"
+            "with _allowed_failures(5):\n    inside = dask.config.get('distributed.scheduler.allowed-failures')\n"
+            "print(inside, dask.config.get('distributed.comm.timeouts.connect'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["5", "30s"]
