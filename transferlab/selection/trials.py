@@ -54,7 +54,7 @@ from transferlab.selection.rules import LAYER_TRANSFER_K, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
 from transferlab.training import TrainSettings, predict_logits
 from transferlab.training.continuation import Continuation, RunState, continuing
-from transferlab.validators import label_free_scores
+from transferlab.validators import NEEDS_SOURCE, label_free_scores
 
 MapFn = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 
@@ -524,6 +524,10 @@ _VALIDATOR_SCORES = {
     "im": "IM (information maximisation: confident and diverse target predictions)",
     "snd": "SND (soft neighbourhood density of the target predictions)",
     "dev": "minus the DEV risk (importance-weighted source validation loss)",
+    "entropy": "minus the mean entropy of the target predictions",
+    "mixval": "MixVal (accuracy on mixed target samples w.r.t. their mixed pseudo-labels)",
+    "reverse": "reverse validation (source accuracy of a classifier fitted to the target pseudo-labels)",
+    "srcacc_im": "SRC+IM (half source-validation accuracy plus half IM / log C)",
 }
 
 
@@ -588,10 +592,10 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
 
 
 def ranking_validator(config: SelectionConfig, source_data: bool) -> str:
-    """The label-free validator that ranks: ``config.validator``, except that without source data DEV
-    (an importance-weighted source-validation loss) cannot be computed and IM ranks instead, the
-    better of the two that remain in the selection benchmark's validator study."""
-    return config.validator if source_data or config.validator in ("im", "snd", "mean-rank") else "im"
+    """The label-free validator that ranks: ``config.validator``, except that without source data the
+    ones that weigh labelled source data (DEV, reverse validation, SRC+IM) cannot be computed and IM
+    ranks instead, the better of IM and SND in the selection benchmark's first validator study."""
+    return config.validator if source_data or config.validator not in NEEDS_SOURCE else "im"
 
 
 def _cost(results: list[TrialResult], full: int) -> dict:
