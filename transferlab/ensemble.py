@@ -7,8 +7,10 @@ the candidates' predictions is never far below the best candidate. With M member
     p_ens(x) = (1/M) Σₘ softmax(fₘ(x))
 
 :class:`EnsembleClassifier` returns log p_ens as its logits, so softmax of its output is exactly
-that mean (and argmax is the ensemble's prediction); its ``features`` are the members' features
-side by side, so feature-based validators (DEV, reverse validation) can score it like any model.
+that mean (and argmax is the ensemble's prediction). Its ``features`` are the members' predicted
+probabilities side by side (M·C values): the members' own feature spaces differ in kind and size
+(and side by side would make DEV's and reverse validation's fits M times wider), while their
+probabilities are common ground, so the feature-based validators can score it like any model.
 
 When to use it (:func:`committee_choice`): a *committee* of validators each names its top
 candidate. If they all agree, that candidate is chosen; the evidence is consistent. If they
@@ -41,7 +43,12 @@ class EnsembleClassifier(nn.Module):
         return torch.log(probs.clamp_min(1e-12))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m.features(x).flatten(1) for m in self.members], dim=1)
+        return torch.cat([torch.softmax(m(x), dim=1) for m in self.members], dim=1)
+
+
+# The committee, fixed before any held-out number was seen: the default trial ranker (DEV), the
+# validator of the first study (IM) and SKADA-Bench's best deep scorer (entropy).
+COMMITTEE = ("dev", "im", "entropy")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ def test_ensemble_predictions_are_the_mean_of_its_members():
         mean = np.mean([_np_softmax(m(x).double().numpy()) for m in members], axis=0)
         got = torch.softmax(ens(x).double(), 1).numpy()
         feats = ens.features(x).numpy()
+        second = _np_softmax(members[1](x).double().numpy())
     np.testing.assert_allclose(got, mean, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(got.argmax(1), mean.argmax(1))
-    assert feats.shape == (7, sum(m.features(x).shape[1] for m in members))
+    np.testing.assert_allclose(feats[:, 3:6], second, rtol=1e-5, atol=1e-7)
+    assert feats.shape == (7, 3 * 3)
     with pytest.raises(ConfigError):
         EnsembleClassifier([])
 

@@ -43,6 +43,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab import progress
+from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
@@ -384,6 +385,7 @@ def select_by_trials(
         return len(round_plan(r).folds) if plan.kind == "cv" and cls.needs_target_labels else 1
 
     schedule: list[tuple[int, float]] = []
+    committee: CommitteeChoice | None = None
     survivors = list(range(len(arms)))
     all_results: list[TrialResult] = []
     latest: dict[int, TrialResult] = {}
@@ -428,6 +430,8 @@ def select_by_trials(
         # being stable, to the candidates' order of preference.
         order = sorted(range(len(survivors)),
                        key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
+        if r == rounds - 1 and not plan.uses_labels:
+            committee = _committee_note(results, [arms[i] for i in survivors])
         if r == rounds - 1 and plan.uses_labels and config.labelled_score == "nll":
             order, why = _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
             if why:
@@ -479,19 +483,40 @@ def select_by_trials(
         f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
         f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
+    warnings = []
+    if committee is not None and committee.ensemble:
+        warnings.append("Weak evidence: " + committee.reason + ". The pipeline cannot yet train and save an ensemble "
+                        f"(issue 23), so '{arms[winner].label}' is kept; the selection benchmark's study measures "
+                        "what the ensemble would have gained.")
+    elif committee is not None:
+        reasons.append("In the final round " + committee.reason + ".")
     return Selection(
         method=arms[winner].method,
+        warnings=warnings,
         settings=dict(arms[winner].settings),
         candidates=candidates,
         reasons=reasons,
         mode="trial",
         decided_by=decided_by,
         evidence={"scoring": plan.kind, "validator": config.validator if plan.kind == "validators" else None,
-                  "labels_per_class": labels_per_class, "schedule": schedule},
+                  "labels_per_class": labels_per_class, "schedule": schedule,
+                  **({"committee": {"ensemble": committee.ensemble, "finalists": list(committee.finalists),
+                                    "reason": committee.reason}} if committee is not None else {})},
         trials=[t.to_dict() for t in all_results],
         cost=cost,
         score_meaning=trial_score_meaning(plan, config, data.has_source_data),
     )
+
+
+def _committee_note(results: list[TrialResult], arms: list[Arm]) -> CommitteeChoice | None:
+    """The EnsV disagreement rule (:func:`transferlab.ensemble.committee_choice`) over the final round's
+    trials, with the validators of :data:`COMMITTEE` that every trial has; None with fewer than two
+    scored trials (nothing to disagree about)."""
+    ok = [(res, arm) for res, arm in zip(results, arms) if res.status == "ok"]
+    keys = [v for v in COMMITTEE if all(v in res.scores for res, _ in ok)]
+    if len(ok) < 2 or not keys:
+        return None
+    return committee_choice({v: max(ok, key=lambda p: p[0].scores[v])[1].label for v in keys})
 
 
 def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
