@@ -5,7 +5,13 @@ exists so that defaults cannot drift toward what they do well on."""
 import hashlib
 from pathlib import Path
 
-from benchmarks.selection_suites import HELD_OUT, SUITES, TUNING, held_out_pairs, tuning_pairs
+from benchmarks.selection_suites import (
+    HELD_OUT,
+    SUITES,
+    TUNING,
+    held_out_pairs,
+    tuning_pairs,
+)
 
 FROZEN_HELD_OUT = (
     ("mnist→blur 0.6", 2), ("mnist→rescale 0.7", 3), ("mnist→noise 0.6", 2), ("mnist→invert", 3),
