@@ -395,8 +395,12 @@ def run_study(args, scale: Scale, pairs: dict[str, Pair], scenarios: list[tuple[
                + ("" if args.scale == "small" else f" --scale {args.scale}")
                + ("" if args.validator_samples == 1000 else f" --validator-samples {args.validator_samples}")
                + device_flag(args.device) + f" --threads {args.threads} --out benchmarks/RESULTS.md`")
+    done = {(r["pair"], r["seed"]) for r in rows}
+    missing = [f"{n} (seed {sd})" for n, sd in scenarios if (n, sd) not in done]
+    cut = (f" **Cut short at the time limit: {len(rows)} of {len(scenarios)} scenarios ran** (feature vectors and "
+           f"RGB first); not run: {', '.join(missing)}." if missing else "")
     md = study_markdown(rows, args.suite or "custom", f"Machine: {machine()}. Command: {command}. "
-                        + scale.describe())
+                        + scale.describe() + cut)
     print(md)
     if args.out:
         write_section(args.out, device_section(f"selection-study-{args.suite or 'custom'}", args.device), md)

@@ -128,7 +128,9 @@ def study_markdown(rows: list[dict], suite: str, provenance: str) -> str:
     lines = [
         f"## Validator study, {suite} suite (`benchmarks/selection.py --study`, {len(rows)} scenarios, no target labels)",
         "",
-        provenance + f" Candidates: every method that can run on the pair without target labels, each trained "
+        provenance + " Forms: grey = 28×28 × 1 channel (LeNet); rgb = 28×28 × 3 channels (LeNet); vectors = "
+        "both domains at 8×8 grey flattened to 64 features (an MLP, 128 hidden units)."
+        f" Candidates: every method that can run on the pair without target labels, each trained "
         f"once in full (training seed = the scenario's seed; no repeats), plus '{ENSEMBLE}', the EnsV candidate "
         f"averaging all their predicted probabilities ({', '.join(map(str, n_cand))} candidates per scenario). "
         "Each validator scores every candidate on the unlabelled target pool; its top pick's regret = best "
@@ -139,8 +141,8 @@ def study_markdown(rows: list[dict], suite: str, provenance: str) -> str:
         "'always ensemble' = picking the all-candidate ensemble every time. Accuracies on the target test split, "
         "which only this audit reads.",
         "",
-        "| validator | mean regret (points) | worst regret | worst loss to source-only | mean Spearman ρ "
-        "| mean Kendall τ | picks an ensemble |",
+        ("| validator | mean regret (points) | worst regret | worst loss to source-only | mean Spearman ρ "
+         "| mean Kendall τ | picks an ensemble |"),
         "|---|---|---|---|---|---|---|",
     ]
 
