@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
+import json
 import multiprocessing
 import statistics
 import sys
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
-from transferlab.data import (DomainSpec, harmonise, load_domain, split_source, split_target,  # noqa: E402
-                              stratified_subsample)
-from transferlab.data.shifts import ShiftSpec  # noqa: E402
+from benchmarks.selection_study import study_markdown, study_scenario  # noqa: E402
+from benchmarks.selection_suites import SUITES, Pair, held_out_pairs, load, tuning_pairs  # noqa: E402
+from transferlab.data import split_source, split_target  # noqa: E402
 from transferlab.methods import AdaptationData, applicable_methods, get_method  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
@@ -84,6 +84,11 @@ SCALES = {
                       TrainSettings(epochs=8, batch_size=64, lr=1e-3, patience=8, max_steps_per_epoch=250,
                                     lr_schedule="annealed"),
                       pairs=("mnist→usps", "usps→mnist")),
+    # For the validator study on a shared 2-core machine: a fifth of the small scale's steps. Every
+    # candidate is still trained to convergence of a sort (80 steps), far from the small scale's 300.
+    "tiny": Scale("tiny", 800, 800,
+                  TrainSettings(epochs=4, batch_size=32, lr=1e-3, patience=3, max_steps_per_epoch=20),
+                  TrainSettings(epochs=4, batch_size=32, lr=1e-3, patience=4, max_steps_per_epoch=20)),
 }
 SMALL = SCALES["small"]
 DEFAULT_VALIDATOR = SelectionConfig().validator
@@ -92,39 +97,21 @@ BUDGET_FRACTION = 0.2  # trial mode may spend a fifth of running every candidate
 ORACLE_RUNS = 3  # training seeds per oracle candidate (see scenario)
 
 
-def make_pairs(data: Path = DATA) -> dict[str, tuple[DomainSpec, DomainSpec]]:
-    """The suite, reading MNIST and USPS from ``data``."""
-    def mnist(split: str, *shifts: tuple[str, float]) -> DomainSpec:
-        return DomainSpec(name="mnist", path=str(data / "MNIST"), split=split,
-                          shifts=[ShiftSpec(name=n, severity=s, seed=0) for n, s in shifts])
-
-    usps = DomainSpec(name="usps", path=str(data / "usps"), split="train")
-    return {
-        "mnist5k→uci-digits": (DomainSpec(name="mnist5k"), DomainSpec(name="uci-digits")),
-        "mnist→usps": (mnist("train"), usps),
-        "usps→mnist": (usps, mnist("test")),
-        "mnist→mnist (no shift)": (mnist("train"), mnist("test")),
-        "mnist→rotate 0.3": (mnist("train"), mnist("test", ("rotate", 0.3))),
-        "mnist→rotate 0.8": (mnist("train"), mnist("test", ("rotate", 0.8))),
-        "mnist→colour-background 0.7": (mnist("train"), mnist("test", ("colour-background", 0.7))),
-        "mnist→invert+noise (far)": (mnist("train"), mnist("test", ("invert", 1.0), ("noise", 0.8))),
-    }
+def make_pairs(data: Path = DATA) -> dict[str, Pair]:
+    """Every pair of both suites (:mod:`benchmarks.selection_suites`), reading MNIST and USPS from ``data``."""
+    return {**tuning_pairs(data), **held_out_pairs(data)}
 
 
 PAIRS = make_pairs()
 
 
-def load_pair(source_spec: DomainSpec, target_spec: DomainSpec, scale: Scale = SMALL):
-    def sample(domain, n, seed):
-        return domain if n is None else stratified_subsample(domain, n, seed)
-
-    source = harmonise(sample(load_domain(source_spec), scale.n_source, 0), 28, 1)
-    target = harmonise(sample(load_domain(target_spec), scale.n_target, 1), 28, 1)
-    return source, target
+def load_pair(pair: Pair, scale: Scale = SMALL):
+    return load(pair, scale.n_source, scale.n_target)
 
 
 def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu", seed: int = 0,
-             scale: Scale = SMALL, validator: str = DEFAULT_VALIDATOR, oracle_runs: int = ORACLE_RUNS) -> dict:
+             scale: Scale = SMALL, validator: str = DEFAULT_VALIDATOR, oracle_runs: int = ORACLE_RUNS,
+             model_spec: ModelSpec | None = None) -> dict:
     """One pair at one label budget; ``seed`` draws the source validation split, the labelled target
     samples, the initial weights and every training and selection seed (the test split is fixed).
 
@@ -141,8 +128,8 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     splits = split_target(target, labels_per_class, 0.3, seed)
     labelled = splits.labelled if labels_per_class else None
     data = AdaptationData(train, val, labelled, splits.unlabelled)
-    model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=seed), train,
-                             val, pretrain).model
+    spec = model_spec or ModelSpec(arch="lenet", image_size=28, num_classes=10)
+    model = train_classifier(build_model(spec, seed=seed), train, val, pretrain).model
     report = similarity_report(model, train, splits.unlabelled, labelled,
                                config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
     rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
@@ -220,21 +207,35 @@ _LOADED: dict[tuple[str, str], tuple] = {}  # per process, the latest (pair, sca
 
 def _run_job(job: tuple) -> dict:
     """One scenario, in this process or a worker (each process loads a pair once, so a job is cheap to send)."""
-    name, specs, k, device, seed, scale_name, validator, oracle_runs, threads = job
+    name, pair, k, device, seed, scale_name, validator, oracle_runs, threads = job
     torch.set_num_threads(threads)
     scale = SCALES[scale_name]
     if (name, scale_name) not in _LOADED:
         _LOADED.clear()  # jobs come grouped by pair: keep one pair's images, not the suite's
-        _LOADED[(name, scale_name)] = load_pair(*specs, scale)
-    return scenario(name, *_LOADED[(name, scale_name)], k, device, seed, scale, validator, oracle_runs)
+        _LOADED[(name, scale_name)] = load_pair(pair, scale)
+    return scenario(name, *_LOADED[(name, scale_name)], k, device, seed, scale, validator, oracle_runs,
+                    pair.model_spec())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), help="default: every pair the scale runs")
     parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0],
-                        help="one scenario per seed: splits, initial weights, training and selection seeds")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="one scenario per seed: splits, initial weights, training and selection seeds "
+                             "(default 0; with --suite: the suite's seeds, or only those of them given here)")
+    parser.add_argument("--suite", choices=list(SUITES), default=None,
+                        help="run a fixed suite's (pair, seed) scenarios (benchmarks/selection_suites.py) "
+                             "instead of --pairs x --seeds")
+    parser.add_argument("--study", action="store_true",
+                        help="the validator study only (benchmarks/selection_study.py): no labels, every "
+                             "method trained once in full, no trial mode")
+    parser.add_argument("--rows", type=Path, default=None,
+                        help="--study: write every finished scenario's numbers to this JSON file as it goes")
+    parser.add_argument("--from-rows", type=Path, default=None,
+                        help="--study: write the section from a --rows file instead of running (a run cut short)")
+    parser.add_argument("--validator-samples", type=int, default=1000,
+                        help="samples per set the label-free validators use in --study (select.validator_max_samples)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (results depend on it)")
     add_device_argument(parser)
@@ -251,14 +252,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     pairs = make_pairs(args.data)
-    default_pairs = list(scale.pairs or PAIRS)
+    default_pairs = list(scale.pairs or tuning_pairs(args.data))
     args.pairs = args.pairs or default_pairs
+    if args.suite:
+        scenarios = [(n, sd) for n, sd in SUITES[args.suite] if args.seeds is None or sd in args.seeds]
+    else:
+        args.seeds = args.seeds or [0]
+        scenarios = [(n, sd) for n in args.pairs for sd in args.seeds]
+    if args.study:
+        return run_study(args, scale, pairs, scenarios)
+    args.seeds = sorted({sd for _, sd in scenarios})
     if args.oracle_runs < 1 or args.jobs < 1 or args.threads < 1:
         parser.error("--oracle-runs, --jobs and --threads must be at least 1")
     torch.set_num_threads(args.threads)
 
     jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads)
-            for name in args.pairs for k, seed in itertools.product(args.budgets, args.seeds)]
+            for name, seed in scenarios for k in args.budgets]
     # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
     with (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1
           else contextlib.nullcontext()) as pool:
@@ -283,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
              f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
              + device_flag(args.device) + ("" if scale is SMALL else f" --scale {scale.name}")
-             + ("" if args.pairs == default_pairs else " --pairs " + " ".join(f"'{p}'" for p in args.pairs))
+             + (f" --suite {args.suite}" if args.suite else "")
+             + ("" if args.suite or args.pairs == default_pairs else " --pairs " + " ".join(f"'{p}'" for p in args.pairs))
              + ("" if args.budgets == [0, 10] else " --budgets " + " ".join(map(str, args.budgets)))
              + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
              + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
@@ -355,9 +365,45 @@ def main(argv: list[str] | None = None) -> int:
     md = "\n".join(lines)
     print(md)
     if args.out:
-        name = ("selection" + ("" if scale is SMALL else f"-{scale.name}")
+        name = ("selection" + ("" if scale is SMALL else f"-{scale.name}") + (f"-{args.suite}" if args.suite else "")
                 + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
         write_section(args.out, device_section(name, args.device), md)
+    return 0
+
+
+def run_study(args, scale: Scale, pairs: dict[str, Pair], scenarios: list[tuple[str, int]]) -> int:
+    """``--study``: the validator study over ``scenarios``, one after another (see selection_study.py)."""
+    torch.set_num_threads(args.threads)
+    rows = json.loads(args.from_rows.read_text()) if args.from_rows else []
+    # Run the feature-vector and RGB pairs first (cheap and rare), then the grey ones, so a run cut
+    # short (see --rows) still covers every kind of data; the table keeps the order they ran in.
+    first = {"vectors": 0, "rgb": 1}
+    scenarios = sorted(scenarios, key=lambda s: first.get(pairs[s[0]].form, 2))
+    for name, seed in [] if args.from_rows else scenarios:
+        r = study_scenario(name, pairs[name], seed, scale.n_source, scale.n_target,
+                           scale.pretrain.model_copy(update={"device": args.device}),
+                           scale.adapt.model_copy(update={"device": args.device}), args.validator_samples)
+        rows.append(r)
+        if args.rows:  # after every scenario, so a run cut short still leaves what it measured
+            args.rows.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+        print(f"{name:42s} s{seed} best {r['best']:18s} {100 * r['best_acc']:5.1f} "
+              + " ".join(f"{v} {100 * d['regret']:4.1f}" for v, d in r["validators"].items())
+              + f" committee {100 * r['committee']['regret']:4.1f} ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
+    command = ("`.venv/bin/python benchmarks/selection.py --study"
+               + (f" --suite {args.suite}" if args.suite else " --pairs " + " ".join(f"'{p}'" for p in args.pairs))
+               + (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds else "")
+               + ("" if args.scale == "small" else f" --scale {args.scale}")
+               + ("" if args.validator_samples == 1000 else f" --validator-samples {args.validator_samples}")
+               + device_flag(args.device) + f" --threads {args.threads} --out benchmarks/RESULTS.md`")
+    done = {(r["pair"], r["seed"]) for r in rows}
+    missing = [f"{n} (seed {sd})" for n, sd in scenarios if (n, sd) not in done]
+    cut = (f" **Cut short at the time limit: {len(rows)} of {len(scenarios)} scenarios ran** (feature vectors and "
+           f"RGB first); not run: {', '.join(missing)}." if missing else "")
+    md = study_markdown(rows, args.suite or "custom", f"Machine: {machine()}. Command: {command}. "
+                        + scale.describe() + cut)
+    print(md)
+    if args.out:
+        write_section(args.out, device_section(f"selection-study-{args.suite or 'custom'}", args.device), md)
     return 0
 
 

@@ -213,7 +213,10 @@ def deep_embedded_validation(
     return DEVResult(risk, -risk, eta, float(w.mean()), acc, c)
 
 
-VALIDATORS = ("im", "snd", "dev")
+# Single-model validators, each "higher is better" in :func:`label_free_scores`; the last four are
+# in :mod:`transferlab.probe_validators` ("entropy" is minus the mean prediction entropy).
+VALIDATORS = ("im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im")
+NEEDS_SOURCE = ("dev", "reverse", "srcacc_im")  # weigh labelled source-validation data
 
 
 @torch.no_grad()
@@ -241,13 +244,15 @@ def label_free_scores(
     device: str = "cpu",
     snd_temperature: float = 0.05,
 ) -> dict[str, float]:
-    """IM, SND and DEV of a classifier (``forward`` = logits, ``.features``), each as "higher is better".
+    """Every validator of :data:`VALIDATORS` for a classifier (``forward`` = logits, ``.features``),
+    each as "higher is better".
 
     At most ``max_samples`` of each array are used (a seeded subset) so SND's N×N matrix and
     DEV's domain classifier stay cheap. Returns {"im", "snd", "snd_paper", "dev", "dev_risk"}:
     "snd" is the centred variant (robust to collapsed outputs, used for ranking), "snd_paper"
-    the published definition, "dev" = −"dev_risk". Without source data (``source_*`` None) DEV,
-    which weighs source-validation losses, cannot be computed and is left out.
+    the published definition, "dev" = −"dev_risk"; then :func:`transferlab.probe_validators.probe_scores`
+    ("entropy", "mixval" with its two probes, "reverse", "srcacc_im"). Without source data
+    (``source_*`` None) the validators of :data:`NEEDS_SOURCE` cannot be computed and are left out.
     """
     rng = np.random.default_rng(seed)
 
@@ -276,4 +281,11 @@ def label_free_scores(
         losses = -log_p_v[np.arange(len(vi)), np.asarray(source_val_y)[vi]]
         dev = deep_embedded_validation(f_s, f_t, f_v, losses, seed=seed)
         scores.update(dev=dev.score, dev_risk=dev.risk)
+    # Imported here: probe_validators builds on this module's primitives.
+    from transferlab.probe_validators import logits_of, probe_scores
+
+    scores.update(probe_scores(
+        logits_of(model, batch_size, device), np.asarray(target_x[ti]), z_t, f_t,
+        f_v if source else None, z_v if source else None,
+        np.asarray(source_val_y)[vi] if source else None, seed=seed))
     return scores

@@ -158,8 +158,14 @@ def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source
     assert by["target-only"]["eligible"] is False and "refused" in by["target-only"]["why"]
     assert sel.method in {"source-only", "dann"}
     winner = next(t for t in sel.trials if t["method"] == sel.method and t["round"] == max(x["round"] for x in sel.trials))
-    assert set(winner["scores"]) >= {"im", "snd", "dev"}
+    assert set(winner["scores"]) >= {"im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im"}
     assert winner["score"] == winner["scores"]["im"]
+    # The EnsV committee looked at the final round: agreement is a reason, disagreement a warning.
+    final = [t for t in sel.trials if t["round"] == winner["round"] and t["status"] == "ok"]
+    committee = sel.evidence["committee"]
+    picks = {max(final, key=lambda t: t["scores"][v])["method"] for v in ("dev", "im", "entropy")}
+    assert committee["ensemble"] == (len(picks) > 1) and set(committee["finalists"]) == picks
+    assert any(committee["reason"] in text for text in [*sel.reasons, *sel.warnings])
     assert sel.score_meaning.startswith("trial score: the label-free validator IM (information maximisation")
     # Each trial says how it did as it ends, each round as it starts (the trials ran minutes in silence).
     lines = [r.getMessage() for r in caplog.records if r.name == "transferlab.progress"]

@@ -55,7 +55,7 @@ def test_each_validator_ranks_trained_above_untrained(task):
     xs, xv, yv, xt, trained, untrained = task
     good = label_free_scores(trained, xs, xv, yv, xt, seed=0)
     bad = label_free_scores(untrained, xs, xv, yv, xt, seed=0)
-    for key in ("im", "snd", "dev"):
+    for key in ("im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im"):
         assert good[key] > bad[key], key
     assert good["dev_risk"] < bad["dev_risk"]
     assert good == label_free_scores(trained, xs, xv, yv, xt, seed=0)  # deterministic

@@ -43,6 +43,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab import progress
+from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
@@ -54,7 +55,7 @@ from transferlab.selection.rules import LAYER_TRANSFER_K, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
 from transferlab.training import TrainSettings, predict_logits
 from transferlab.training.continuation import Continuation, RunState, continuing
-from transferlab.validators import label_free_scores
+from transferlab.validators import NEEDS_SOURCE, label_free_scores
 
 MapFn = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 
@@ -384,6 +385,7 @@ def select_by_trials(
         return len(round_plan(r).folds) if plan.kind == "cv" and cls.needs_target_labels else 1
 
     schedule: list[tuple[int, float]] = []
+    committee: CommitteeChoice | None = None
     survivors = list(range(len(arms)))
     all_results: list[TrialResult] = []
     latest: dict[int, TrialResult] = {}
@@ -428,6 +430,8 @@ def select_by_trials(
         # being stable, to the candidates' order of preference.
         order = sorted(range(len(survivors)),
                        key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
+        if r == rounds - 1 and not plan.uses_labels:
+            committee = _committee_note(results, [arms[i] for i in survivors])
         if r == rounds - 1 and plan.uses_labels and config.labelled_score == "nll":
             order, why = _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
             if why:
@@ -479,19 +483,40 @@ def select_by_trials(
         f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
         f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
+    warnings = []
+    if committee is not None and committee.ensemble:
+        warnings.append("Weak evidence: " + committee.reason + ". The pipeline cannot yet train and save an ensemble "
+                        f"(issue 23), so '{arms[winner].label}' is kept; the selection benchmark's study measures "
+                        "what the ensemble would have gained.")
+    elif committee is not None:
+        reasons.append("In the final round " + committee.reason + ".")
     return Selection(
         method=arms[winner].method,
+        warnings=warnings,
         settings=dict(arms[winner].settings),
         candidates=candidates,
         reasons=reasons,
         mode="trial",
         decided_by=decided_by,
         evidence={"scoring": plan.kind, "validator": config.validator if plan.kind == "validators" else None,
-                  "labels_per_class": labels_per_class, "schedule": schedule},
+                  "labels_per_class": labels_per_class, "schedule": schedule,
+                  **({"committee": {"ensemble": committee.ensemble, "finalists": list(committee.finalists),
+                                    "reason": committee.reason}} if committee is not None else {})},
         trials=[t.to_dict() for t in all_results],
         cost=cost,
         score_meaning=trial_score_meaning(plan, config, data.has_source_data),
     )
+
+
+def _committee_note(results: list[TrialResult], arms: list[Arm]) -> CommitteeChoice | None:
+    """The EnsV disagreement rule (:func:`transferlab.ensemble.committee_choice`) over the final round's
+    trials, with the validators of :data:`COMMITTEE` that every trial has; None with fewer than two
+    scored trials (nothing to disagree about)."""
+    ok = [(res, arm) for res, arm in zip(results, arms) if res.status == "ok"]
+    keys = [v for v in COMMITTEE if all(v in res.scores for res, _ in ok)]
+    if len(ok) < 2 or not keys:
+        return None
+    return committee_choice({v: max(ok, key=lambda p: p[0].scores[v])[1].label for v in keys})
 
 
 def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
@@ -524,6 +549,10 @@ _VALIDATOR_SCORES = {
     "im": "IM (information maximisation: confident and diverse target predictions)",
     "snd": "SND (soft neighbourhood density of the target predictions)",
     "dev": "minus the DEV risk (importance-weighted source validation loss)",
+    "entropy": "minus the mean entropy of the target predictions",
+    "mixval": "MixVal (accuracy on mixed target samples w.r.t. their mixed pseudo-labels)",
+    "reverse": "reverse validation (source accuracy of a classifier fitted to the target pseudo-labels)",
+    "srcacc_im": "SRC+IM (half source-validation accuracy plus half IM / log C)",
 }
 
 
@@ -588,10 +617,10 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
 
 
 def ranking_validator(config: SelectionConfig, source_data: bool) -> str:
-    """The label-free validator that ranks: ``config.validator``, except that without source data DEV
-    (an importance-weighted source-validation loss) cannot be computed and IM ranks instead, the
-    better of the two that remain in the selection benchmark's validator study."""
-    return config.validator if source_data or config.validator in ("im", "snd", "mean-rank") else "im"
+    """The label-free validator that ranks: ``config.validator``, except that without source data the
+    ones that weigh labelled source data (DEV, reverse validation, SRC+IM) cannot be computed and IM
+    ranks instead, the better of IM and SND in the selection benchmark's first validator study."""
+    return config.validator if source_data or config.validator not in NEEDS_SOURCE else "im"
 
 
 def _cost(results: list[TrialResult], full: int) -> dict:

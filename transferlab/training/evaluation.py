@@ -69,6 +69,22 @@ def information_maximization_scorer(x: np.ndarray, max_samples: int = 2000, seed
     (see :mod:`transferlab.validators`). A seeded random ``max_samples`` of the inputs are used,
     so the score is deterministic and cheap; not the first ones, since a pool sorted by class
     (an ImageFolder tree) would show only some classes and favour a model that predicts those.
+
+    Why the checkpoint criterion is not the trial ranker's validator (``select.validator``, DEV by
+    default), written down for issue 23 rather than unified:
+
+    - It runs after every epoch of every run, so it must be cheap and need nothing but the model
+      and target inputs. DEV fits a domain classifier (a path of logistic fits) on source and
+      target features at every call and needs labelled source data, which the source-free methods
+      (shot, tent) that also keep checkpoints this way do not have; mean-rank and the committee
+      need a pool of models, and one run's epochs are not the pool they were measured on.
+    - The selection benchmark's validator study (benchmarks/RESULTS.md, ``selection-study-*``)
+      measures how validators rank *different methods' finished models*; nothing yet measures how
+      they rank *epochs of one run*, so no scorer is "validated" for this use. IM is kept: it is
+      what SHOT optimises and what the source-free road already relies on.
+    - If a per-model validator wins both suites of that study, the one to unify on is a cheap one
+      that needs only this run's model: SRC+IM (:func:`transferlab.probe_validators.source_accuracy_with_im`,
+      one source-validation pass more per epoch) or entropy, not DEV.
     """
     x = x[seeded_subset(len(x), max_samples, np.random.default_rng(seed))]
     return Scorer("target-unlabelled information maximisation (label-free)",

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+import torch
+
+from transferlab.ensemble import EnsembleClassifier, committee_choice
+from transferlab.errors import ConfigError
+from transferlab.models import ModelSpec, build_model
+
+
+def _np_softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_ensemble_predictions_are_the_mean_of_its_members():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch="mlp", input_dim=5, num_classes=3, hidden=8)
+    members = [build_model(spec, seed=s).eval() for s in range(3)]
+    x = torch.randn(7, 5)
+    ens = EnsembleClassifier(members).eval()
+    with torch.no_grad():
+        mean = np.mean([_np_softmax(m(x).double().numpy()) for m in members], axis=0)
+        got = torch.softmax(ens(x).double(), 1).numpy()
+        feats = ens.features(x).numpy()
+        second = _np_softmax(members[1](x).double().numpy())
+    np.testing.assert_allclose(got, mean, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(got.argmax(1), mean.argmax(1))
+    np.testing.assert_allclose(feats[:, 3:6], second, rtol=1e-5, atol=1e-7)
+    assert feats.shape == (7, 3 * 3)
+    with pytest.raises(ConfigError):
+        EnsembleClassifier([])
+
+
+def test_committee_choice_ensembles_only_when_the_validators_disagree():
+    agree = committee_choice({"dev": "dann", "im": "dann"})
+    assert not agree.ensemble and agree.finalists == ("dann",) and "agree" in agree.reason
+    split = committee_choice({"dev": "dann", "im": "cdan", "entropy": "dann"})
+    assert split.ensemble and split.finalists == ("dann", "cdan")
+    assert "disagree" in split.reason and "DEV → dann" in split.reason
