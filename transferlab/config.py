@@ -143,7 +143,9 @@ class SelectParams(SelectionConfig):
     """The selection policy (rule thresholds, trial budget; see transferlab.selection) plus how many
     trials may run at once."""
 
-    workers: int = Field(1, ge=1, le=16, description="trials run in parallel (threads)")
+    workers: int = Field(1, ge=1, le=16, description="trials run in parallel threads of this process; they share torch's global "
+                                                    "random generator, so with workers > 1 a trial's numbers can differ from a serial run's "
+                                                    "(execution.runner: dask gives the serial result in parallel)")
 
 
 class AdaptParams(_Strict):
