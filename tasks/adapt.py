@@ -11,7 +11,7 @@ from transferlab.methods import get_method
 from transferlab.models import load_model, save_model
 from tasks import timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
-from tasks.data_files import adaptation_data
+from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import atomic_dir, read_json, write_manifest
 from tasks.paths import ADAPTED_MODEL, BASELINE_MODELS, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SOURCE_MODEL
 
@@ -56,7 +56,7 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     raw = selection.get("method_params") or {}
     config = method_config(method_cls, raw)
     with timing.work():
-        source_model = load_model(root / SOURCE_MODEL)
+        source_model = load_model(source_model_folder(root))
         data = adaptation_data(root)
     seeds = adapt_seeds(params)
     baselines = [name for name in trained_baselines(data) if name != method_cls.name]
@@ -77,6 +77,9 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
                                                     settings, log=epoch_logger(run_, f"{prefix}{name}.")))
         result = results[0]
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion})
+        chosen_source = selection.get("source")  # several candidate sources: the one select chose
+        if chosen_source:
+            run_.set_tags({"source.candidate": chosen_source["name"]})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})
         version = None
         if params.mlflow.register_models:
@@ -88,6 +91,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         details = {"method": method_cls.name, "road": data.road, "config": config.model_dump(), "best_epoch": result.best_epoch,
                    "checkpoint_criterion": result.checkpoint_criterion, "checkpoint_score": result.best_score,
                    "seeds": seeds, "mlflow_run_id": run_.run_id, "mlflow_version": version}
+        if chosen_source:
+            details["source"] = chosen_source
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
             _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
             write_manifest(tmp, "adapted-model", DEPS, root=root, **details)

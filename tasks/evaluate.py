@@ -25,7 +25,7 @@ from transferlab.models import load_model
 from tasks import headline, timing, tracking
 from tasks.adapt import fit_method, seed_dir
 from tasks.common import adapt_seeds, train_settings
-from tasks.data_files import adaptation_data, target_test
+from tasks.data_files import adaptation_data, source_model_folder, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_SOURCE,
                          PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL)
@@ -54,7 +54,7 @@ def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
     models = {adapted["method"]: ("chosen", per_seed(root / ADAPTED_MODEL))}
     # The source model as it is is a baseline only where its head speaks the target's classes.
     if "source-only" not in models and adapted.get("road", DOMAIN_ADAPTATION) == DOMAIN_ADAPTATION:
-        models["source-only"] = ("baseline", [load_model(root / SOURCE_MODEL)])
+        models["source-only"] = ("baseline", [load_model(source_model_folder(root))])
     baselines = read_json(root / BASELINE_MODELS / MANIFEST, "the baselines' manifest")
     for name in baselines.get("baselines", []):
         if name not in models:
@@ -69,7 +69,7 @@ def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored
 
     names = [c["method"] for c in selection.get("candidates", []) if c.get("eligible", True)]
     accuracies = dict(scored)
-    source_model = load_model(root / SOURCE_MODEL)
+    source_model = load_model(source_model_folder(root))
     data = adaptation_data(root)
     settings = train_settings(params, params.adapt.train, seed=adapt_seeds(params)[0])
     for name in names:

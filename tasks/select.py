@@ -18,7 +18,7 @@ from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from tasks import timing, tracking
 from tasks.common import train_settings
-from tasks.data_files import adaptation_data
+from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import read_json, write_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SIMILARITY, SOURCE_MODEL
 
@@ -61,6 +61,19 @@ def _trial_logger(run_) -> Callable[[dict], None]:
     return log
 
 
+def chosen_source_entry(report: dict) -> dict | None:
+    """With several candidate sources, the first of the similarity stage's ranking, and why; else None."""
+    ranking = report.get("source_ranking")
+    if not ranking:
+        return None
+    first = ranking["ranking"][0]
+    why = (f"Source: '{first['name']}' is ranked first of {len(ranking['ranking'])} candidates by {ranking['rule_text']}. "
+           f"{first['reason']}")
+    return {"index": first["index"], "name": first["name"], "rule": ranking["rule"], "score": first["score"],
+            "why": why, "ranking": [{k: r[k] for k in ("rank", "index", "name", "score", "reason")}
+                                    for r in ranking["ranking"]]}
+
+
 def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None) -> dict:
     report = read_json(root / SIMILARITY, "the similarity report")
     manifest = read_json(root / PREPARED_TARGET / MANIFEST, "the target manifest")
@@ -69,9 +82,12 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     config = selection_config(params)
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
+        source = chosen_source_entry(report)
+        candidate = source["index"] if source else None
         if config.mode == "trial":
             with timing.work():
-                selection = select_by_trials(load_model(root / SOURCE_MODEL), adaptation_data(root),
+                selection = select_by_trials(load_model(source_model_folder(root, candidate)),
+                                             adaptation_data(root, candidate),
                                              train_settings(params, params.adapt.train), config, report=report,
                                              map_fn=map_fn or thread_map(params.select.workers),
                                              on_trial=_trial_logger(run_))
@@ -80,6 +96,11 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
                 selection = select_by_rules(report, k, n_classes, config)
         payload = selection.to_dict()
         payload["method_params"] = {**params.adapt.methods.get(selection.method, {}), **(payload.get("settings") or {})}
+        if source:
+            payload["source"] = source
+            payload["reasons"] = [source["why"], *payload.get("reasons", [])]
+            run_.set_tags({"selected_source": source["name"]})
+            run_.tag_parent({"selected_source": source["name"]})
         write_json(root / SELECTION, payload)
         run_.set_tags({"selected_method": selection.method, "selection_mode": config.mode,
                        "decided_by": payload.get("decided_by", "rules")})
@@ -87,4 +108,7 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             run_.log_metrics({f"cost.{key}": v for key, v in payload["cost"].items()})
         run_.log_artifact(root / SELECTION)
         run_.tag_parent({"selected_method": selection.method})
-    return {"method": selection.method, "reasons": payload.get("reasons", [])}
+    summary = {"method": selection.method, "reasons": payload.get("reasons", [])}
+    if source:
+        summary["source"] = source["name"]
+    return summary

@@ -31,12 +31,34 @@ class DataParams(_Strict):
     source: DomainSpec | None = Field(
         DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
                                                 "(model.pretrained): source-free transfer")
+    sources: list[DomainSpec] | None = Field(
+        None, min_length=2, max_length=16,
+        description="several candidate sources instead of data.source: each is prepared and gets its own source "
+                    "model; similarity ranks them against the target and select picks the best "
+                    "(transferlab.similarity.sources)")
     target: DomainSpec = DomainSpec(name="uci-digits")
     image_size: int = Field(28, ge=8, le=512, description="common side length of both domains")
     channels: Literal[1, 3] = 1
     source_val_fraction: float = Field(0.15, gt=0, lt=1)
     target_labels_per_class: int = Field(0, ge=0, description="k labelled target samples per class")
     target_test_fraction: float = Field(0.3, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_source_form(self) -> "DataParams":
+        if self.sources is None:
+            return self
+        if "source" in self.model_fields_set and self.source is not None:
+            raise ValueError("data.source and data.sources are both set: keep one (data.sources lists every "
+                             "candidate source; set data.source to null)")
+        self.source = None  # the candidates replace the single source's default
+        for i, spec in enumerate(self.sources):
+            if spec in self.sources[:i]:
+                raise ValueError(f"data.sources[{i}] repeats data.sources[{self.sources.index(spec)}]")
+        return self
+
+    def candidate_sources(self) -> list[DomainSpec]:
+        """The source datasets: the candidates of data.sources, or data.source alone (or none)."""
+        return list(self.sources) if self.sources is not None else [s for s in [self.source] if s is not None]
 
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -176,6 +198,11 @@ class PipelineParams(_Strict):
 
     @model_validator(mode="after")
     def _something_to_transfer_from(self) -> "PipelineParams":
+        if self.data.sources is not None:
+            if self.model.pretrained is not None:
+                raise ValueError("data.sources: several candidate sources are datasets, each with a model pretrain "
+                                 "trains; model.pretrained (one given model) cannot be combined with them")
+            return self
         if self.data.source is None and self.model.pretrained is None:
             raise ValueError("data.source is null and model.pretrained is not set: there is nothing to transfer from")
         return self
