@@ -25,7 +25,7 @@ from transferlab.models import load_model, save_model
 from transferlab.training import AdaptResult
 from tasks import distributed, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
-from tasks.data_files import adaptation_data
+from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import atomic_dir, read_json, write_manifest
 from tasks.jobs import LOCAL, JobRunner, ProjectRef
 from tasks.transitive import run_chain
@@ -182,7 +182,7 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
     raw = selection.get("method_params") or {}
     config = method_config(method_cls, raw)
     with timing.work():
-        source_model = load_model(root / SOURCE_MODEL)
+        source_model = load_model(source_model_folder(root))
         data = adaptation_data(root)
     seeds = adapt_seeds(params)
     baselines = [name for name in trained_baselines(data) if name != method_cls.name]
@@ -201,6 +201,9 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
                                                     source_model, data, runner, chain)
         result = results[0]
         run_.set_tags({"method": method_cls.name, "checkpoint_criterion": result.checkpoint_criterion, **chain_tags})
+        chosen_source = selection.get("source")  # several candidate sources: the one select chose
+        if chosen_source:
+            run_.set_tags({"source.candidate": chosen_source["name"]})
         run_.log_metrics({"best_epoch": result.best_epoch, "checkpoint_score": result.best_score})
         version = None
         if params.mlflow.register_models:
@@ -216,6 +219,8 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
             details["transitive"] = {"chain": chain["chain"], "hop_method": chain["hop_method"], **chain_tags}
         # A project prepared before intermediate pools existed has no such folder: nothing of it was read.
         inputs = [dep for dep in DEPS if (root / dep).exists()]
+        if chosen_source:
+            details["source"] = chosen_source
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
             _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
             write_manifest(tmp, "adapted-model", inputs, root=root, **details)

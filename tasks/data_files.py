@@ -24,7 +24,8 @@ from transferlab.data.attributes import ClassAttributes
 from transferlab.errors import DataError
 from tasks import datasets
 from tasks.io import read_json
-from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
+from tasks.paths import (CANDIDATES, MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, SELECTION,
+                         SOURCE_MODEL)
 
 SPOT_CHECKS = 16  # rows per split whose content hash is compared with prepare's on every read
 
@@ -71,15 +72,47 @@ def source_manifest(root: Path) -> dict:
     return read_json(root / PREPARED_SOURCE / MANIFEST, "the prepared source manifest")
 
 
+def source_folder(root: Path, candidate: int | None = None) -> Path:
+    """Where the source splits are: ``data/prepared/source`` itself, or with several candidate
+    sources (``data.sources``) the folder of ``candidate``, by default the one select chose."""
+    names = source_manifest(root).get("candidates")
+    if names is None:
+        return root / PREPARED_SOURCE
+    index = chosen_source(root) if candidate is None else candidate
+    if not 0 <= index < len(names):
+        raise DataError(f"there is no candidate source {index} in {PREPARED_SOURCE} (it holds {len(names)}); "
+                        "run prepare again")
+    return root / PREPARED_SOURCE / CANDIDATES / str(index)
+
+
+def source_model_folder(root: Path, candidate: int | None = None) -> Path:
+    """``models/source``, or with several candidate sources the model of ``candidate`` (default:
+    the one select chose) under ``models/source/candidates/<index>``."""
+    if source_manifest(root).get("candidates") is None:
+        return root / SOURCE_MODEL
+    return root / SOURCE_MODEL / CANDIDATES / str(chosen_source(root) if candidate is None else candidate)
+
+
+def chosen_source(root: Path) -> int:
+    """The candidate source select chose (reports/selection.json), for the stages after it."""
+    chosen = read_json(root / SELECTION, "the selection report").get("source")
+    if not chosen:
+        raise DataError(f"{SELECTION} names no chosen source but {PREPARED_SOURCE} holds several candidates: "
+                        "run select again")
+    return int(chosen["index"])
+
+
 def target_manifest(root: Path) -> dict:
     return read_json(root / PREPARED_TARGET / MANIFEST, "the prepared target manifest")
 
 
-def source_splits(root: Path) -> tuple[Domain, Domain] | None:
-    """(train, val), or None when there is no source data (only a source model)."""
+def source_splits(root: Path, candidate: int | None = None) -> tuple[Domain, Domain] | None:
+    """(train, val), or None when there is no source data (only a source model); with several
+    candidate sources, those of ``candidate`` (default: the one select chose)."""
     if not source_manifest(root).get("available", True):
         return None
-    return _read(root, root / PREPARED_SOURCE, "train"), _read(root, root / PREPARED_SOURCE, "val")
+    folder = source_folder(root, candidate)
+    return _read(root, folder, "train"), _read(root, folder, "val")
 
 
 def target_splits(root: Path) -> tuple[Domain | None, Domain | None]:
@@ -94,10 +127,11 @@ def road(root: Path) -> str:
     return target_manifest(root).get("road", "domain-adaptation")
 
 
-def adaptation_data(root: Path) -> AdaptationData:
-    """Everything a method may train on: source splits (when there is source data) and the target's
-    labelled and unlabelled splits. Never the target test split."""
-    source = source_splits(root)
+def adaptation_data(root: Path, candidate: int | None = None) -> AdaptationData:
+    """Everything a method may train on: source splits (when there is source data; with several
+    candidate sources, ``candidate``'s, default the chosen one) and the target's labelled and
+    unlabelled splits. Never the target test split."""
+    source = source_splits(root, candidate)
     labelled, unlabelled = target_splits(root)
     attributes = target_manifest(root).get("attributes")
     return AdaptationData(source_train=source[0] if source else None, source_val=source[1] if source else None,

@@ -29,7 +29,7 @@ from tasks import headline, project_lock, timing, tracking
 from tasks.adapt import FitJob, fit_method, fitted, run_fit_job, seed_dir
 from tasks.jobs import LOCAL, JobRunner, ProjectRef
 from tasks.common import adapt_seeds, train_settings
-from tasks.data_files import adaptation_data, target_test
+from tasks.data_files import adaptation_data, source_model_folder, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, EVALUATION_DIR, MANIFEST, PREPARED_SOURCE,
                          PREPARED_TARGET, PREPARED_TEST, SELECTION, SOURCE_MODEL, store_root)
@@ -58,7 +58,7 @@ def _models(root: Path) -> dict[str, tuple[str, list[torch.nn.Module]]]:
     models = {adapted["method"]: ("chosen", per_seed(root / ADAPTED_MODEL))}
     # The source model as it is is a baseline only where its head speaks the target's classes.
     if "source-only" not in models and adapted.get("road", DOMAIN_ADAPTATION) == DOMAIN_ADAPTATION:
-        models["source-only"] = ("baseline", [load_model(root / SOURCE_MODEL)])
+        models["source-only"] = ("baseline", [load_model(source_model_folder(root))])
     baselines = read_json(root / BASELINE_MODELS / MANIFEST, "the baselines' manifest")
     for name in baselines.get("baselines", []):
         if name not in models:
@@ -86,7 +86,7 @@ def audit_candidates(params: PipelineParams, root: Path, selection: dict, scored
 def _audit_models(params: PipelineParams, root: Path, names: list[str], settings, runner: JobRunner):
     """The audited candidates' trained models, in ``names``' order."""
     if not runner.remote:
-        source_model, data = load_model(root / SOURCE_MODEL), adaptation_data(root)
+        source_model, data = load_model(source_model_folder(root)), adaptation_data(root)
         for name in names:
             with timing.work():
                 yield fit_method(name, params.adapt.methods.get(name, {}), source_model, data, settings).model

@@ -21,11 +21,10 @@ from typing import Any
 import torch
 
 from tasks.io import input_hash
-from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL
+from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET
 from transferlab.errors import DataError
 
 MapFn = Callable[[Callable[[Any], Any], list], list]
-SHARED_INPUTS = (PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL)
 
 
 def serial_map(fn: Callable[[Any], Any], jobs: list) -> list:
@@ -46,15 +45,21 @@ LOCAL = JobRunner()
 
 @dataclass(frozen=True)
 class ProjectRef:
-    """The project folder and the hash of each input a job reads (prepared data, source model)."""
+    """The project folder and the hash of each input a job reads (prepared data, source model); with
+    several candidate sources, ``candidate`` names the one the jobs train from (None: select's choice)."""
 
     root: str
     hashes: tuple[tuple[str, str], ...]
+    candidate: int | None = None
 
     @classmethod
-    def of(cls, root: Path) -> ProjectRef:
+    def of(cls, root: Path, candidate: int | None = None) -> ProjectRef:
+        from tasks.data_files import source_model_folder
+
         root = Path(root).resolve()
-        return cls(str(root), tuple((p, input_hash(root / p)) for p in SHARED_INPUTS))
+        model = str(source_model_folder(root, candidate).relative_to(root))
+        paths = (PREPARED_SOURCE, PREPARED_TARGET, model)
+        return cls(str(root), tuple((str(p), input_hash(root / p)) for p in paths), candidate)
 
     def source_model(self) -> torch.nn.Module:
         return _loaded(self)[0]
@@ -67,7 +72,7 @@ class ProjectRef:
 def _loaded(ref: ProjectRef) -> tuple[torch.nn.Module, Any]:
     """What ``ref`` names, read once per worker process and checked against the hashes the stage saw:
     a worker on a machine whose copy of the project differs would train on other data."""
-    from tasks.data_files import adaptation_data
+    from tasks.data_files import adaptation_data, source_model_folder
     from transferlab.models import load_model
 
     root = Path(ref.root)
@@ -75,7 +80,7 @@ def _loaded(ref: ProjectRef) -> tuple[torch.nn.Module, Any]:
         if not (root / path).exists() or input_hash(root / path) != expected:
             raise DataError(f"{root / path} on this worker is not what the stage read (missing or another hash): "
                             "the project folder must be shared storage that every Dask worker sees")
-    return load_model(root / SOURCE_MODEL), adaptation_data(root)
+    return load_model(source_model_folder(root, ref.candidate)), adaptation_data(root, ref.candidate)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ PREPARED_TEST = Path("data/prepared/target_test")
 PREPARED_INTERMEDIATE = Path("data/prepared/intermediate")
 VALIDATION = Path("reports/validation.json")
 SOURCE_MODEL = Path("models/source")
+# With several candidate sources (data.sources), data/prepared/source and models/source hold one
+# sub-folder per candidate, candidates/<index>; select chooses one, and adapt and evaluate read it.
+CANDIDATES = "candidates"
 # Where a user's own model files live so that DVC tracks them (a dependency of prepare and pretrain).
 PRETRAINED_DIR = Path("models/pretrained")
 SIMILARITY = Path("reports/similarity.json")

@@ -25,9 +25,8 @@ def check(params: PipelineParams, root: Path = Path(".")) -> None:
     """Raise the first problem found, as a one-line user error naming the key."""
     resolve_device(params.device)
     datasets.register_tracked(root)
-    for spec in (params.data.source, params.data.target):
-        if spec is not None:
-            check_spec(spec, root)
+    for spec in (*params.data.candidate_sources(), params.data.target):
+        check_spec(spec, root)
     pretrained = params.model.pretrained
     if pretrained is not None and pretrained.path is not None:
         path = Path(pretrained.path).expanduser()
@@ -51,6 +50,6 @@ def _forced_method_can_run(params: PipelineParams) -> None:
     if getattr(method, "needs_attributes", False) and params.data.attributes is None:
         raise ConfigError(f"select.force_method: '{name}' predicts classes through their attributes, but "
                           "data.attributes is not set: give a class–attribute table (e.g. builtin:digits)")
-    if method.uses_source and params.data.source is None:
+    if method.uses_source and not params.data.candidate_sources():
         raise ConfigError(f"select.force_method: '{name}' trains with source data, but data.source is null "
                           "(only a model): force a source-free method")

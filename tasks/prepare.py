@@ -29,10 +29,22 @@ from transferlab.errors import DataError
 from tasks import datasets, intermediate, timing, tracking
 from tasks.data_files import write_split
 from tasks.io import atomic_dir, write_manifest
-from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
+from tasks.paths import CANDIDATES, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST
 
 NAME = "prepare"
 DEPS: list[Path] = []
+
+
+def _roles(params: PipelineParams) -> list[tuple[str, str, object]]:
+    """(params key, MLflow dataset context, spec) of every domain prepare reads."""
+    d = params.data
+    inter = [(f"data.intermediate.{i}", "intermediate", spec) for i, spec in enumerate(d.intermediate)]
+    if d.sources is None:
+        return [(key, role, spec) for key, role, spec in (("data.source", "source", d.source),
+                                                          ("data.target", "target", d.target), *inter)
+                if spec is not None]
+    return [*((f"data.sources[{i}]", f"source candidate {i}", spec) for i, spec in enumerate(d.sources)),
+            ("data.target", "target", d.target), *inter]
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
@@ -40,16 +52,17 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     datasets.register_tracked(root)
     with timing.work():
         counts, source, target, road = _prepare(params, root)
-    inter = [(f"data.intermediate.{i}", spec) for i, spec in enumerate(d.intermediate)]
-    for where, spec in (("data.source", d.source), ("data.target", d.target), *inter):  # after: an error stays one line
+    if d.sources is not None:
+        source = "candidates: " + ", ".join(candidate_names(d.sources))
+    for where, _, spec in _roles(params):  # after: an error stays one line
         if warning := datasets.untracked_path_warning(root, where, spec):
             print(warning, file=sys.stderr)
-    roles = [("source", d.source), ("target", d.target), *(("intermediate", s) for s in d.intermediate)]
-    inputs = [(role, datasets.domain_input(root, spec)) for role, spec in roles if spec is not None]
+    inputs = [(role, datasets.domain_input(root, spec)) for _, role, spec in _roles(params)]
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         for role, data in inputs:
             run_.log_dataset(data, context=role)
-        run_.log_params({"seed": params.seed, "data": d.model_dump(mode="json")})
+        run_.log_params({"seed": params.seed,  # data.sources only when set: a single-source run logs what it always did
+                         "data": d.model_dump(mode="json", exclude={"sources"} if d.sources is None else None)})
         run_.log_metrics({f"n_{k}": v for k, v in counts.items()})
         run_.set_tags({"source.domain": source, "target.domain": target, "road": road})
         run_.tag_parent({"road": road})
@@ -70,10 +83,30 @@ def _recipe(params: PipelineParams, spec, classes: tuple[str, ...] | None = None
                         classes=list(classes) if classes is not None else None)
 
 
+def _candidates(params: PipelineParams, target: Domain) -> list[Domain]:
+    """Every candidate source of data.sources, built, checked to share the target's sample shape and
+    the first candidate's classes (one label space: the ranking compares like with like)."""
+    built = [build_domain(_recipe(params, spec)) for spec in params.data.sources]
+    for i, source in enumerate(built):
+        if source.x.shape[1:] != target.x.shape[1:]:
+            raise DataError(f"data.sources[{i}] '{source.name}' samples have shape {source.x.shape[1:]} but target "
+                            f"'{target.name}' samples have shape {target.x.shape[1:]}; feature-vector domains must "
+                            "share a dimension")
+        if tuple(source.classes) != tuple(built[0].classes):
+            raise DataError(f"data.sources[{i}] '{source.name}' has classes ({', '.join(source.classes[:6])}) other "
+                            f"than data.sources[0] '{built[0].name}' ({', '.join(built[0].classes[:6])}): candidate "
+                            "sources must share one label set (data.sources[i].classes selects classes)")
+    return built
+
+
 def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str, str]:
     d = params.data
-    source = build_domain(_recipe(params, d.source)) if d.source else None
     target = build_domain(_recipe(params, d.target))
+    if d.sources is not None:
+        candidates = _candidates(params, target)
+        source = candidates[0]
+    else:
+        source = build_domain(_recipe(params, d.source)) if d.source else None
     if source is not None and source.x.shape[1:] != target.x.shape[1:]:
         raise DataError(
             f"source '{source.name}' samples have shape {source.x.shape[1:]} but target '{target.name}' "
@@ -93,7 +126,10 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
     labelled, unlabelled, test = target_split_ids(target, target_hashes, d.target_labels_per_class,
                                                   d.target_test_fraction, params.seed)
     common = {"sample_shape": list(target.x.shape[1:]), "seed": params.seed, "road": spaces.road}
-    counts = _write_source(params, root, source, spaces.source, common)
+    if d.sources is not None:
+        counts = _write_candidates(params, root, candidates, spaces.source, common)
+    else:
+        counts = _write_source(params, root, source, spaces.source, common)
     target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common,
                    **({"attributes": attributes.to_dict()} if attributes is not None else {}),
                    "recipe": _recipe(params, d.target, spaces.target).model_dump(mode="json"),
@@ -127,21 +163,54 @@ def _attributes(params: PipelineParams, root: Path, spaces) -> ClassAttributes |
 
 def _write_source(params: PipelineParams, root: Path, source: Domain | None, classes: tuple[str, ...],
                   common: dict) -> dict:
+    with atomic_dir(root / PREPARED_SOURCE) as tmp:
+        return _write_source_splits(params, tmp, source, params.data.source, classes, common)
+
+
+def _write_source_splits(params: PipelineParams, folder: Path, source: Domain | None, spec,
+                         classes: tuple[str, ...], common: dict, **details) -> dict:
     counts = {"source_train": 0, "source_val": 0}
     extra = {}
-    with atomic_dir(root / PREPARED_SOURCE) as tmp:
-        if source is not None:
-            hashes = row_hashes(source.x)
-            train, val = source_split_ids(source, params.data.source_val_fraction, params.seed)
-            for name, ids in (("train", train), ("val", val)):
-                write_split(tmp, name, ids, source.y[ids], hashes[ids])
-            counts = {"source_train": len(train), "source_val": len(val)}
-            extra = {"recipe": _recipe(params, params.data.source).model_dump(mode="json"),
-                     "content": _fingerprint(source, hashes)}
-        write_manifest(tmp, "source-splits", [], domain=source.name if source else None, available=source is not None,
-                       classes=list(classes), counts={"train": counts["source_train"], "val": counts["source_val"]},
-                       **common, **extra)
+    if source is not None:
+        hashes = row_hashes(source.x)
+        train, val = source_split_ids(source, params.data.source_val_fraction, params.seed)
+        for name, ids in (("train", train), ("val", val)):
+            write_split(folder, name, ids, source.y[ids], hashes[ids])
+        counts = {"source_train": len(train), "source_val": len(val)}
+        extra = {"recipe": _recipe(params, spec).model_dump(mode="json"), "content": _fingerprint(source, hashes)}
+    write_manifest(folder, "source-splits", [], domain=source.name if source else None, available=source is not None,
+                   classes=list(classes), counts={"train": counts["source_train"], "val": counts["source_val"]},
+                   **common, **extra, **details)
     return counts
+
+
+def _write_candidates(params: PipelineParams, root: Path, candidates: list[Domain], classes: tuple[str, ...],
+                      common: dict) -> dict:
+    """data/prepared/source/candidates/<i>/: each candidate's splits, as a single source's would be;
+    the top manifest lists them (by name) and sums their counts."""
+    names = candidate_names(params.data.sources)
+    counts = {"source_train": 0, "source_val": 0}
+    with atomic_dir(root / PREPARED_SOURCE) as tmp:
+        for i, (source, spec) in enumerate(zip(candidates, params.data.sources)):
+            folder = tmp / CANDIDATES / str(i)
+            folder.mkdir(parents=True)
+            part = _write_source_splits(params, folder, source, spec, classes, common, candidate=names[i])
+            counts = {k: counts[k] + part[k] for k in counts}
+        write_manifest(tmp, "source-candidates", [], domain=None, available=True, candidates=names,
+                       classes=list(classes), counts={"train": counts["source_train"], "val": counts["source_val"]},
+                       **common)
+    return counts
+
+
+def candidate_names(specs) -> list[str]:
+    """A readable, unique name per candidate source: dataset, shifts, class selection."""
+    names = []
+    for i, spec in enumerate(specs):
+        name = spec.name + "".join(f"+{s.name}({s.severity:g})" for s in spec.shifts)
+        if spec.classes:
+            name += f"[{','.join(spec.classes)}]"
+        names.append(name if name not in names else f"{name}#{i}")
+    return names
 
 
 def _fingerprint(domain: Domain, hashes: np.ndarray) -> str:

@@ -24,7 +24,7 @@ from tasks import distributed, timing, tracking
 from tasks.common import epoch_logger, input_example, model_spec, train_settings
 from tasks.data_files import source_manifest, source_splits, target_splits
 from tasks.io import atomic_dir, read_json, write_json, write_manifest
-from tasks.paths import PREPARED_SOURCE, PRETRAIN_METRICS, PRETRAINED_DIR, SOURCE_MODEL, VALIDATION
+from tasks.paths import CANDIDATES, PREPARED_SOURCE, PRETRAIN_METRICS, PRETRAINED_DIR, SOURCE_MODEL, VALIDATION
 
 NAME = "pretrain"
 DEPS = [PREPARED_SOURCE, VALIDATION, PRETRAINED_DIR]
@@ -34,6 +34,8 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     read_json(root / VALIDATION, "the validation report")  # the DAG's gate: validation must have passed
     if params.model.pretrained is not None:
         return _import(params, root)
+    if params.data.sources is not None:
+        return _train_candidates(params, root)
     if distributed.wanted(params):
         return distributed.launch(NAME, params, root)
     with timing.work():
@@ -99,3 +101,41 @@ def _import(params: PipelineParams, root: Path) -> dict:
     if note:
         print(note, file=sys.stderr)
     return summary
+
+
+def _train_candidates(params: PipelineParams, root: Path) -> dict:
+    """One source model per candidate source (data.sources), trained as a single source's would be,
+    each registered as a source version tagged with its candidate, saved to models/source/candidates/<i>/."""
+    names = source_manifest(root)["candidates"]
+    settings = train_settings(params, params.pretrain)
+    summaries: dict[str, dict] = {}
+    with tracking.stage_run(root, params, NAME, DEPS) as run_:
+        run_.log_params({"seed": params.seed, "device": params.device, "pretrain": params.pretrain.model_dump(),
+                         "source_candidates": names})
+        with atomic_dir(root / SOURCE_MODEL) as tmp:
+            for i, name in enumerate(names):
+                with timing.work():
+                    train, val = source_splits(root, i)
+                    spec = model_spec(params, train)
+                    result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
+                                              log=epoch_logger(run_, prefix=f"candidate_{i}."))
+                summary = {"candidate": name, "source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
+                           "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
+                version = None
+                if params.mlflow.register_models:
+                    tags = {"role": "source", "run_id": run_.run_id, "candidate": name,
+                            "classes": json.dumps(list(result.model.classes)),
+                            "source_val_accuracy": f"{result.best_score:.4f}"}
+                    version = run_.register_model(result.model, tracking.model_name(params.mlflow.model_prefix, "source"),
+                                                  input_example(train), tags)
+                folder = tmp / CANDIDATES / str(i)
+                folder.mkdir(parents=True)
+                save_model(result.model, folder, extra={"role": "source", "candidate": name, "mlflow_version": version})
+                write_manifest(folder, "source-model", [PREPARED_SOURCE], root=root, spec=spec.model_dump(),
+                               mlflow_run_id=run_.run_id, mlflow_version=version, **summary)
+                summaries[name] = summary
+                run_.log_metrics({f"candidate_{i}.source_val_accuracy": result.best_score})
+            write_manifest(tmp, "source-candidate-models", [PREPARED_SOURCE], root=root, candidates=names,
+                           mlflow_run_id=run_.run_id)
+    write_json(root / PRETRAIN_METRICS, {"candidates": summaries})
+    return {"candidates": {name: s["source_val_accuracy"] for name, s in summaries.items()}}

@@ -23,7 +23,7 @@ from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from tasks import timing, tracking
 from tasks.jobs import JobRunner, ProjectRef, shipping
 from tasks.common import train_settings
-from tasks.data_files import adaptation_data
+from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import read_json, write_json
 from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SIMILARITY, SOURCE_MODEL
 
@@ -47,9 +47,10 @@ def thread_map(workers: int) -> MapFn:
     return map_fn
 
 
-def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner: JobRunner | None) -> MapFn:
+def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner: JobRunner | None,
+               candidate: int | None) -> MapFn:
     if runner is not None:
-        return shipping(runner, ProjectRef.of(root))
+        return shipping(runner, ProjectRef.of(root, candidate))
     return map_fn or thread_map(params.select.workers)
 
 
@@ -115,6 +116,19 @@ def _label_free(name: str) -> bool:
     return cls.uses_unlabelled_target and not cls.needs_target_labels
 
 
+def chosen_source_entry(report: dict) -> dict | None:
+    """With several candidate sources, the first of the similarity stage's ranking, and why; else None."""
+    ranking = report.get("source_ranking")
+    if not ranking:
+        return None
+    first = ranking["ranking"][0]
+    why = (f"Source: '{first['name']}' is ranked first of {len(ranking['ranking'])} candidates by {ranking['rule_text']}. "
+           f"{first['reason']}")
+    return {"index": first["index"], "name": first["name"], "rule": ranking["rule"], "score": first["score"],
+            "why": why, "ranking": [{k: r[k] for k in ("rank", "index", "name", "score", "reason")}
+                                    for r in ranking["ranking"]]}
+
+
 def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None,
         runner: JobRunner | None = None) -> dict:
     """``map_fn`` runs the trials (default: ``select.workers`` threads); a ``runner`` (execution.runner:
@@ -126,6 +140,8 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     config = selection_config(params)
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"select": params.select.model_dump(mode="json"), "labels_per_class": k})
+        source = chosen_source_entry(report)
+        candidate = source["index"] if source else None
         spaces = manifest.get("label_spaces") or {}
         if is_zero_shot(manifest.get("road", ""), k, manifest.get("attributes"), spaces.get("new_classes")):
             # No target label to score a trial with, and no label-free validator that speaks for
@@ -135,9 +151,10 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             selection = select_zero_shot({**report, "label_spaces": spaces}, manifest["attributes"], config, note)
         elif config.mode == "trial":
             with timing.work():
-                selection = select_by_trials(load_model(root / SOURCE_MODEL), adaptation_data(root),
+                selection = select_by_trials(load_model(source_model_folder(root, candidate)),
+                                             adaptation_data(root, candidate),
                                              train_settings(params, params.adapt.train), config, report=report,
-                                             map_fn=_trial_map(params, root, map_fn, runner),
+                                             map_fn=_trial_map(params, root, map_fn, runner, candidate),
                                              on_trial=_trial_logger(run_))
         else:
             with timing.work():
@@ -149,6 +166,11 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             payload["transitive"]["hop_params"] = hop_params(params, payload["transitive"]["hop_method"], payload)
             run_.set_tags({"transitive": payload["transitive"]["use"],
                            "transitive.chain": " > ".join(payload["transitive"]["chain"]) or "direct"})
+        if source:
+            payload["source"] = source
+            payload["reasons"] = [source["why"], *payload.get("reasons", [])]
+            run_.set_tags({"selected_source": source["name"]})
+            run_.tag_parent({"selected_source": source["name"]})
         write_json(root / SELECTION, payload)
         run_.set_tags({"selected_method": selection.method, "selection_mode": config.mode,
                        "decided_by": payload.get("decided_by", "rules")})
@@ -159,4 +181,6 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
     summary = {"method": selection.method, "reasons": payload.get("reasons", [])}
     if "transitive" in payload:
         summary["transitive"] = payload["transitive"]["reason"]
+    if source:
+        summary["source"] = source["name"]
     return summary

@@ -1,4 +1,9 @@
-"""similarity: how far apart are the domains, as seen by the source model?"""
+"""similarity: how far apart are the domains, as seen by the source model?
+
+With several candidate sources (``data.sources``) every candidate is first measured against the
+target with its own model and ranked (:mod:`transferlab.similarity.sources`); the full report is
+then the first-ranked candidate's, with the ranking in it (``source_ranking``) and beside the plots.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,17 @@ from pathlib import Path
 from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.models import load_model
-from transferlab.similarity import SimilarityConfig, similarity_report
+from transferlab.progress import note
+from transferlab.similarity import SimilarityConfig, measure_source, rank_sources, similarity_report
 from transferlab.similarity.chain import chain_report
 from tasks import intermediate, timing, tracking
-from tasks.data_files import source_splits, target_splits
-from tasks.io import atomic_dir, write_json
-from tasks.paths import (PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET, SIMILARITY, SIMILARITY_METRICS,
-                         SIMILARITY_PLOTS, SOURCE_MODEL)
+from tasks.data_files import source_manifest, source_model_folder, source_splits, target_splits
+from tasks.io import atomic_dir, read_json, write_json
+from tasks.paths import (MANIFEST, PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET, SIMILARITY,
+                         SIMILARITY_METRICS, SIMILARITY_PLOTS, SOURCE_MODEL)
+
+# With several candidate sources: the ranking, beside the plots (also in reports/similarity.json).
+SOURCE_RANKING = "source_ranking.json"
 
 NAME = "similarity"
 DEPS = [SOURCE_MODEL, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_INTERMEDIATE]
@@ -34,20 +43,31 @@ def similarity_config(params: PipelineParams) -> SimilarityConfig:
 
 
 def run(params: PipelineParams, root: Path = Path(".")) -> dict:
+    candidates = source_manifest(root).get("candidates")
     with timing.work():
-        model = load_model(root / SOURCE_MODEL)
-        source = source_splits(root)
-        train = source[0] if source is not None else None
         labelled, unlabelled = target_splits(root)
         target = target_pool(labelled, unlabelled)
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"similarity": params.similarity.model_dump(), "seed": params.seed})
+        ranking = None
+        if candidates is not None:
+            with timing.work():
+                ranking = rank_candidates(params, root, candidates, unlabelled or target, labelled)
+            log_ranking(run_, ranking)
+        chosen = ranking["chosen_index"] if ranking else None
+        with timing.work():
+            model = load_model(source_model_folder(root, chosen))
+            source = source_splits(root, chosen)
+            train = source[0] if source is not None else None
         with atomic_dir(root / SIMILARITY_PLOTS) as plots:
             with timing.work():
                 report = similarity_report(model, train, target, labelled, config=similarity_config(params),
                                            plots_dir=plots if params.similarity.plots else None)
                 if (chain := _chain(params, root, model, train, target)) is not None:
                     report["transitive"] = chain
+            if ranking:
+                report["source_ranking"] = ranking
+                write_json(plots / SOURCE_RANKING, ranking)
             write_json(root / SIMILARITY, report)
         headline = headline_metrics(report)
         run_.log_metrics(headline)
@@ -56,8 +76,41 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         run_.log_artifact(root / SIMILARITY)
         run_.log_artifact(root / SIMILARITY_PLOTS, "plots")
     mmd = report.get("mmd") or {}
-    return {"road": report["road"], "mmd2": mmd.get("mmd2"), "p_value": mmd.get("p_value"),
-            "depth": (report.get("depth") or {}).get("reason")}
+    summary = {"road": report["road"], "mmd2": mmd.get("mmd2"), "p_value": mmd.get("p_value"),
+               "depth": (report.get("depth") or {}).get("reason")}
+    if ranking:
+        summary["source_ranking"] = [r["name"] for r in ranking["ranking"]]
+    return summary
+
+
+def rank_candidates(params: PipelineParams, root: Path, names: list[str], target: Domain,
+                    labelled: Domain | None) -> dict:
+    """Measure every candidate source, with its own model, against the target; rank them
+    (:func:`transferlab.similarity.rank_sources`). ``target``: the unlabelled pool."""
+    config = similarity_config(params)
+    measured = []
+    for i, name in enumerate(names):
+        folder = source_model_folder(root, i)
+        model = load_model(folder)
+        train, _ = source_splits(root, i)
+        val_accuracy = read_json(folder / MANIFEST, f"the manifest of {folder}")["source_val_accuracy"]
+        note("candidate source %d/%d '%s': MMD test, A-distances%s", i + 1, len(names), name,
+             ", transferability" if labelled is not None else "")
+        measured.append({"name": name, **measure_source(model, train, target, labelled,
+                                                        source_val_accuracy=val_accuracy, config=config)})
+    ranking = rank_sources(measured)
+    for entry in ranking["ranking"]:
+        note("%s", entry["reason"])
+    return ranking
+
+
+def log_ranking(run_, ranking: dict) -> None:
+    """The ranking in MLflow: order and rule as params, each candidate's score as a metric."""
+    run_.log_params({"source_ranking.rule": ranking["rule"],
+                     "source_ranking.order": [r["name"] for r in ranking["ranking"]]})
+    run_.log_metrics({f"source_candidate_{r['index']}.score": r["score"] for r in ranking["ranking"]}
+                     | {f"source_candidate_{r['index']}.rank": r["rank"] for r in ranking["ranking"]})
+    run_.set_tags({"source.chosen": ranking["chosen"]})
 
 
 def _chain(params: PipelineParams, root: Path, model, source: Domain | None, target: Domain) -> dict | None:

@@ -21,7 +21,7 @@ from transferlab.errors import DataError
 from tasks import timing, tracking
 from tasks.data_files import source_splits, target_splits, target_test
 from tasks.io import read_json, write_json
-from tasks.paths import MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, VALIDATION
+from tasks.paths import CANDIDATES, MANIFEST, PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST, VALIDATION
 
 NAME = "validate"
 DEPS = [PREPARED_SOURCE, PREPARED_TARGET, PREPARED_TEST]
@@ -139,17 +139,31 @@ def check_label_sets(manifests: dict, labelled: Domain | None) -> str:
     return road
 
 
-def _frames(root: Path) -> tuple[pd.DataFrame | None, pd.DataFrame, dict, str, bool]:
-    source = source_splits(root)
+def _source_frames(root: Path, manifest: dict) -> list[tuple[str, pd.DataFrame, dict]]:
+    """(role, sample metadata, manifest) per source domain: 'source', or with several candidate
+    sources 'source NAME' for each (validated alike); empty without source data."""
+    names = manifest.get("candidates")
+    entries = [("source", None, manifest)] if names is None else [
+        (f"source {name}", i, read_json(root / PREPARED_SOURCE / CANDIDATES / str(i) / MANIFEST,
+                                        f"manifest of candidate source {name}")) for i, name in enumerate(names)]
+    frames = []
+    for role, candidate, meta in entries:
+        source = source_splits(root, candidate)
+        if source is None:
+            continue
+        frame = pd.concat([sample_metadata(source[0], "source", "train"), sample_metadata(source[1], "source", "val")],
+                          ignore_index=True)
+        frame["cross_split_hash"] = _guarded_hashes(frame, {"val": {"train"}})
+        frames.append((role, frame, meta))
+    return frames
+
+
+def _frames(root: Path) -> tuple[list, pd.DataFrame, dict, str, bool]:
     labelled, unlabelled = target_splits(root)
     test = target_test(root)
     manifests = {p: read_json(root / p / MANIFEST, f"manifest of {p}") for p in DEPS}
     road = check_label_sets(manifests, labelled)
-    frame = None
-    if source is not None:
-        frame = pd.concat([sample_metadata(source[0], "source", "train"), sample_metadata(source[1], "source", "val")],
-                          ignore_index=True)
-        frame["cross_split_hash"] = _guarded_hashes(frame, {"val": {"train"}})
+    frame = _source_frames(root, manifests[PREPARED_SOURCE])
     target_parts = [sample_metadata(test, "target", "test")]
     target_parts += [sample_metadata(d, "target", s) for d, s in ((labelled, "labelled"), (unlabelled, "unlabelled"))
                      if d is not None]
@@ -169,10 +183,9 @@ def _validate(root: Path) -> tuple[dict, int]:
         .add_batch_definition_whole_dataframe("all")
     report: dict = {"success": True, "road": road, "domains": {}}
     failures: list[str] = []
-    roles = [("target", target, PREPARED_TARGET)] if source is None else \
-        [("source", source, PREPARED_SOURCE), ("target", target, PREPARED_TARGET)]
-    for role, frame, folder in roles:
-        domain_name, classes = manifests[folder]["domain"], manifests[folder]["classes"]
+    roles = [*source, ("target", target, manifests[PREPARED_TARGET])]
+    for role, frame, manifest in roles:
+        domain_name, classes = manifest["domain"], manifest["classes"]
         suite = context.suites.add(gx.ExpectationSuite(name=f"{role}-samples"))
         for exp in _expectations(gx, frame, classes, shape, is_image):
             suite.add_expectation(exp)
@@ -193,7 +206,7 @@ def _validate(root: Path) -> tuple[dict, int]:
         report["domains"][role] = {"name": domain_name, "rows": len(frame), "expectations": rows,
                                    "critical_failures": sum(1 for r in rows if r["severity"] == "critical" and not r["success"]),
                                    "warnings": sum(1 for r in rows if r["severity"] != "critical" and not r["success"])}
-    if source is None:
+    if not source:
         report["domains"]["source"] = {"name": None, "rows": 0, "expectations": [], "critical_failures": 0,
                                        "warnings": 0, "note": "no source data: only a source model"}
     report["success"] = not failures
@@ -203,4 +216,4 @@ def _validate(root: Path) -> tuple[dict, int]:
         # The full result stays beside the verdict for inspection, under a name DVC does not track.
         write_json(report_path.with_name("validation.failed.json"), report)
         raise DataError(failures[0] + f"; full report in {report_path.with_name('validation.failed.json')}")
-    return report, (0 if source is None else len(source)) + len(target)
+    return report, sum(len(frame) for _, frame, _ in source) + len(target)

@@ -45,6 +45,11 @@ class DataParams(_Strict):
     source: DomainSpec | None = Field(
         DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
                                                 "(model.pretrained): source-free transfer")
+    sources: list[DomainSpec] | None = Field(
+        None, min_length=2, max_length=16,
+        description="several candidate sources instead of data.source: each is prepared and gets its own source "
+                    "model; similarity ranks them against the target and select picks the best "
+                    "(transferlab.similarity.sources)")
     target: DomainSpec = DomainSpec(name="uci-digits")
     intermediate: list[IntermediateSpec] = Field(
         default_factory=list, max_length=8,
@@ -58,6 +63,23 @@ class DataParams(_Strict):
         None, min_length=1, description="a class–attribute table: 'builtin:digits' or a CSV path "
                                         "(class,attr1,...); with new target classes and "
                                         "target_labels_per_class 0 the run is zero-shot transfer")
+
+    @model_validator(mode="after")
+    def _one_source_form(self) -> "DataParams":
+        if self.sources is None:
+            return self
+        if "source" in self.model_fields_set and self.source is not None:
+            raise ValueError("data.source and data.sources are both set: keep one (data.sources lists every "
+                             "candidate source; set data.source to null)")
+        self.source = None  # the candidates replace the single source's default
+        for i, spec in enumerate(self.sources):
+            if spec in self.sources[:i]:
+                raise ValueError(f"data.sources[{i}] repeats data.sources[{self.sources.index(spec)}]")
+        return self
+
+    def candidate_sources(self) -> list[DomainSpec]:
+        """The source datasets: the candidates of data.sources, or data.source alone (or none)."""
+        return list(self.sources) if self.sources is not None else [s for s in [self.source] if s is not None]
 
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -235,6 +257,11 @@ class PipelineParams(_Strict):
 
     @model_validator(mode="after")
     def _something_to_transfer_from(self) -> "PipelineParams":
+        if self.data.sources is not None:
+            if self.model.pretrained is not None:
+                raise ValueError("data.sources: several candidate sources are datasets, each with a model pretrain "
+                                 "trains; model.pretrained (one given model) cannot be combined with them")
+            return self
         if self.data.source is None and self.model.pretrained is None:
             raise ValueError("data.source is null and model.pretrained is not set: there is nothing to transfer from")
         return self
@@ -245,6 +272,9 @@ class PipelineParams(_Strict):
         if self.distributed.backend == "nccl" and self.device == "cpu":
             raise ValueError("distributed.backend 'nccl' needs device 'cuda' (or 'auto' on a GPU machine); "
                              "use 'gloo' or 'auto' on the CPU")
+        if n > 1 and self.data.sources is not None:
+            raise ValueError("data.sources pretrains one model per candidate in one process: set "
+                             "distributed.processes: 1")
         for key, train in (("pretrain", self.pretrain), ("adapt.train", self.adapt.train)):
             if train.batch_size % n:
                 raise ValueError(f"{key}.batch_size {train.batch_size} does not split evenly over "

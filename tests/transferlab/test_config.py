@@ -65,3 +65,29 @@ def test_missing_or_broken_file(tmp_path):
 def test_values_that_used_to_fail_late_are_refused_by_key(raw, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_params(raw, "params.yaml")
+
+
+TWO_SOURCES = [{"name": "mnist5k"}, {"name": "mnist5k", "shifts": [{"name": "invert", "severity": 1.0}]}]
+
+
+def test_several_sources_replace_the_single_source_and_the_default_stays_single():
+    params = parse_params({"data": {"sources": TWO_SOURCES}})
+    assert params.data.source is None
+    assert [len(s.shifts) for s in params.data.candidate_sources()] == [0, 1]
+    assert parse_params({"data": {"source": None, "sources": TWO_SOURCES}}).data.sources == params.data.sources
+    default = parse_params({})
+    assert default.data.sources is None and [s.name for s in default.data.candidate_sources()] == ["mnist5k"]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"data": {"source": {"name": "usps"}, "sources": TWO_SOURCES}},
+     r"^params: data: data.source and data.sources are both set: keep one"),
+    ({"data": {"sources": TWO_SOURCES[:1]}}, r"^params: data.sources: List should have at least 2 items"),
+    ({"data": {"sources": [TWO_SOURCES[0], TWO_SOURCES[0]]}}, r"data.sources\[1\] repeats data.sources\[0\]"),
+    ({"data": {"sources": [TWO_SOURCES[0], {"name": "usps", "colour": 1}]}}, r"unknown key 'data.sources.1.colour'"),
+    ({"data": {"sources": TWO_SOURCES}, "model": {"pretrained": {"kind": "folder", "path": "m"}}},
+     r"data.sources: .*model.pretrained .* cannot be combined"),
+])
+def test_several_sources_errors_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)

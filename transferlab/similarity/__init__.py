@@ -4,7 +4,10 @@ proxy A-distance, CORAL and transferability scores: pure functions on arrays and
 from transferlab.similarity.distances import coral_distance, proxy_a_distance
 from transferlab.similarity.mmd import MMDResult, median_bandwidth, mmd2_statistic, mmd_test
 from transferlab.similarity.report import SimilarityConfig, block_features, similarity_report
+from transferlab.similarity.sfda import sfda
+from transferlab.similarity.sources import measure_source, rank_sources
 from transferlab.similarity.transferability import h_score, leep, logme, nce
 
 __all__ = ["MMDResult", "SimilarityConfig", "block_features", "coral_distance", "h_score", "leep", "logme",
-           "median_bandwidth", "mmd2_statistic", "mmd_test", "nce", "proxy_a_distance", "similarity_report"]
+           "measure_source", "median_bandwidth", "mmd2_statistic", "mmd_test", "nce", "proxy_a_distance",
+           "rank_sources", "sfda", "similarity_report"]

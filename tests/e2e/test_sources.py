@@ -1,0 +1,52 @@
+"""Several candidate sources end to end (`dvc repro` in a temporary repo, tiny data): every candidate
+is prepared and gets a model, similarity ranks them, select picks one and says why, adapt and evaluate
+run from the chosen one."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests.e2e.project import BIN, TINY, make_project, sh
+
+pytestmark = pytest.mark.e2e
+
+
+def _json(path, name):
+    return json.loads((path / name).read_text())
+
+
+def test_two_candidate_sources_are_ranked_and_the_first_is_adapted_from(tmp_path):
+    params = copy.deepcopy(TINY)
+    params["data"]["source"] = None
+    params["data"]["sources"] = [
+        {"name": "mnist5k", "max_samples": 400, "shifts": [{"name": "invert", "severity": 1.0}]},
+        {"name": "mnist5k", "max_samples": 400},
+    ]
+    path = make_project(tmp_path / "p", params)
+    sh([str(BIN / "dvc"), "repro"], path)
+    assert "up to date" in sh([str(BIN / "dvc"), "status"], path).stdout
+
+    source = _json(path, "data/prepared/source/manifest.json")
+    assert source["candidates"] == ["mnist5k+invert(1)", "mnist5k"]
+    for i in (0, 1):
+        assert (path / f"data/prepared/source/candidates/{i}/train.npz").exists()
+        assert (path / f"models/source/candidates/{i}/model.safetensors").exists()
+    assert set(_json(path, "reports/validation.json")["domains"]) == {
+        "source mnist5k+invert(1)", "source mnist5k", "target"}
+
+    ranking = _json(path, "reports/similarity/source_ranking.json")
+    assert ranking == _json(path, "reports/similarity.json")["source_ranking"]
+    assert ranking["rule"] == "error-bound"  # no target labels
+    # uci-digits are light strokes on dark, as mnist5k: the inverted copy is the far one.
+    assert [r["name"] for r in ranking["ranking"]] == ["mnist5k", "mnist5k+invert(1)"]
+    assert all(r["reason"].startswith(f"{r['name']}: rank {r['rank']} of 2") for r in ranking["ranking"])
+
+    selection = _json(path, "reports/selection.json")
+    assert selection["source"]["name"] == "mnist5k" and selection["source"]["index"] == 1
+    assert selection["reasons"][0].startswith("Source: 'mnist5k' is ranked first of 2 candidates")
+    assert _json(path, "models/adapted/manifest.json")["source"]["name"] == "mnist5k"
+    evaluation = _json(path, "reports/evaluation.json")
+    assert evaluation["source_only_accuracy"] is not None
