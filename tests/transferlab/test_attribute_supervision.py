@@ -82,3 +82,13 @@ def test_the_attribute_loss_trains_the_attribute_head_and_the_model_round_trips(
 def test_attribute_rows_must_match_the_training_classes():
     with pytest.raises(DataError, match="one row per class"):
         _train(np.zeros((len(SEEN) + 2, 4)))
+
+
+@pytest.mark.parametrize("update", [{}, {"progressive": True}, {"attribute_block": 4}, {"num_classes": 3, "classes": None}])
+def test_a_spec_with_an_attribute_head_round_trips_through_every_method_shape(tmp_path, update):
+    # adapted models keep the source spec's attribute_head (target_spec, progressive columns, DAP's block)
+    spec = ModelSpec(arch="mlp", input_dim=6, hidden=16, num_classes=2, attribute_head=4).model_copy(update=update)
+    model = build_model(spec, seed=0)
+    save_model(model, tmp_path)
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(load_model(tmp_path)(x), model.eval()(x))

@@ -59,8 +59,6 @@ class ModelSpec(BaseModel):
             raise ValueError("std values must be positive")
         if self.attribute_block is not None and self.progressive:
             raise ValueError("a progressive network takes no attribute block")
-        if self.attribute_head is not None and self.progressive:
-            raise ValueError("a progressive network takes no attribute head")
         return self
 
 
@@ -231,6 +229,7 @@ _BUILDERS = {"lenet": _lenet, "lenet-bn": _lenet_bn, "resnet18": _resnet18, "mlp
 
 
 def _build(spec: ModelSpec) -> Classifier:
+    # A progressive network's columns carry it (built from this spec); an attribute block is built on top.
     if spec.attribute_head and not spec.progressive and not spec.attribute_block:
         model = _build(spec.model_copy(update={"attribute_head": None}))
         model.spec = spec
