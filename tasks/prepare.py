@@ -126,10 +126,14 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
     labelled, unlabelled, test = target_split_ids(target, target_hashes, d.target_labels_per_class,
                                                   d.target_test_fraction, params.seed)
     common = {"sample_shape": list(target.x.shape[1:]), "seed": params.seed, "road": spaces.road}
+    # Pretrain's attribute supervision reads the seen classes' rows only, from the source manifest.
+    has_source = source is not None or d.sources is not None
+    seen_rows = attributes.for_classes(spaces.source)[0].to_dict() if attributes is not None and has_source else None
+    source_meta = {**common, **({"attributes": seen_rows} if seen_rows else {})}
     if d.sources is not None:
-        counts = _write_candidates(params, root, candidates, spaces.source, common)
+        counts = _write_candidates(params, root, candidates, spaces.source, source_meta)
     else:
-        counts = _write_source(params, root, source, spaces.source, common)
+        counts = _write_source(params, root, source, spaces.source, source_meta)
     target_meta = {"classes": list(spaces.target), "label_spaces": spaces.to_dict(), **common,
                    **({"attributes": attributes.to_dict()} if attributes is not None else {}),
                    "recipe": _recipe(params, d.target, spaces.target).model_dump(mode="json"),

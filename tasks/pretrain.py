@@ -16,7 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from transferlab.config import PipelineParams
+from transferlab.data.attributes import ClassAttributes, seen_attribute_targets
 from transferlab.errors import DataError
 from transferlab.models import build_model, save_model
 from transferlab.training import accuracy, train_classifier
@@ -42,19 +45,32 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
         train, val = source_splits(root)
     spec = model_spec(params, train)
     settings = train_settings(params, params.pretrain)
+    rows = _attribute_targets(params, root, train)
+    if rows is not None:
+        spec = spec.model_copy(update={"attribute_head": rows.shape[1]})
     if distributed.worker_rank() != 0:  # trains its shard; rank 0 logs and writes
-        train_classifier(build_model(spec, seed=params.seed), train, val, settings)
+        train_classifier(build_model(spec, seed=params.seed), train, val, settings, class_attributes=rows)
         return {}
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "device": params.device, "model": spec.model_dump(),
                          "pretrain": params.pretrain.model_dump(), "distributed": params.distributed.model_dump()})
         with timing.work():
             result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
-                                      log=epoch_logger(run_))
+                                      log=epoch_logger(run_), class_attributes=rows)
         summary = {"source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                    "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
         _save_and_register(params, root, run_, result.model, input_example(train), summary)
     return summary
+
+
+def _attribute_targets(params: PipelineParams, root: Path, train) -> np.ndarray | None:
+    """The seen classes' binarised attribute rows when prepare recorded a table and
+    ``pretrain.attribute_weight`` > 0 (attribute-supervised source training), else None. The source
+    manifest holds the seen classes' rows only: an unseen class's row cannot reach the source model."""
+    raw = source_manifest(root).get("attributes")
+    if raw is None or params.pretrain.attribute_weight == 0:
+        return None
+    return seen_attribute_targets(ClassAttributes.from_dict(raw), train.classes)
 
 
 def _save_and_register(params: PipelineParams, root: Path, run_, model, example, summary: dict) -> None:

@@ -149,6 +149,9 @@ class TrainParams(_Strict):
     augment: Strength = Field("none", description="per-sample augmentation of the supervised batches: none | "
                                                   "weak | strong (transferlab.training.augment)")
     augmentation: AugmentSpec = Field(default_factory=AugmentSpec)
+    attribute_weight: float = Field(1.0, ge=0, description="pretrain with data.attributes: weight β of the "
+                                                            "attribute BCE (seen classes' rows) beside the "
+                                                            "cross-entropy; 0: no attribute head")
 
 
 class SimilarityParams(_Strict):

@@ -16,8 +16,10 @@ from tasks.paths import (
     EVALUATION,
     MANIFEST,
     METRICS,
+    PREPARED_SOURCE,
     PREPARED_TARGET,
     SELECTION,
+    SOURCE_MODEL,
 )
 from transferlab.config import parse_params
 from transferlab.data import register_dataset
@@ -55,8 +57,11 @@ def test_the_zero_shot_road_runs_every_stage(tmp_path):
     assert prepare.run(params, tmp_path)["road"] == "task-transfer"
     manifest = json.loads((tmp_path / PREPARED_TARGET / MANIFEST).read_text())
     assert manifest["attributes"]["source"] == "attributes.csv" and set(manifest["attributes"]["rows"]) == set(CLASSES)
+    source_rows = json.loads((tmp_path / PREPARED_SOURCE / MANIFEST).read_text())["attributes"]["rows"]
+    assert list(source_rows) == list(SEEN)  # attribute-supervised pretraining can read the seen rows only
     validate.run(params, tmp_path)
     pretrain.run(params, tmp_path)
+    assert load_model(tmp_path / SOURCE_MODEL).spec.attribute_head == 4  # pretrain.attribute_weight > 0
     similarity.run(params, tmp_path)
     assert select.run(params, tmp_path)["method"] == "eszsl"
     selection = json.loads((tmp_path / SELECTION).read_text())

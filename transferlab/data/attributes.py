@@ -85,6 +85,21 @@ class ClassAttributes:
                    np.array([rows[c] for c in rows], dtype=np.float64).reshape(len(rows), len(raw["attributes"])))
 
 
+def binarise(table_rows: np.ndarray) -> np.ndarray:
+    """0/1 rows as they are; other values thresholded at each attribute's mean over the given rows
+    (Lampert et al. threshold their continuous AwA matrix the same way, at its mean)."""
+    if np.isin(table_rows, (0.0, 1.0)).all():
+        return table_rows.astype(np.float64)
+    return (table_rows > table_rows.mean(0, keepdims=True)).astype(np.float64)
+
+
+def seen_attribute_targets(table: ClassAttributes, seen_classes) -> np.ndarray:
+    """The binary attribute targets of attribute-supervised source training: the rows of
+    ``seen_classes`` only, in that order, binarised over those rows alone, so that nothing about an
+    unseen class (its row, or its weight in a threshold) reaches the source model."""
+    return binarise(table.signatures(tuple(str(c) for c in seen_classes)))
+
+
 def builtin_tables() -> list[str]:
     folder = resources.files(TABLES_PACKAGE) / TABLES_FOLDER
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".csv"))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from transferlab.data.attributes import binarise
 from transferlab.methods.base import AdaptationData, MethodConfig
 from transferlab.methods.heads import target_spec
 from transferlab.methods.registry import register
@@ -38,13 +39,6 @@ class DapConfig(MethodConfig):
     c: float = Field(1.0, gt=0, description="inverse L2 strength of each attribute's logistic regression (on "
                                             "standardised features)")
     max_iter: int = Field(500, ge=10, description="iterations of each logistic regression's solver")
-
-
-def binarise(table_rows: np.ndarray) -> np.ndarray:
-    """0/1 rows as they are; other values thresholded at each attribute's mean over the given rows."""
-    if np.isin(table_rows, (0.0, 1.0)).all():
-        return table_rows.astype(np.float64)
-    return (table_rows > table_rows.mean(0, keepdims=True)).astype(np.float64)
 
 
 def dap_log_scores(log_p1: np.ndarray, log_p0: np.ndarray, signatures_: np.ndarray, prior: np.ndarray,

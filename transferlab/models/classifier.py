@@ -42,6 +42,9 @@ class ModelSpec(BaseModel):
     std: list[float] | None = Field(None, description="per-channel standard deviation of that normalisation")
     attribute_block: int | None = Field(None, ge=1, description="DAP: a last block of this many attribute "
                                                                "classifiers (AttributeLogProbs) under the head")
+    attribute_head: int | None = Field(None, ge=1, description="attribute-supervised pretraining: an auxiliary "
+                                                              "linear head of this many attribute logits on the "
+                                                              "features, beside the class head (not in forward)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "ModelSpec":
@@ -226,6 +229,13 @@ _BUILDERS = {"lenet": _lenet, "lenet-bn": _lenet_bn, "resnet18": _resnet18, "mlp
 
 
 def _build(spec: ModelSpec) -> Classifier:
+    # A progressive network's columns carry it (built from this spec); an attribute block is built on top.
+    if spec.attribute_head and not spec.progressive and not spec.attribute_block:
+        model = _build(spec.model_copy(update={"attribute_head": None}))
+        model.spec = spec
+        # Beside the class head, on the same features; trained by train_classifier's attribute loss.
+        model.attribute_head = nn.Linear(model.feature_dim, spec.attribute_head)
+        return model
     if spec.attribute_block:
         model = attach_attribute_block(_build(spec.model_copy(update={"attribute_block": None})), spec.attribute_block)
         model.spec = spec

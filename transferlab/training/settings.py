@@ -60,6 +60,12 @@ class TrainSettings(BaseModel):
                     "length (capped at ``epochs``): a trial stopped by ``epoch_limit`` is then the first "
                     "stretch of that longer run, and continuing it later follows the same schedule",
     )
+    attribute_weight: float = Field(
+        1.0, ge=0,
+        description="supervised training with class attributes (train_classifier given ``class_attributes``: "
+                    "the pretrain stage when data.attributes is set): weight β of the attribute BCE beside the "
+                    "cross-entropy; 0 trains no attribute head",
+    )
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     seed: Seed = 0
     holdout_fraction: float = Field(
