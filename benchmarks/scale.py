@@ -29,6 +29,7 @@ import argparse
 import heapq
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +38,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+START_LOAD = os.getloadavg()[0]  # read before this run adds its own load
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.digits import load, make_data  # noqa: E402
@@ -183,10 +185,9 @@ def table(args, serial_s, threads, threads_s, one, two, serial_rounds, same, tri
         ("Dask, 2 worker processes", two["wall_s"], f"{two['startup_s']:.1f}", "yes" if same["dask 2"] else "**no**"),
     ]
     lines = [
-        f"Machine: {machine()}; **shared with other jobs at the time** (5 other sessions on the same 2 cores; "
-        "load average above 8 during the run), so absolute seconds are inflated and ratios are noisy: "
-        "the lead may rerun it on a quiet machine.", "",
-        f"Command: `PYTHONPATH=. .venv/bin/python benchmarks/scale.py --threads {args.threads} --n-source "
+        f"Machine: {machine()}; load average {START_LOAD:.1f} when the run started (other jobs on the cores "
+        "would inflate the seconds and blur the ratios).", "",
+        f"Command: `.venv/bin/python benchmarks/scale.py --part {args.part} --threads {args.threads} --n-source "
         f"{args.n_source} --steps {args.steps} --noop-tasks {args.noop_tasks}`", "",
         f"Scenario: MNIST → USPS (digits.py's data: {args.n_source} stratified MNIST train images, the whole USPS "
         f"train split as target, 10 labels per class, seed 0), LeNet pretrained ≤ 2×150 steps; trial-mode "

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+START_LOAD = os.getloadavg()[0]  # read before this run adds its own load
 sys.path.insert(0, str(ROOT))
 
 DATA = ROOT.parent / "shared" / "data"
@@ -139,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             f"global batch {args.batch} ({args.batch // args.processes} per rank with {args.processes} processes), "
             f"Adam 1e-3, {args.threads} torch thread(s) per process; USPS test is report-only. Same seeds in "
             "every run: the runs differ only in dropout draws (per rank) and float reduction order.", "",
-            f"Machine: {machine()}; the 2 cores were shared with other sessions' jobs at the time, so the "
-            "wall times are noisy.", f"Command: `{command}`", "", table, "",
+            f"Machine: {machine()}; load average {START_LOAD:.1f} when the run started (other jobs on the cores "
+            "make the wall times noisy).", f"Command: `{command}`", "", table, "",
             "Reading: with {0} free cores the training speed-up is at most {0}× (less the gradient all-reduce each "
             "step); the wall time adds each process's start (imports, data) and torchrun's rendezvous. The repeat "
-            "pairs show how far the other jobs' load moves a single measurement.".format(args.processes), ""]))
+            "pairs show how far a single measurement moves.".format(args.processes), ""]))
     return 0
 
 
