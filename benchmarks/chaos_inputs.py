@@ -6,8 +6,6 @@ thing is wrong, and names the command a user would run. Expected of every case: 
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import yaml
 from dvc.lock import LockError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact

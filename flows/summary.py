@@ -41,7 +41,7 @@ def summary_lines(project: Path, stages: dict[str, str] | None = None) -> list[s
         f"{evaluation.get('baseline', 'the best baseline')} "
         f"(CI {', '.join(f'{100 * c:+.2f}' for c in evaluation.get('transfer_gain_ci', []))})"
         + ("  NEGATIVE TRANSFER" if evaluation.get("negative_transfer") else ""),
-        f"domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g} on {mmd.get('feature_space', 'the source model features')}, "
+        "domain distance        : " + (f"MMD² = {mmd['mmd2']:.4g} on {mmd.get('feature_space', 'the source model features')}, "
                                           f"p = {mmd['p_value']:.3g}" if mmd else "not measured (no source data)"),
         f"verdict                : {evaluation.get('verdict', '-')}" + (f"  ({sentence})" if sentence else ""),
         f"MLflow model version   : {evaluation.get('registered_model', '-')} v{evaluation.get('adapted_version', '-')}",

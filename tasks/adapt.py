@@ -140,6 +140,15 @@ def fitted(job: FitJob, records: dict[str, dict]) -> dict:
     return {name: AdaptResult(model=load_model(Path(job.out) / name), **record) for name, record in records.items()}
 
 
+def run_fit_jobs(runner: JobRunner, jobs: list[FitJob], staging: Path) -> list[dict]:
+    """Each job's AdaptResults by name, trained on ``runner`` (models staged under ``staging``, removed after)."""
+    try:
+        with timing.work():
+            return [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def replay(run_, history: list[dict], prefix: str) -> None:
     """The per-epoch metrics a local fit logs as it trains, logged here from a worker's history."""
     log = epoch_logger(run_, prefix)
@@ -160,11 +169,7 @@ def _train_seeds(params, root, run_, method_cls, raw, baselines, seeds, source_m
     fits = ((method, raw), *((name, params.adapt.methods.get(name, {})) for name in baselines))
     jobs = [FitJob(ref, fits, train_settings(params, params.adapt.train, seed=seed), str(staging / f"seed-{seed}"))
             for seed in seeds]
-    try:
-        with timing.work():
-            outcomes = [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    outcomes = run_fit_jobs(runner, jobs, staging)
     for seed, outcome in zip(seeds, outcomes):
         prefix = "" if seed == seeds[0] else f"seed-{seed}."
         results.append(outcome[method])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import uuid
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from transferlab.evaluation.zero_shot import zero_shot_scores
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
 from tasks import headline, project_lock, timing, tracking
-from tasks.adapt import FitJob, fit_method, fitted, run_fit_job, seed_dir
+from tasks.adapt import FitJob, fit_method, run_fit_jobs, seed_dir
 from tasks.jobs import LOCAL, JobRunner, ProjectRef
 from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import adaptation_data, source_model_folder, target_test
@@ -94,12 +93,7 @@ def _audit_models(params: PipelineParams, root: Path, names: list[str], settings
     staging = Path(root).resolve() / EVALUATION_DIR.parent / f".audit-jobs-{uuid.uuid4().hex[:8]}"
     ref = ProjectRef.of(root)
     jobs = [FitJob(ref, ((name, params.adapt.methods.get(name, {})),), settings, str(staging / name)) for name in names]
-    try:
-        with timing.work():
-            outcomes = [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    for name, outcome in zip(names, outcomes):
+    for name, outcome in zip(names, run_fit_jobs(runner, jobs, staging)):
         yield outcome[name].model
 
 

@@ -1,5 +1,4 @@
 import pytest
-import torch
 from synthetic_domains import blob_data, blob_test, mlp
 
 from transferlab.errors import MethodRequirementError

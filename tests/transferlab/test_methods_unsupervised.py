@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from synthetic_domains import blob_data, blob_test, blobs, mlp
+from synthetic_domains import blob_data, blob_test, mlp
 
 from transferlab.errors import MethodRequirementError
 from transferlab.methods import AdaptationData, get_method

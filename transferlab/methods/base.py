@@ -6,7 +6,6 @@ A method never sees the target test split: :class:`AdaptationData` has no field 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,7 +13,7 @@ from torch import nn
 
 from transferlab.data.adaptation import AdaptationData
 from transferlab.data.labels import TASK_TRANSFER
-from transferlab.errors import ConfigError, DataError, MethodRequirementError
+from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.training import AdaptResult, TrainSettings, distributed
 from transferlab.training.loop import LogFn
 

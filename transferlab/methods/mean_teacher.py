@@ -30,7 +30,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
 from transferlab.methods.alignment import epoch_steps, source_and_target
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod

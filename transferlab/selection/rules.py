@@ -38,7 +38,7 @@ from typing import Any
 
 from transferlab.data.labels import DOMAIN_ADAPTATION, TASK_TRANSFER
 from transferlab.errors import ConfigError, DataError
-from transferlab.selection.candidates import LABELLED, UNSUPERVISED, DecisionBuilder, ineligibility
+from transferlab.selection.candidates import UNSUPERVISED, DecisionBuilder, ineligibility
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.layers import FreezeDepth, freeze_depth
 from transferlab.selection.result import Selection
