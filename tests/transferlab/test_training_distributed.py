@@ -58,9 +58,10 @@ def _worker(rank: int, world: int, init_file: str, out: str) -> None:
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
-    # fork: the children start with torch already imported (spawn would import it again, ~30 s here)
+    # spawn, not fork: in the whole suite earlier tests leave threads running (Prefect, MLflow, Dask),
+    # and a child forked from a threaded parent died at its first step in the fresh-clone CI run
     mp.start_processes(_worker, args=(2, str(tmp / "init"), str(tmp / "out")), nprocs=2, join=True,
-                       start_method="fork")
+                       start_method="spawn")
     return [json.loads((tmp / f"out.{r}").read_text()) for r in range(2)]
 
 
