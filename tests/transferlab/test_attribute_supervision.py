@@ -79,6 +79,18 @@ def test_the_attribute_loss_trains_the_attribute_head_and_the_model_round_trips(
     torch.testing.assert_close(loaded.attribute_head.weight, result.model.attribute_head.weight)
 
 
+def test_attribute_weight_zero_leaves_the_attribute_head_untrained():
+    # β scales the attribute loss: at 0 (and no weight decay) nothing moves the attribute head
+    rows = seen_attribute_targets(parse_attribute_table(__import__("zero_shot_domains").TABLE_CSV, "t"), SEEN)
+    domain = attribute_domain("w", 120, 0, classes=SEEN)
+    spec = ModelSpec(arch="mlp", input_dim=6, hidden=16, num_classes=len(SEEN), classes=list(SEEN), attribute_head=4)
+    initial = build_model(spec, seed=0).attribute_head.weight.detach().clone()
+    settings = TrainSettings(epochs=1, batch_size=32, min_steps_per_epoch=3, attribute_weight=0.0, weight_decay=0.0,
+                             seed=0)
+    trained = train_classifier(build_model(spec, seed=0), domain, domain, settings, class_attributes=rows).model
+    torch.testing.assert_close(trained.attribute_head.weight, initial, rtol=0, atol=0)
+
+
 def test_attribute_rows_must_match_the_training_classes():
     with pytest.raises(DataError, match="one row per class"):
         _train(np.zeros((len(SEEN) + 2, 4)))

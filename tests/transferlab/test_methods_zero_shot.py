@@ -146,6 +146,17 @@ def test_unseen_classes_are_recognised_through_their_attributes(world, name):
     assert scores["unseen"] > 0.9
 
 
+def test_the_fitted_dap_head_takes_its_priors_from_the_seen_classes_alone(world):
+    model, data, _ = world
+    head = get_method("dap")().fit(model, data, {}, TrainSettings(seed=0)).model.head
+    # π over the seen rows c0..c5 of zero_shot_domains.ROWS (over all 8 rows it would be 1/4, 3/8, 3/8, 1/2)
+    prior = np.array([1 / 6, 2 / 6, 2 / 6, 3 / 6])
+    a = table().signatures(CLASSES)
+    expected_b = -(a @ np.log(prior) + (1 - a) @ np.log(1 - prior))
+    np.testing.assert_allclose(head.bias.detach().double().numpy(), expected_b, rtol=1e-6)
+    np.testing.assert_array_equal(head.weight.detach().numpy(), np.concatenate([a, 1 - a], axis=1))
+
+
 @pytest.mark.parametrize("name", ["eszsl", "dap"])
 def test_a_zero_shot_fit_never_sees_a_label_of_an_unseen_class(world, name, monkeypatch):
     model, data, _ = world
@@ -189,3 +200,14 @@ def test_zero_shot_scores_by_hand():
     assert out["gzsl_seen"] == pytest.approx(0.5) and out["gzsl_unseen"] == pytest.approx((0.0 + 0.5) / 2)
     assert out["harmonic_mean"] == pytest.approx(2 * 0.5 * 0.25 / 0.75) == pytest.approx(harmonic_mean(0.5, 0.25))
     assert math.isclose(harmonic_mean(0, 0), 0.0)
+
+
+def test_zero_shot_accuracies_are_per_class_means_not_sample_means():
+    # u0 has 3 samples (all right), u1 one (wrong): per-class mean 0.5, sample mean 0.75
+    classes, seen = ["s0", "u0", "u1"], ["s0"]
+    y = np.array([0, 0, 0, 1, 1, 1, 2])
+    scores = np.array([[9, 0, 0], [9, 0, 0], [0, 9, 0],          # s0: 2 of 3 right under GZSL
+                       [0, 9, 1], [0, 9, 1], [0, 9, 1], [0, 9, 1]], dtype=float)
+    out = zero_shot_scores(scores, y, classes, seen)
+    assert out["unseen"] == pytest.approx(0.5) and out["gzsl_unseen"] == pytest.approx(0.5)
+    assert out["gzsl_seen"] == pytest.approx(2 / 3)
