@@ -30,7 +30,12 @@ from transferlab.data.attributes import binarise
 from transferlab.methods.base import AdaptationData, MethodConfig
 from transferlab.methods.heads import target_spec
 from transferlab.methods.registry import register
-from transferlab.methods.zero_shot import ZeroShotMethod, seen_training_set, signatures
+from transferlab.methods.zero_shot import (
+    ZeroShotMethod,
+    seen_training_set,
+    seen_unseen,
+    signatures,
+)
 from transferlab.models.classifier import attach_attribute_block
 from transferlab.training import AdaptResult, copy_model
 
@@ -90,7 +95,7 @@ class Dap(ZeroShotMethod):
 
     def train(self, source_model, data: AdaptationData, config: DapConfig, settings, log) -> AdaptResult:
         features, labels, seen = seen_training_set(source_model, data)
-        in_use = (*seen, *[c for c in data.target_classes if c not in set(seen)])
+        in_use = (*seen, *seen_unseen(data)[1])
         binary = dict(zip(in_use, binarise(signatures(data.class_attributes, in_use))))
         s_seen = np.stack([binary[c] for c in seen])
         w, b, mask = fit_attribute_classifiers(features, s_seen[labels], config.c, config.max_iter)

@@ -23,8 +23,6 @@ from transferlab.selection.config import SelectionConfig
 from transferlab.selection.result import Selection
 from transferlab.selection.rules import finish
 
-ZERO_SHOT_METHODS = ("eszsl", "dap")
-
 
 def is_zero_shot(road: str, labels_per_class: int, attributes: dict | None, new_classes) -> bool:
     """A new task with new classes, no target label and a class–attribute table: the zero-shot road."""
