@@ -24,6 +24,7 @@ from transferlab.evaluation import (plot_confusion_matrix, plot_reliability_diag
 from transferlab.evaluation.zero_shot import zero_shot_scores
 from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Rival, promotion_decision, promotion_split
 from transferlab.models import load_model
+from transferlab.selection.zero_shot import is_zero_shot
 from tasks import headline, project_lock, timing, tracking
 from tasks.adapt import FitJob, fit_method, run_fit_jobs, seed_dir
 from tasks.jobs import LOCAL, JobRunner, ProjectRef
@@ -191,22 +192,22 @@ def _promotion_evidence(params: PipelineParams, chosen: str, test: Domain, split
             "accuracy": float((predictions[chosen][0] == y).mean())}
 
 
-ZERO_SHOT_HEADLINE = ("unseen_accuracy", "gzsl_seen_accuracy", "gzsl_unseen_accuracy", "harmonic_mean")
-
-
-def _zero_shot(test_manifest: dict, probs: dict[str, list[np.ndarray]], test: Domain, chosen: str) -> dict | None:
-    """On the zero-shot road (an attribute table, new classes, no target label): every model's
-    accuracy on the unseen classes, GZSL seen / unseen / harmonic mean when the test holds seen
-    classes too, and chance (:mod:`transferlab.evaluation.zero_shot`), on the report part, as the
-    mean over training seeds."""
+def _zero_shot(test_manifest: dict, labels_per_class: int, probs: dict[str, list[np.ndarray]], test: Domain,
+               chosen: str) -> dict | None:
+    """On the zero-shot road (:func:`~transferlab.selection.zero_shot.is_zero_shot`, the test that
+    select applies: an attribute table, new classes, no target label): every model's accuracy on the
+    unseen classes, GZSL seen / unseen / harmonic mean when the test holds seen classes too, and
+    chance (:mod:`transferlab.evaluation.zero_shot`), on the report part, as the mean over training
+    seeds."""
     spaces = test_manifest.get("label_spaces") or {}
-    if not (test_manifest.get("attributes") and spaces.get("new_classes")
-            and int(test_manifest.get("labels_per_class", 0) or 0) == 0):
+    if not is_zero_shot(test_manifest.get("road", ""), labels_per_class, test_manifest.get("attributes"),
+                        spaces.get("new_classes")):
         return None
     seen = spaces.get("shared_classes", [])
     models = {}
     for name, runs in probs.items():
-        per_seed = [zero_shot_scores(np.log(np.clip(p, 1e-300, None)), test.y, test.classes, seen) for p in runs]
+        # zero_shot_scores reads only each row's argmax: the probabilities serve as they are
+        per_seed = [zero_shot_scores(p, test.y, test.classes, seen) for p in runs]
         first = per_seed[0]
         models[name] = {"unseen_accuracy": _seed_mean(per_seed, "unseen"),
                         "gzsl_seen_accuracy": _seed_mean(per_seed, "gzsl_seen"),
@@ -242,7 +243,7 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
         promotion = _promotion_evidence(params, chosen, full_test, split, full_probs)
     accuracy = {n: s["accuracy"]["mean"] for n, s in summaries.items()}
     test_manifest = read_json(root / PREPARED_TEST / MANIFEST, "the test manifest")
-    zero_shot = _zero_shot(test_manifest, probs, test, chosen)
+    zero_shot = _zero_shot(test_manifest, params.data.target_labels_per_class, probs, test, chosen)
     audit = None
     if params.evaluate.audit:
         first_seed = {n: s["accuracy"]["per_seed"][0] for n, s in summaries.items()}
@@ -289,7 +290,7 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
         }
         if zero_shot is not None:
             evaluation["zero_shot"] = zero_shot
-            evaluation.update({k: zero_shot["models"][chosen].get(k) for k in ZERO_SHOT_HEADLINE})
+            evaluation.update({k: zero_shot["models"][chosen].get(k) for k in headline.ZERO_SHOT_NUMBERS})
         if audit is not None:
             evaluation["audit"] = audit
             evaluation["selection_regret"] = audit["regret"]

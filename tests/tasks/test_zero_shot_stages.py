@@ -92,3 +92,16 @@ def test_a_table_missing_a_target_class_is_refused(tmp_path):
     (tmp_path / "attributes.csv").write_text("\n".join(TABLE_CSV.splitlines()[:-1]) + "\n")  # no row for c7
     with pytest.raises(DataError, match="has no row for class 'c7'"):
         prepare.run(_params(), tmp_path)
+
+
+def test_evaluate_reports_zero_shot_scores_only_on_the_zero_shot_road():
+    import numpy as np
+
+    from transferlab.data.types import Domain
+
+    manifest = {"road": "task-transfer", "attributes": {"source": "t", "attributes": ["a"], "rows": {}},
+                "label_spaces": {"new_classes": ["u0"], "shared_classes": ["s0"]}}
+    test = Domain("t", np.zeros((2, 1), dtype=np.float32), np.array([0, 1]), ("s0", "u0"))
+    probs = {"eszsl": [np.array([[0.9, 0.1], [0.2, 0.8]])]}
+    assert evaluate._zero_shot(manifest, 0, probs, test, "eszsl")["models"]["eszsl"]["harmonic_mean"] == pytest.approx(1.0)
+    assert evaluate._zero_shot(manifest, 2, probs, test, "eszsl") is None  # labelled target classes: not zero-shot
