@@ -43,7 +43,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab import progress
-from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice
+from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice, committee_top_picks
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
@@ -524,11 +524,9 @@ def _committee_note(results: list[TrialResult], arms: list[Arm]) -> CommitteeCho
     """The EnsV disagreement rule (:func:`transferlab.ensemble.committee_choice`) over the final round's
     trials, with the validators of :data:`COMMITTEE` that every trial has; None with fewer than two
     scored trials (nothing to disagree about)."""
-    ok = [(res, arm) for res, arm in zip(results, arms) if res.status == "ok"]
-    keys = [v for v in COMMITTEE if all(v in res.scores for res, _ in ok)]
-    if len(ok) < 2 or not keys:
-        return None
-    return committee_choice({v: max(ok, key=lambda p: p[0].scores[v])[1].label for v in keys})
+    ok = {arm.label: res.scores for res, arm in zip(results, arms) if res.status == "ok"}
+    picks = committee_top_picks(ok)
+    return committee_choice(picks) if len(ok) >= 2 and picks else None
 
 
 def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
