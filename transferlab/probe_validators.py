@@ -95,9 +95,11 @@ def mixval_pairs(pseudo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def mixval(
-    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *, lam: float = MIXVAL_LAMBDA, seed: int = 0
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *, lam: float = MIXVAL_LAMBDA, seed: int = 0,
+    logits: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """MixVal probes of a classifier ``predict(x) -> logits`` on target inputs ``x``.
+    """MixVal probes of a classifier ``predict(x) -> logits`` on target inputs ``x`` (``logits``:
+    ``predict(x)`` when the caller already has it, saving that pass).
 
     Returns {"mixval_inter", "mixval_intra", "mixval"}; a probe with no pairs (every pseudo-label
     the same, or all different) scores 0 for inter (no boundary to find: the collapse MixVal is
@@ -106,7 +108,7 @@ def mixval(
         raise DataError(f"the MixVal mixing weight must be in (0.5, 1), got {lam}")
     if len(x) < 2:
         raise DataError("MixVal needs at least two target samples")
-    pseudo = np.asarray(predict(x)).argmax(1)
+    pseudo = np.asarray(predict(x) if logits is None else logits).argmax(1)
     inter, intra = mixval_pairs(pseudo, np.random.default_rng(seed))
 
     def probe(pairs: np.ndarray, empty: float) -> float:
@@ -165,7 +167,7 @@ def probe_scores(
     if "entropy" in validators:
         scores["entropy"] = -prediction_entropy(target_logits)
     if "mixval" in validators:
-        scores.update(mixval(predict, target_x, seed=seed))
+        scores.update(mixval(predict, target_x, seed=seed, logits=target_logits))
     if source_val_features is not None and target_features is not None:
         yv = np.asarray(source_val_y)
         if "reverse" in validators:

@@ -47,6 +47,8 @@ def test_mixval_inter_probe_finds_the_boundary_between_clusters():
     assert bad["mixval_inter"] == pytest.approx(np.mean(pseudo[inter[:, 0]] == 1))  # only class-1-dominant right
     assert bad["mixval"] < good["mixval"]
     assert good["mixval"] == pytest.approx(0.5 * (good["mixval_inter"] + good["mixval_intra"]))
+    # The caller's logits of x stand for the pass over x: the same probes.
+    assert mixval(_threshold_model(-0.5), X_TWO, seed=3, logits=_threshold_model(-0.5)(X_TWO)) == bad
 
 
 def test_mixval_intra_probe_finds_a_hole_inside_a_cluster():
