@@ -93,6 +93,7 @@ def test_reverse_validation_rewards_pseudo_labels_consistent_with_the_source():
     assert reverse_validation(f_t, swapped, f_val, y_val) == 0.0
     one_class = np.tile([5.0, 0.0], (60, 1))
     assert reverse_validation(f_t, one_class, f_val, y_val) == 0.5  # predicts class 0 everywhere
+    assert reverse_validation(f_t, one_class, f_val[:30], y_val[:30]) == pytest.approx(20 / 30)  # 20 of 30 are 0
 
 
 def test_source_accuracy_with_im_by_hand():
@@ -104,6 +105,8 @@ def test_source_accuracy_with_im_by_hand():
     h = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     assert s["entropy"] == pytest.approx(-h)
     assert s["srcacc_im"] == pytest.approx(0.5 * (0.5 + (math.log(2) - h) / math.log(2)))
+    right = probe_scores(_threshold_model(0.0), X_TWO[[0, 6]], logits, f[:2], f[2:], logits, np.array([0, 1]))
+    assert right["srcacc_im"] == pytest.approx(0.5 * (1.0 + (math.log(2) - h) / math.log(2)))  # both right
     with pytest.raises(DataError):
         source_accuracy_with_im(1.5, 0.1, 2)
     with pytest.raises(DataError):
