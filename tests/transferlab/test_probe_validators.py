@@ -79,6 +79,10 @@ def test_mixval_pairs_respect_the_pseudo_labels():
     assert sorted(intra[:, 0]) == [0, 1, 2, 3, 4]  # the lone class-2 sample has no intra partner
     collapsed = mixval(lambda z: np.tile([5.0, 0.0], (len(z), 1)), X_TWO)
     assert collapsed["mixval_inter"] == 0.0  # no boundary at all: the collapse MixVal exposes
+    # Every pseudo-label different: no intra pair, nothing contradicts the clusters (intra = 1).
+    x3 = np.array([[-1.0], [0.5], [2.0]])
+    distinct = mixval(lambda z: np.stack([-z[:, 0], np.zeros(len(z)), z[:, 0] - 1], axis=1), x3)
+    assert distinct["mixval_intra"] == 1.0
 
 
 def test_reverse_validation_rewards_pseudo_labels_consistent_with_the_source():
