@@ -20,12 +20,16 @@ import statistics
 import time
 
 import numpy as np
-import torch
 from scipy.stats import kendalltau, spearmanr
 
 from benchmarks.selection_suites import Pair, load
 from transferlab.data import split_source, split_target
-from transferlab.ensemble import COMMITTEE, EnsembleClassifier, committee_choice
+from transferlab.ensemble import (
+    COMMITTEE,
+    EnsembleClassifier,
+    committee_choice,
+    committee_top_picks,
+)
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.models import build_model
 from transferlab.selection import mean_rank_scores
@@ -75,9 +79,7 @@ def study_scenario(name: str, pair: Pair, seed: int, n_source: int | None, n_tar
         pick = names[int(np.argmax(vals))]
         rho, tau = _correlations(vals, [acc[m] for m in names])
         per_validator[v] = {"pick": pick, "regret": best - acc[pick], "spearman": rho, "kendall": tau}
-    singles = [m for m in names if m != ENSEMBLE]
-    top = {v: singles[int(np.argmax([scores[m][v] for m in singles]))] for v in COMMITTEE}
-    choice = committee_choice(top)
+    choice = committee_choice(committee_top_picks({m: scores[m] for m in names if m != ENSEMBLE}))
     committee_acc = (accuracy(EnsembleClassifier([models[m] for m in choice.finalists]).eval(), splits.test)
                      if choice.ensemble else acc[choice.finalists[0]])
     return {
@@ -115,10 +117,6 @@ def summarise(rows: list[dict]) -> dict[str, dict[str, float]]:
                               "spearman": math.nan,
                               "kendall": math.nan, "ensemble_picks": len(rows)}
     return out
-
-
-def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 def study_markdown(rows: list[dict], suite: str, provenance: str) -> str:

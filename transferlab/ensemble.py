@@ -58,6 +58,13 @@ class CommitteeChoice:
     reason: str
 
 
+def committee_top_picks(scores: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Each :data:`COMMITTEE` validator that every candidate has → the candidate (a key of ``scores``,
+    candidate → its validator scores) it scores highest, the first listed on a tie."""
+    keys = [v for v in COMMITTEE if all(v in s for s in scores.values())]
+    return {v: max(scores, key=lambda c: scores[c][v]) for v in keys}
+
+
 def committee_choice(top_picks: dict[str, str]) -> CommitteeChoice:
     """The disagreement rule: ``top_picks`` maps each committee validator to the candidate it ranks
     first. All the same → that candidate; otherwise the ensemble of the distinct picks."""

@@ -58,10 +58,9 @@ choose a checkpoint during training, where there is no pool to rank in. **Higher
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
-import torch
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.neighbors import NearestCentroid
 from sklearn.preprocessing import StandardScaler
@@ -69,6 +68,7 @@ from sklearn.preprocessing import StandardScaler
 from transferlab.errors import DataError
 from transferlab.validators import _array, _as_probs, _entropy, information_maximization
 
+PROBE_VALIDATORS = ("entropy", "mixval", "reverse", "srcacc_im")
 MIXVAL_LAMBDA = 0.55  # the paper's fixed inference-time mixing weight (> 1/2: the first sample dominates)
 
 
@@ -95,9 +95,11 @@ def mixval_pairs(pseudo: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
 
 
 def mixval(
-    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *, lam: float = MIXVAL_LAMBDA, seed: int = 0
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, *, lam: float = MIXVAL_LAMBDA, seed: int = 0,
+    logits: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """MixVal probes of a classifier ``predict(x) -> logits`` on target inputs ``x``.
+    """MixVal probes of a classifier ``predict(x) -> logits`` on target inputs ``x`` (``logits``:
+    ``predict(x)`` when the caller already has it, saving that pass).
 
     Returns {"mixval_inter", "mixval_intra", "mixval"}; a probe with no pairs (every pseudo-label
     the same, or all different) scores 0 for inter (no boundary to find: the collapse MixVal is
@@ -106,7 +108,7 @@ def mixval(
         raise DataError(f"the MixVal mixing weight must be in (0.5, 1), got {lam}")
     if len(x) < 2:
         raise DataError("MixVal needs at least two target samples")
-    pseudo = np.asarray(predict(x)).argmax(1)
+    pseudo = np.asarray(predict(x) if logits is None else logits).argmax(1)
     inter, intra = mixval_pairs(pseudo, np.random.default_rng(seed))
 
     def probe(pairs: np.ndarray, empty: float) -> float:
@@ -156,30 +158,23 @@ def source_accuracy_with_im(source_val_accuracy: float, im: float, n_classes: in
 def probe_scores(
     predict: Callable[[np.ndarray], np.ndarray], target_x: np.ndarray, target_logits: np.ndarray, target_features: np.ndarray | None,
     source_val_features: np.ndarray | None, source_val_logits: np.ndarray | None,
-    source_val_y: np.ndarray | None, *, seed: int = 0,
+    source_val_y: np.ndarray | None, *, seed: int = 0, validators: Collection[str] = PROBE_VALIDATORS,
 ) -> dict[str, float]:
-    """Every validator of this module, "higher is better" ("entropy" is −ENT); the two that need
-    labelled source data ("reverse", "srcacc_im") only when it is given."""
-    scores = {"entropy": -prediction_entropy(target_logits), **mixval(predict, target_x, seed=seed)}
+    """The validators of this module named in ``validators`` (all by default), "higher is better"
+    ("entropy" is −ENT); the two that need labelled source data ("reverse", "srcacc_im") only when
+    it is given."""
+    scores: dict[str, float] = {}
+    if "entropy" in validators:
+        scores["entropy"] = -prediction_entropy(target_logits)
+    if "mixval" in validators:
+        scores.update(mixval(predict, target_x, seed=seed, logits=target_logits))
     if source_val_features is not None and target_features is not None:
         yv = np.asarray(source_val_y)
-        scores["reverse"] = reverse_validation(target_features, target_logits, source_val_features, yv)
-        acc = float((np.asarray(source_val_logits).argmax(1) == yv).mean())
-        scores["srcacc_im"] = source_accuracy_with_im(
-            acc, information_maximization(target_logits), np.asarray(target_logits).shape[1])
+        if "reverse" in validators:
+            scores["reverse"] = reverse_validation(target_features, target_logits, source_val_features, yv)
+        if "srcacc_im" in validators:
+            acc = float((np.asarray(source_val_logits).argmax(1) == yv).mean())
+            scores["srcacc_im"] = source_accuracy_with_im(
+                acc, information_maximization(target_logits), np.asarray(target_logits).shape[1])
     return scores
 
-
-def logits_of(model: torch.nn.Module, batch_size: int = 256, device: str = "cpu") -> Callable[[np.ndarray], np.ndarray]:
-    """``predict(x) -> logits`` (numpy) of ``model`` in eval mode, batched."""
-    @torch.no_grad()
-    def predict(x: np.ndarray) -> np.ndarray:
-        was = model.training
-        model.eval()
-        try:
-            out = [model(torch.as_tensor(x[s:s + batch_size], device=device)).float().cpu().numpy()
-                   for s in range(0, len(x), batch_size)]
-        finally:
-            model.train(was)
-        return np.concatenate(out).astype(np.float64)
-    return predict

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,15 +221,19 @@ NEEDS_SOURCE = ("dev", "reverse", "srcacc_im")  # weigh labelled source-validati
 
 
 @torch.no_grad()
-def _forward(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+def _forward(model: torch.nn.Module, x: np.ndarray, batch_size: int, device: str,
+             features: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+    """(features or None, logits) of ``model`` on ``x``, batched, as float64."""
     feats, logits = [], []
     for start in range(0, len(x), batch_size):
         xb = torch.as_tensor(x[start:start + batch_size], device=device)
         # Two calls rather than head(features): adapted models promise forward() and
         # features(), not a ``head`` attribute (e.g. a progressive network combines columns).
-        feats.append(model.features(xb).cpu().numpy())
+        if features:
+            feats.append(model.features(xb).cpu().numpy())
         logits.append(model(xb).cpu().numpy())
-    return np.concatenate(feats).astype(np.float64), np.concatenate(logits).astype(np.float64)
+    return (np.concatenate(feats).astype(np.float64) if features else None,
+            np.concatenate(logits).astype(np.float64))
 
 
 def label_free_scores(
@@ -243,9 +248,11 @@ def label_free_scores(
     batch_size: int = 256,
     device: str = "cpu",
     snd_temperature: float = 0.05,
+    validators: Collection[str] = VALIDATORS,
 ) -> dict[str, float]:
-    """Every validator of :data:`VALIDATORS` for a classifier (``forward`` = logits, ``.features``),
-    each as "higher is better".
+    """The validators of :data:`VALIDATORS` named in ``validators`` (all by default) for a classifier
+    (``forward`` = logits, ``.features``), each as "higher is better"; the others are not computed
+    (MixVal's forward passes over mixed samples and reverse validation's fit cost more than the rest).
 
     At most ``max_samples`` of each array are used (a seeded subset) so SND's N×N matrix and
     DEV's domain classifier stay cheap. Returns {"im", "snd", "snd_paper", "dev", "dev_risk"}:
@@ -254,38 +261,44 @@ def label_free_scores(
     ("entropy", "mixval" with its two probes, "reverse", "srcacc_im"). Without source data
     (``source_*`` None) the validators of :data:`NEEDS_SOURCE` cannot be computed and are left out.
     """
+    # Imported here: probe_validators builds on this module's primitives.
+    from transferlab.probe_validators import probe_scores
+
+    unknown = set(validators) - set(VALIDATORS)
+    if unknown:
+        raise DataError(f"unknown label-free validators {sorted(unknown)}; known: {', '.join(VALIDATORS)}")
     rng = np.random.default_rng(seed)
 
     source = source_val_x is not None and source_train_x is not None
     if len(target_x) < 2 or (source and len(source_val_x) < 2):
         raise DataError("label-free validation needs at least two target and two source-validation samples")
+    source = source and any(v in NEEDS_SOURCE for v in validators)  # no source pass nobody reads
     was_training = model.training
     model.eval()
     try:
+        # The same seeded subsets whatever is computed: a score alone equals it among the others.
         ti = seeded_subset(len(target_x), max_samples, rng)
         f_t, z_t = _forward(model, target_x[ti], batch_size, device)
         if source:
             si, vi = (seeded_subset(len(source_train_x), max_samples, rng),
                       seeded_subset(len(source_val_x), max_samples, rng))
-            f_s, _ = _forward(model, source_train_x[si], batch_size, device)
             f_v, z_v = _forward(model, source_val_x[vi], batch_size, device)
+            y_v = np.asarray(source_val_y)[vi]
+        scores: dict[str, float] = {}
+        if "im" in validators:
+            scores["im"] = information_maximization(z_t)
+        if "snd" in validators:
+            scores.update(snd=soft_neighbourhood_density(z_t, temperature=snd_temperature, centre=True),
+                          snd_paper=soft_neighbourhood_density(z_t, temperature=snd_temperature))
+        if source and "dev" in validators:
+            f_s, _ = _forward(model, source_train_x[si], batch_size, device)
+            losses = -np.log(np.clip(softmax(z_v), _EPS, None))[np.arange(len(vi)), y_v]
+            dev = deep_embedded_validation(f_s, f_t, f_v, losses, seed=seed)
+            scores.update(dev=dev.score, dev_risk=dev.risk)
+        scores.update(probe_scores(
+            lambda x: _forward(model, x, batch_size, device, features=False)[1], np.asarray(target_x[ti]), z_t, f_t,
+            f_v if source else None, z_v if source else None, y_v if source else None, seed=seed,
+            validators=validators))
     finally:
         model.train(was_training)
-    scores = {
-        "im": information_maximization(z_t),
-        "snd": soft_neighbourhood_density(z_t, temperature=snd_temperature, centre=True),
-        "snd_paper": soft_neighbourhood_density(z_t, temperature=snd_temperature),
-    }
-    if source:
-        log_p_v = np.log(np.clip(softmax(z_v), _EPS, None))
-        losses = -log_p_v[np.arange(len(vi)), np.asarray(source_val_y)[vi]]
-        dev = deep_embedded_validation(f_s, f_t, f_v, losses, seed=seed)
-        scores.update(dev=dev.score, dev_risk=dev.risk)
-    # Imported here: probe_validators builds on this module's primitives.
-    from transferlab.probe_validators import logits_of, probe_scores
-
-    scores.update(probe_scores(
-        logits_of(model, batch_size, device), np.asarray(target_x[ti]), z_t, f_t,
-        f_v if source else None, z_v if source else None,
-        np.asarray(source_val_y)[vi] if source else None, seed=seed))
     return scores

@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from transferlab.ensemble import EnsembleClassifier, committee_choice
+from transferlab.ensemble import (
+    EnsembleClassifier,
+    committee_choice,
+    committee_top_picks,
+)
 from transferlab.errors import ConfigError
 from transferlab.models import ModelSpec, build_model
 
@@ -37,3 +41,10 @@ def test_committee_choice_ensembles_only_when_the_validators_disagree():
     split = committee_choice({"dev": "dann", "im": "cdan", "entropy": "dann"})
     assert split.ensemble and split.finalists == ("dann", "cdan")
     assert "disagree" in split.reason and "DEV → dann" in split.reason
+
+
+def test_committee_top_picks_take_each_validators_best_candidate_first_on_ties():
+    scores = {"dann": {"dev": -1.0, "im": 0.5, "entropy": -0.2},
+              "cdan": {"dev": -0.5, "im": 0.5, "entropy": -0.3},
+              "shot": {"dev": -2.0, "im": 0.1}}
+    assert committee_top_picks(scores) == {"dev": "cdan", "im": "dann"}  # entropy: not every candidate has it

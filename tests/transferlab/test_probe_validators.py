@@ -47,6 +47,8 @@ def test_mixval_inter_probe_finds_the_boundary_between_clusters():
     assert bad["mixval_inter"] == pytest.approx(np.mean(pseudo[inter[:, 0]] == 1))  # only class-1-dominant right
     assert bad["mixval"] < good["mixval"]
     assert good["mixval"] == pytest.approx(0.5 * (good["mixval_inter"] + good["mixval_intra"]))
+    # The caller's logits of x stand for the pass over x: the same probes.
+    assert mixval(_threshold_model(-0.5), X_TWO, seed=3, logits=_threshold_model(-0.5)(X_TWO)) == bad
 
 
 def test_mixval_intra_probe_finds_a_hole_inside_a_cluster():
@@ -77,6 +79,10 @@ def test_mixval_pairs_respect_the_pseudo_labels():
     assert sorted(intra[:, 0]) == [0, 1, 2, 3, 4]  # the lone class-2 sample has no intra partner
     collapsed = mixval(lambda z: np.tile([5.0, 0.0], (len(z), 1)), X_TWO)
     assert collapsed["mixval_inter"] == 0.0  # no boundary at all: the collapse MixVal exposes
+    # Every pseudo-label different: no intra pair, nothing contradicts the clusters (intra = 1).
+    x3 = np.array([[-1.0], [0.5], [2.0]])
+    distinct = mixval(lambda z: np.stack([-z[:, 0], np.zeros(len(z)), z[:, 0] - 1], axis=1), x3)
+    assert distinct["mixval_intra"] == 1.0
 
 
 def test_reverse_validation_rewards_pseudo_labels_consistent_with_the_source():
@@ -91,6 +97,7 @@ def test_reverse_validation_rewards_pseudo_labels_consistent_with_the_source():
     assert reverse_validation(f_t, swapped, f_val, y_val) == 0.0
     one_class = np.tile([5.0, 0.0], (60, 1))
     assert reverse_validation(f_t, one_class, f_val, y_val) == 0.5  # predicts class 0 everywhere
+    assert reverse_validation(f_t, one_class, f_val[:30], y_val[:30]) == pytest.approx(20 / 30)  # 20 of 30 are 0
 
 
 def test_source_accuracy_with_im_by_hand():
@@ -102,6 +109,8 @@ def test_source_accuracy_with_im_by_hand():
     h = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     assert s["entropy"] == pytest.approx(-h)
     assert s["srcacc_im"] == pytest.approx(0.5 * (0.5 + (math.log(2) - h) / math.log(2)))
+    right = probe_scores(_threshold_model(0.0), X_TWO[[0, 6]], logits, f[:2], f[2:], logits, np.array([0, 1]))
+    assert right["srcacc_im"] == pytest.approx(0.5 * (1.0 + (math.log(2) - h) / math.log(2)))  # both right
     with pytest.raises(DataError):
         source_accuracy_with_im(1.5, 0.1, 2)
     with pytest.raises(DataError):

@@ -59,6 +59,13 @@ def test_each_validator_ranks_trained_above_untrained(task):
         assert good[key] > bad[key], key
     assert good["dev_risk"] < bad["dev_risk"]
     assert good == label_free_scores(trained, xs, xv, yv, xt, seed=0)  # deterministic
+    # Asked for some validators, it computes those alone, each the same number as among all.
+    for some in (("im",), ("entropy", "mixval"), ("dev", "reverse"), ("srcacc_im", "snd")):
+        alone = label_free_scores(trained, xs, xv, yv, xt, seed=0, validators=some)
+        assert set(some) <= set(alone) <= set(some) | {"snd_paper", "dev_risk", "mixval_inter", "mixval_intra"}
+        assert alone == {k: good[k] for k in alone}, some
+    with pytest.raises(DataError):
+        label_free_scores(trained, xs, xv, yv, xt, validators=("accuracy",))
 
 
 def test_published_snd_blind_spot_and_centred_fix(task):

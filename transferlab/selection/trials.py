@@ -43,7 +43,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab import progress
-from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice
+from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice, committee_top_picks
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
@@ -55,7 +55,7 @@ from transferlab.selection.rules import LAYER_TRANSFER_K, select_by_rules
 from transferlab.selection.scoring import ScoringPlan, mean_rank_scores, plan_scoring
 from transferlab.training import TrainSettings, predict_logits
 from transferlab.training.continuation import Continuation, RunState, continuing
-from transferlab.validators import NEEDS_SOURCE, label_free_scores
+from transferlab.validators import NEEDS_SOURCE, VALIDATORS, label_free_scores
 
 MapFn = Callable[[Callable[[Any], Any], list[Any]], Iterable[Any]]
 
@@ -192,7 +192,7 @@ def _run_trial(job: TrialJob) -> TrialResult:
                 data.source_train.x if source else None, data.source_val.x if source else None,
                 data.source_val.y if source else None, target,
                 seed=job.config.seed, max_samples=job.config.validator_max_samples,
-                batch_size=job.settings.batch_size,
+                batch_size=job.settings.batch_size, validators=trial_validators(job.config),
             )
     except MethodRequirementError as exc:
         res.status, res.error = "refused", str(exc)
@@ -508,15 +508,25 @@ def select_by_trials(
     )
 
 
+# The validators every label-free trial reports (:func:`_measured_text`); mean-rank ranks by them.
+_MEASURED = ("im", "snd", "dev")
+
+
+def trial_validators(config: SelectionConfig) -> tuple[str, ...]:
+    """What a label-free trial computes: what it reports (IM, SND, DEV), what the committee reads
+    (:data:`COMMITTEE`) and ``config.validator``; the costlier others (MixVal, reverse) only when
+    they rank."""
+    ranker = [config.validator] if config.validator in VALIDATORS else []  # mean-rank ranks by _MEASURED
+    return tuple(dict.fromkeys((*_MEASURED, *COMMITTEE, *ranker)))
+
+
 def _committee_note(results: list[TrialResult], arms: list[Arm]) -> CommitteeChoice | None:
     """The EnsV disagreement rule (:func:`transferlab.ensemble.committee_choice`) over the final round's
     trials, with the validators of :data:`COMMITTEE` that every trial has; None with fewer than two
     scored trials (nothing to disagree about)."""
-    ok = [(res, arm) for res, arm in zip(results, arms) if res.status == "ok"]
-    keys = [v for v in COMMITTEE if all(v in res.scores for res, _ in ok)]
-    if len(ok) < 2 or not keys:
-        return None
-    return committee_choice({v: max(ok, key=lambda p: p[0].scores[v])[1].label for v in keys})
+    ok = {arm.label: res.scores for res, arm in zip(results, arms) if res.status == "ok"}
+    picks = committee_top_picks(ok)
+    return committee_choice(picks) if len(ok) >= 2 and picks else None
 
 
 def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
@@ -588,7 +598,7 @@ def _measured_text(res: TrialResult) -> str:
     """What the trial measured; its ranking ``score`` comes later, from the whole round."""
     if "accuracy" in res.scores:
         return f"accuracy {100 * res.scores['accuracy']:.1f}%, NLL {res.scores['nll']:.3f}"
-    return ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in ("im", "snd", "dev") if k in res.scores)
+    return ", ".join(f"{k.upper()} {res.scores[k]:.3f}" for k in _MEASURED if k in res.scores)
 
 
 def _score_text(res: TrialResult) -> str:
@@ -608,7 +618,7 @@ def _rank_round(results: list[TrialResult], plan: ScoringPlan, config: Selection
         return
     validator = ranking_validator(config, all("dev" in r.scores for r in ok))
     if validator == "mean-rank":
-        keys = ("im", "snd", "dev") if all("dev" in r.scores for r in ok) else ("im", "snd")
+        keys = _MEASURED if all("dev" in r.scores for r in ok) else ("im", "snd")
         for r, s in zip(ok, mean_rank_scores([r.scores for r in ok], keys)):
             r.score = float(s)
     else:
