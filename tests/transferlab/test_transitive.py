@@ -49,6 +49,15 @@ def test_the_confidence_floor_drops_what_the_fraction_keeps():
     assert kept.all()  # Kumar et al.'s default on 5 samples: ceil(4.5) = 5 kept
 
 
+def test_a_sample_exactly_at_the_confidence_floor_is_kept():
+    # softmax([1, 1]) = [0.5, 0.5] exactly; softmax([3, 0]) top = e^3 / (e^3 + 1) = 0.9526. K keeps c >= tau.
+    logits = np.array([[1.0, 1.0], [3.0, 0.0]])
+    _, kept = confident_pseudo_labels(logits, drop_fraction=0.0, min_confidence=0.5)
+    assert kept.tolist() == [True, True]
+    _, kept = confident_pseudo_labels(logits, drop_fraction=0.0, min_confidence=np.nextafter(0.5, 1.0))
+    assert kept.tolist() == [False, True]
+
+
 def test_self_training_loss_is_the_mean_cross_entropy_to_the_pseudo_labels():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
     # -log(e^2 / (e^2 + 1)) = log(1 + e^-2); -log(e / (e + 1)) = log(1 + e^-1)
@@ -179,6 +188,9 @@ def test_the_rule_adapts_directly_when_the_chain_does_not_cut_the_largest_step_e
 def test_a_stone_beyond_either_end_is_dropped_and_an_insignificant_shift_needs_no_bridge():
     decision = _decide({("source", "target"): 1.0, ("source", "I"): 1.2, ("I", "target"): 0.2}, ["I"])
     assert not decision.use and "not between" in decision.dropped["I"]
+    # exactly as far from the source as the target is: not strictly between, dropped too
+    at_edge = _decide({("source", "target"): 1.0, ("source", "I"): 1.0, ("I", "target"): 0.2}, ["I"])
+    assert not at_edge.use and "not between" in at_edge.dropped["I"]
     assert not _decide(BETWEEN, ["I"], p_value=0.3).use
     assert "not significant" in _decide(BETWEEN, ["I"], p_value=0.3).reason
     assert not _decide(BETWEEN, []).use
