@@ -14,7 +14,8 @@ from transferlab.data.adaptation import AdaptationData
 from transferlab.errors import DataError
 from transferlab.methods import get_method
 from transferlab.selection.transitive import TransitiveConfig, best_chain, choose_chain
-from transferlab.similarity.chain import chain_distances, mmd2_fixed
+from transferlab.similarity.chain import chain_distances
+from transferlab.similarity.mmd import mmd2_statistic
 from transferlab.training import AdaptResult, TrainSettings
 from transferlab.transitive import (
     SelfTrainingConfig,
@@ -144,8 +145,8 @@ def test_chain_distances_use_one_kernel_and_match_a_direct_computation():
     out = chain_distances(feats, seed=0, a_distance=False)
     sigmas2 = [b ** 2 for b in out["bandwidths"]]
     for a, b in (("source", "mid"), ("mid", "target"), ("source", "target")):
-        assert mmd2_fixed(feats[a], feats[b], sigmas2) == pytest.approx(_direct_mmd2(feats[a], feats[b], sigmas2),
-                                                                        rel=1e-9)
+        assert mmd2_statistic(feats[a], feats[b], sigmas2=sigmas2) == pytest.approx(
+            _direct_mmd2(feats[a], feats[b], sigmas2), rel=1e-9)
         assert out["mmd2"][a][b] == out["mmd2"][b][a] == pytest.approx(_direct_mmd2(feats[a], feats[b], sigmas2))
         assert out["mmd"][a][b] == pytest.approx(math.sqrt(max(out["mmd2"][a][b], 0)))
     # The median heuristic of the pooled source + target sample fixes σ₀² for every pair.
