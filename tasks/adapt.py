@@ -23,7 +23,7 @@ from transferlab.methods import get_method
 from transferlab.methods.zero_shot import ZERO_SHOT_METHODS
 from transferlab.models import load_model, save_model
 from transferlab.training import AdaptResult
-from tasks import distributed, timing, tracking
+from tasks import distributed, intermediate, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import atomic_dir, read_json, write_manifest
@@ -90,12 +90,13 @@ def _train_all(params: PipelineParams, method_cls, raw: dict, baselines: list[st
     """The chosen method (through its chain of hops when select chose one) and each baseline, once per
     seed; logged to ``run_`` when given. Also the chain's lineage tags ({} without a chain)."""
     results, trained, chain_tags = [], {name: [] for name in baselines}, {}
+    pools = intermediate.read_pools(root) if chain is not None else {}
     for seed in seeds:
         settings = train_settings(params, params.adapt.train, seed=seed)
         prefix = "" if seed == seeds[0] else f"seed-{seed}."
         with timing.work():
             if chain is not None:
-                hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method,
+                hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method, pools,
                                        run_=run_ if seed == seeds[0] else None)
                 results.append(hops[-1].result)
                 chain_tags = chain_tags or tags

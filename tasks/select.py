@@ -14,11 +14,9 @@ from typing import Callable
 from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
-from transferlab.data import DOMAIN_ADAPTATION
 from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
-from transferlab.selection.transitive import ChainDecision, choose_chain
-from transferlab.transitive import SelfTrainingConfig
+from transferlab.selection.transitive import SELF_TRAINING, decide_transitive
 from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from tasks import timing, tracking
 from tasks.jobs import JobRunner, ProjectRef, shipping
@@ -81,39 +79,20 @@ def _trial_logger(run_) -> Callable[[dict], None]:
 
 
 def transitive_choice(report: dict, method: str, config: SelectionConfig) -> dict:
-    """Direct or in hops, through which intermediates, and why (transferlab/selection/transitive.py);
-    the hops adapt with ``select.transitive.hop_method``, or the method chosen above."""
+    """Direct or in hops, through which intermediates, and why (transferlab/selection/transitive.py)."""
     chain = report["transitive"]
-    hop = config.transitive.hop_method or method
-    names = list(chain.get("intermediates") or [])
-    if chain.get("skipped"):
-        decision = ChainDecision(False, [], f"adapt directly: {chain['skipped']}")
-    elif report.get("road") != DOMAIN_ADAPTATION:
-        decision = ChainDecision(False, [], "adapt directly: the target is a new task (other classes), and hops "
-                                            "through unlabelled pools need the source's classes")
-    elif hop != "self-training" and not _label_free(hop):
-        decision = ChainDecision(False, [], f"adapt directly: the chosen method '{hop}' does not adapt to unlabelled "
-                                            "data, so it cannot make a hop into an unlabelled pool (set "
-                                            "select.transitive.hop_method to 'self-training' or a label-free method)")
-    else:
-        decision = choose_chain(chain["mmd"], names, p_value=(report.get("mmd") or {}).get("p_value"),
-                                alpha=config.alpha, config=config.transitive)
-    return {**decision.to_dict(), "hop_method": hop, "candidates": names, "distance": "MMD (one kernel), "
-            f"{chain.get('feature_layer', '?')} features of the source model"}
+    decision, hop = decide_transitive(chain, road=report.get("road"), chosen_method=method,
+                                      p_value=(report.get("mmd") or {}).get("p_value"), alpha=config.alpha,
+                                      config=config.transitive)
+    return {**decision.to_dict(), "hop_method": hop, "candidates": list(chain.get("intermediates") or []),
+            "distance": f"MMD (one kernel), {chain.get('feature_layer', '?')} features of the source model"}
 
 
 def hop_params(params: PipelineParams, hop: str, payload: dict) -> dict:
     """The hops' hyperparameters, written beside the choice as method_params is (adapt reads them there)."""
-    if hop == "self-training":
-        return SelfTrainingConfig.model_validate(params.adapt.self_training.model_dump()).model_dump()
+    if hop == SELF_TRAINING:
+        return params.adapt.self_training.model_dump()
     return payload["method_params"] if hop == payload["method"] else dict(params.adapt.methods.get(hop, {}))
-
-
-def _label_free(name: str) -> bool:
-    from transferlab.methods import get_method
-
-    cls = get_method(name)
-    return cls.uses_unlabelled_target and not cls.needs_target_labels
 
 
 def chosen_source_entry(report: dict) -> dict | None:

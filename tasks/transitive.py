@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlflow
 
-from tasks import intermediate, tracking
+from tasks import tracking
 from tasks.common import epoch_logger, input_example
 from tasks.io import read_json
 from tasks.paths import MANIFEST, SOURCE_MODEL
@@ -45,11 +45,11 @@ def _hop_data(data: AdaptationData, pool) -> AdaptationData:
 
 
 def run_chain(params: PipelineParams, root: Path, choice: dict, source_model, data: AdaptationData, settings,
-              fit_method, run_=None) -> tuple[list[HopResult], dict]:
-    """The hops of ``choice`` (selection.json's ``transitive``) from ``source_model``; with ``run_``
-    (adapt's stage run, first seed) each is recorded as a nested run, intermediate hops registered.
+              fit_method, pools: dict, run_=None) -> tuple[list[HopResult], dict]:
+    """The hops of ``choice`` (selection.json's ``transitive``) from ``source_model`` through ``pools``
+    (:func:`tasks.intermediate.read_pools`, read once for every seed); with ``run_`` (adapt's stage run,
+    first seed) each is recorded as a nested run, intermediate hops registered.
     Returns the hops and the lineage tags for the adapted model's version."""
-    pools = intermediate.read_pools(root)
     chain, method = list(choice["chain"]), choice["hop_method"]
     domains = [*chain, "target"]
     raw = choice.get("hop_params") or {}

@@ -287,6 +287,7 @@ class PipelineParams(_Strict):
     @model_validator(mode="after")
     def _known_methods(self) -> "PipelineParams":
         from transferlab.methods import get_method  # code-deps: schema
+        from transferlab.selection.transitive import can_hop  # code-deps: schema
 
         names = set(self.adapt.methods) | set(self.select.candidates or [])
         if self.select.force_method:
@@ -295,12 +296,10 @@ class PipelineParams(_Strict):
         for name in sorted(names):
             get_method(name)
         hop = self.select.transitive.hop_method
-        if hop is not None and hop != "self-training":
-            cls = get_method(hop)
-            if cls.needs_target_labels or not cls.uses_unlabelled_target:
-                raise ValueError(f"select.transitive.hop_method: '{hop}' does not adapt to unlabelled data, so it "
-                                 "cannot make a hop into an unlabelled pool: use 'self-training' or a label-free "
-                                 "method (dann, cdan, dan, deep-coral, mcc, adamatch, shot, ...)")
+        if hop is not None and not can_hop(hop):
+            raise ValueError(f"select.transitive.hop_method: '{hop}' does not adapt to unlabelled data, so it "
+                             "cannot make a hop into an unlabelled pool: use 'self-training' or a label-free "
+                             "method (dann, cdan, dan, deep-coral, mcc, adamatch, shot, ...)")
         # Every written hyperparameter is checked now, not when (or if) its method trains.
         for name, config in sorted(self.adapt.methods.items()):
             get_method(name).make_config(config, where=f"adapt.methods.{name}")

@@ -14,7 +14,8 @@ from transferlab.data.adaptation import AdaptationData
 from transferlab.errors import DataError
 from transferlab.methods import get_method
 from transferlab.selection.transitive import TransitiveConfig, best_chain, choose_chain
-from transferlab.similarity.chain import chain_distances, mmd2_fixed
+from transferlab.similarity.chain import chain_distances
+from transferlab.similarity.mmd import mmd2_statistic
 from transferlab.training import AdaptResult, TrainSettings
 from transferlab.transitive import (
     SelfTrainingConfig,
@@ -47,6 +48,15 @@ def test_the_confidence_floor_drops_what_the_fraction_keeps():
     assert kept.tolist() == [True, True, True, False, True]  # ceil(0.7 * 5) = 4: the 1/3 tie goes
     _, kept = confident_pseudo_labels(LOGITS, drop_fraction=0.1, min_confidence=0.0)
     assert kept.all()  # Kumar et al.'s default on 5 samples: ceil(4.5) = 5 kept
+
+
+def test_a_sample_exactly_at_the_confidence_floor_is_kept():
+    # softmax([1, 1]) = [0.5, 0.5] exactly; softmax([3, 0]) top = e^3 / (e^3 + 1) = 0.9526. K keeps c >= tau.
+    logits = np.array([[1.0, 1.0], [3.0, 0.0]])
+    _, kept = confident_pseudo_labels(logits, drop_fraction=0.0, min_confidence=0.5)
+    assert kept.tolist() == [True, True]
+    _, kept = confident_pseudo_labels(logits, drop_fraction=0.0, min_confidence=np.nextafter(0.5, 1.0))
+    assert kept.tolist() == [False, True]
 
 
 def test_self_training_loss_is_the_mean_cross_entropy_to_the_pseudo_labels():
@@ -135,8 +145,8 @@ def test_chain_distances_use_one_kernel_and_match_a_direct_computation():
     out = chain_distances(feats, seed=0, a_distance=False)
     sigmas2 = [b ** 2 for b in out["bandwidths"]]
     for a, b in (("source", "mid"), ("mid", "target"), ("source", "target")):
-        assert mmd2_fixed(feats[a], feats[b], sigmas2) == pytest.approx(_direct_mmd2(feats[a], feats[b], sigmas2),
-                                                                        rel=1e-9)
+        assert mmd2_statistic(feats[a], feats[b], sigmas2=sigmas2) == pytest.approx(
+            _direct_mmd2(feats[a], feats[b], sigmas2), rel=1e-9)
         assert out["mmd2"][a][b] == out["mmd2"][b][a] == pytest.approx(_direct_mmd2(feats[a], feats[b], sigmas2))
         assert out["mmd"][a][b] == pytest.approx(math.sqrt(max(out["mmd2"][a][b], 0)))
     # The median heuristic of the pooled source + target sample fixes σ₀² for every pair.
@@ -179,6 +189,9 @@ def test_the_rule_adapts_directly_when_the_chain_does_not_cut_the_largest_step_e
 def test_a_stone_beyond_either_end_is_dropped_and_an_insignificant_shift_needs_no_bridge():
     decision = _decide({("source", "target"): 1.0, ("source", "I"): 1.2, ("I", "target"): 0.2}, ["I"])
     assert not decision.use and "not between" in decision.dropped["I"]
+    # exactly as far from the source as the target is: not strictly between, dropped too
+    at_edge = _decide({("source", "target"): 1.0, ("source", "I"): 1.0, ("I", "target"): 0.2}, ["I"])
+    assert not at_edge.use and "not between" in at_edge.dropped["I"]
     assert not _decide(BETWEEN, ["I"], p_value=0.3).use
     assert "not significant" in _decide(BETWEEN, ["I"], p_value=0.3).reason
     assert not _decide(BETWEEN, []).use

@@ -4,7 +4,8 @@ The headline MMD test picks its kernel bandwidths from each pair's own pooled sa
 heuristic), so two of its MMD² values measured on different pairs are on different scales. A chain
 needs one yardstick: here every pair is measured with the *same* multi-kernel family, the median
 heuristic of the pooled source + target features (σ₀² = median ‖zᵢ − zⱼ‖²) times the default
-multipliers 2⁻² … 2², and the unbiased estimator (Gretton et al. 2012, eq. 3)
+multipliers 2⁻² … 2², and the unbiased estimator (Gretton et al. 2012, eq. 3;
+:func:`transferlab.similarity.mmd.mmd2_statistic` with these kernels fixed)
 
     MMD²_u(X, Y) = 1/(n(n−1)) Σ_{i≠j} k(xᵢ,xⱼ) + 1/(m(m−1)) Σ_{i≠j} k(yᵢ,yⱼ) − 2/(nm) Σ_{i,j} k(xᵢ,yⱼ).
 
@@ -23,25 +24,7 @@ import numpy as np
 import torch
 
 from transferlab.similarity.distances import proxy_a_distance
-from transferlab.similarity.mmd import (
-    DEFAULT_MULTS,
-    median_bandwidth,
-    pooled_kernel_products,
-)
-
-
-def mmd2_fixed(x, y, sigmas2: list[float]) -> float:
-    """The unbiased MMD² of ``x`` and ``y`` under the averaged Gaussian kernels of ``sigmas2``."""
-    xt, yt = torch.as_tensor(np.asarray(x), dtype=torch.float64), torch.as_tensor(np.asarray(y), dtype=torch.float64)
-    z = torch.cat([xt, yt])
-    n, m = len(xt), len(yt)
-    a = torch.zeros(n + m, 1, dtype=torch.float64)
-    a[:n] = 1.0
-    ka, rows = pooled_kernel_products(z, a, sigmas2)
-    s_xx = float((a * ka).sum())
-    s_xy = float(rows @ a[:, 0]) - s_xx
-    s_yy = float(rows.sum()) - 2.0 * float(rows @ a[:, 0]) + s_xx
-    return s_xx / (n * (n - 1)) + s_yy / (m * (m - 1)) - 2.0 * s_xy / (n * m)
+from transferlab.similarity.mmd import DEFAULT_MULTS, median_bandwidth, mmd2_statistic
 
 
 def chain_distances(features: dict[str, np.ndarray], *, source: str = "source", target: str = "target",
@@ -58,7 +41,7 @@ def chain_distances(features: dict[str, np.ndarray], *, source: str = "source", 
     pad = {a: {b: 0.0 for b in names} for a in names} if a_distance else None
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            mmd2[a][b] = mmd2[b][a] = mmd2_fixed(features[a], features[b], sigmas2)
+            mmd2[a][b] = mmd2[b][a] = mmd2_statistic(features[a], features[b], sigmas2=sigmas2)
             if pad is not None:
                 pad[a][b] = pad[b][a] = proxy_a_distance(features[a], features[b], seed=seed)
     mmd = {a: {b: math.sqrt(max(v, 0.0)) for b, v in row.items()} for a, row in mmd2.items()}

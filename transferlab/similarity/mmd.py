@@ -298,14 +298,18 @@ def _linear(xt, yt, sigmas2, seed, confidence) -> MMDResult:
 
 
 def mmd2_statistic(x, y, *, kernel_mults: Sequence[float] | None = None, seed: int = 0,
-                   dtype: Literal["float64", "float32"] = "float64") -> float:
-    """The unbiased MMD² alone (no test), for many small comparisons such as per-class profiles."""
+                   dtype: Literal["float64", "float32"] = "float64",
+                   sigmas2: Sequence[float] | None = None) -> float:
+    """The unbiased MMD² alone (no test), for many small comparisons such as per-class profiles.
+    ``sigmas2`` fixes the kernels' squared bandwidths (instead of the pair's own median heuristic),
+    so that MMD² values of different pairs share one kernel (transferlab/similarity/chain.py)."""
     xt, yt = _pair(x, y)
     z = torch.cat([xt, yt])
     n_x, n_y = len(xt), len(yt)
     a = torch.zeros(n_x + n_y, 1, dtype=torch.float64)
     a[:n_x] = 1.0
-    ka, rows = pooled_kernel_products(z, a, _bandwidths(z, kernel_mults, seed), dtype=DTYPES[dtype])
+    sigmas2 = list(sigmas2) if sigmas2 is not None else _bandwidths(z, kernel_mults, seed)
+    ka, rows = pooled_kernel_products(z, a, sigmas2, dtype=DTYPES[dtype])
     s_xx = float((a * ka).sum())
     ra = float(rows @ a[:, 0])
     return float(_stats(s_xx, ra - s_xx, float(rows.sum()) - 2 * ra + s_xx, n_x, n_y))
