@@ -74,15 +74,7 @@ def _attribute_targets(params: PipelineParams, root: Path, train) -> np.ndarray 
 
 
 def _save_and_register(params: PipelineParams, root: Path, run_, model, example, summary: dict) -> None:
-    version = None
-    if params.mlflow.register_models:
-        tags = {"role": "source", "run_id": run_.run_id, "classes": json.dumps(list(model.classes))}
-        if summary.get("source_val_accuracy") is not None:
-            tags["source_val_accuracy"] = f"{summary['source_val_accuracy']:.4f}"
-        if "imported" in summary:
-            tags.update({f"imported.{k}": v for k, v in summary["imported"].items()})
-        version = run_.register_model(model, tracking.model_name(params.mlflow.model_prefix, "source"),
-                                      example, tags)
+    version = _register(params, run_, model, example, summary)
     summary["mlflow_version"] = version
     with atomic_dir(root / SOURCE_MODEL) as tmp:
         save_model(model, tmp, extra={"role": "source", "mlflow_version": version})
@@ -90,6 +82,19 @@ def _save_and_register(params: PipelineParams, root: Path, run_, model, example,
                        mlflow_run_id=run_.run_id, **summary)
     write_json(root / PRETRAIN_METRICS, {k: v for k, v in summary.items() if k != "mlflow_version"})
     run_.log_metrics({k: v for k, v in summary.items() if k in ("source_val_accuracy", "best_epoch")})
+
+
+def _register(params: PipelineParams, run_, model, example, summary: dict, **tags: str) -> str | None:
+    """Register ``model`` as a new source version (None when registration is off), tagged with its
+    role, run, classes, validation accuracy, import origin and any extra ``tags``."""
+    if not params.mlflow.register_models:
+        return None
+    tags = {"role": "source", "run_id": run_.run_id, **tags, "classes": json.dumps(list(model.classes))}
+    if summary.get("source_val_accuracy") is not None:
+        tags["source_val_accuracy"] = f"{summary['source_val_accuracy']:.4f}"
+    if "imported" in summary:
+        tags.update({f"imported.{k}": v for k, v in summary["imported"].items()})
+    return run_.register_model(model, tracking.model_name(params.mlflow.model_prefix, "source"), example, tags)
 
 
 def _import(params: PipelineParams, root: Path) -> dict:
@@ -137,13 +142,7 @@ def _train_candidates(params: PipelineParams, root: Path) -> dict:
                                               log=epoch_logger(run_, prefix=f"candidate_{i}."))
                 summary = {"candidate": name, "source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
                            "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
-                version = None
-                if params.mlflow.register_models:
-                    tags = {"role": "source", "run_id": run_.run_id, "candidate": name,
-                            "classes": json.dumps(list(result.model.classes)),
-                            "source_val_accuracy": f"{result.best_score:.4f}"}
-                    version = run_.register_model(result.model, tracking.model_name(params.mlflow.model_prefix, "source"),
-                                                  input_example(train), tags)
+                version = _register(params, run_, result.model, input_example(train), summary, candidate=name)
                 folder = tmp / CANDIDATES / str(i)
                 folder.mkdir(parents=True)
                 save_model(result.model, folder, extra={"role": "source", "candidate": name, "mlflow_version": version})

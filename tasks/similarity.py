@@ -50,15 +50,14 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"similarity": params.similarity.model_dump(), "seed": params.seed})
         ranking = None
-        if candidates is not None:
-            with timing.work():
-                ranking = rank_candidates(params, root, candidates, unlabelled or target, labelled)
-            log_ranking(run_, ranking)
-        chosen = ranking["chosen_index"] if ranking else None
         with timing.work():
-            model = load_model(source_model_folder(root, chosen))
-            source = source_splits(root, chosen)
+            if candidates is not None:
+                ranking, model, source = rank_candidates(params, root, candidates, unlabelled or target, labelled)
+            else:
+                model, source = load_model(source_model_folder(root)), source_splits(root)
             train = source[0] if source is not None else None
+        if ranking:
+            log_ranking(run_, ranking)
         with atomic_dir(root / SIMILARITY_PLOTS) as plots:
             with timing.work():
                 report = similarity_report(model, train, target, labelled, config=similarity_config(params),
@@ -84,15 +83,18 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
 
 def rank_candidates(params: PipelineParams, root: Path, names: list[str], target: Domain,
-                    labelled: Domain | None) -> dict:
+                    labelled: Domain | None) -> tuple[dict, object, tuple[Domain, Domain]]:
     """Measure every candidate source, with its own model, against the target; rank them
-    (:func:`transferlab.similarity.rank_sources`). ``target``: the unlabelled pool."""
+    (:func:`transferlab.similarity.rank_sources`). ``target``: the unlabelled pool. Returns the
+    ranking and the first-ranked candidate's model and (train, val) splits, already read here."""
     config = similarity_config(params)
-    measured = []
+    measured, loaded = [], []
     for i, name in enumerate(names):
         folder = source_model_folder(root, i)
         model = load_model(folder)
-        train, _ = source_splits(root, i)
+        splits = source_splits(root, i)
+        loaded.append((model, splits))
+        train = splits[0]
         val_accuracy = read_json(folder / MANIFEST, f"the manifest of {folder}")["source_val_accuracy"]
         note("candidate source %d/%d '%s': MMD test, A-distances%s", i + 1, len(names), name,
              ", transferability" if labelled is not None else "")
@@ -101,7 +103,7 @@ def rank_candidates(params: PipelineParams, root: Path, names: list[str], target
     ranking = rank_sources(measured)
     for entry in ranking["ranking"]:
         note("%s", entry["reason"])
-    return ranking
+    return (ranking, *loaded[ranking["chosen_index"]])
 
 
 def log_ranking(run_, ranking: dict) -> None:

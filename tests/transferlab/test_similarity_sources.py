@@ -117,3 +117,24 @@ def test_rank_sources_orders_by_the_rule_and_breaks_ties_by_output_mmd():
     assert [r["name"] for r in labelled["ranking"]] == ["a", "b"] and labelled["higher_is_better"]
     with pytest.raises(ValueError):
         rank_sources([])
+
+
+def test_measure_source_bound_is_source_error_plus_half_the_output_a_distance_and_logme_on_penultimate_features():
+    """The two ranking keys, recomputed here from the model's own outputs (untrained: only the arithmetic matters)."""
+    import torch
+
+    from transferlab.similarity import logme, proxy_a_distance
+
+    source, target = blobs("source", 90, seed=1), blobs("target", 90, seed=5, offset=3.0)
+    lab = blobs("target-labelled", 30, seed=9, offset=3.0)
+    model = mlp().eval()
+    m = measure_source(model, source, target, lab, source_val_accuracy=0.8,
+                       config=SimilarityConfig(permutations=10, max_samples=500))
+    with torch.no_grad():
+        ps, pt = (torch.softmax(model(torch.from_numpy(d.x)).double(), dim=1).numpy() for d in (source, target))
+    a_out = proxy_a_distance(ps, pt, seed=0)
+    assert m["output_a_distance"] == pytest.approx(a_out, abs=1e-9)
+    assert m["error_bound"] == pytest.approx(0.2 + 0.5 * a_out, abs=1e-9)
+    penultimate = model.block_outputs(torch.from_numpy(lab.x), flatten=True)
+    feature = list(penultimate)[-2]
+    assert m["transferability"]["logme"] == pytest.approx(logme(penultimate[feature].detach().numpy(), lab.y), rel=1e-6)

@@ -85,8 +85,19 @@ def similarity_report(model, source: Domain | None, target: Domain, target_label
     return report
 
 
+def scorable(labelled: Domain | None) -> bool:
+    """Whether labelled target samples can be scored for transferability: at least 2 classes."""
+    return labelled is not None and len(labelled) > 0 and len(np.unique(labelled.y)) >= 2
+
+
+def transferability_headline(features: np.ndarray, probs: np.ndarray, y: np.ndarray) -> dict:
+    """LEEP, NCE (of the source head's class probabilities), H-score and LogME (of the features)."""
+    return {"leep": leep(probs, y), "nce": nce(probs.argmax(1), y), "hscore": h_score(features, y),
+            "logme": logme(features, y)}
+
+
 def _transferability(model, labelled: Domain | None, config: SimilarityConfig) -> dict:
-    if labelled is None or len(labelled) == 0 or len(np.unique(labelled.y)) < 2:
+    if not scorable(labelled):
         return {"transferability": None, "block_transferability": None, "depth": None}
     note("transferability of the source model (LEEP, NCE, H-score, LogME, per block) on %d labelled target "
          "samples", len(labelled))
@@ -94,8 +105,7 @@ def _transferability(model, labelled: Domain | None, config: SimilarityConfig) -
     feature = _penultimate(list(fl))
     f = fl[feature].reshape(len(labelled), -1)
     probs = torch.softmax(torch.from_numpy(fl["logits"]), dim=1).numpy()
-    headline = {"leep": leep(probs, labelled.y), "nce": nce(probs.argmax(1), labelled.y),
-                "hscore": h_score(f, labelled.y), "logme": logme(f, labelled.y), "n_labelled": len(labelled)}
+    headline = {**transferability_headline(f, probs, labelled.y), "n_labelled": len(labelled)}
     profile = block_transferability(fl, labelled.y, config.block_max_dim)
     return {"transferability": headline, "block_transferability": profile, "depth": suggested_depth(profile)}
 

@@ -59,16 +59,20 @@ def _shrinkage(s_w: np.ndarray, a: float) -> float:
     return max(float(np.exp(-a * np.linalg.eigvalsh(s_w)[-1])), 1e-10)
 
 
-def _fisher_posteriors(x: np.ndarray, y: np.ndarray, n_classes: int, lam: float) -> np.ndarray:
-    """p(c | x_i) of the Bayes classifier in the regularised Fisher space (steps 1–2)."""
+def _fisher_posteriors(x: np.ndarray, y: np.ndarray, n_classes: int, *, lam: float | None = None,
+                       a: float = 5.0) -> tuple[np.ndarray, float, np.ndarray]:
+    """p(c | x_i) of the Bayes classifier in the regularised Fisher space (steps 1–2), the shrinkage λ
+    (computed from ``a`` unless given) and the class means."""
     priors = np.bincount(y, minlength=n_classes) / len(y)
     means = np.stack([x[y == c].mean(axis=0) for c in range(n_classes)])
     s_w = _within_scatter(x, y, priors)
+    if lam is None:
+        lam = _shrinkage(s_w, a)
     d = s_w.shape[0]
     shrunk = (1.0 - lam) * s_w + lam * (np.trace(s_w) / d) * np.eye(d)
     coef = np.linalg.solve(shrunk, means.T).T  # rows: S̃_W⁻¹ μ_c
     scores = x @ coef.T - 0.5 * np.einsum("cd,cd->c", means, coef) + np.log(priors)
-    return _softmax(scores)
+    return _softmax(scores), lam, means
 
 
 def sfda(features, y, *, a: float = 5.0) -> float:
@@ -81,12 +85,9 @@ def sfda(features, y, *, a: float = 5.0) -> float:
     n_classes = len(classes)
     if n_classes < 2:
         raise DataError("SFDA needs labelled samples of at least 2 classes")
-    priors = np.bincount(yi) / len(yi)
-    lam = _shrinkage(_within_scatter(x, yi, priors), a)
-    p = _fisher_posteriors(x, yi, n_classes, lam)
+    p, lam, means = _fisher_posteriors(x, yi, n_classes, a=a)
     q = _softmax(p)[np.arange(len(x)), yi][:, None]
-    means = np.stack([x[yi == c].mean(axis=0) for c in range(n_classes)])
     others = (means.sum(axis=0) - means) / (n_classes - 1)
     mixed = q * x + (1.0 - q) * others[yi]
-    p_mixed = _fisher_posteriors(mixed, yi, n_classes, lam)
+    p_mixed, _, _ = _fisher_posteriors(mixed, yi, n_classes, lam=lam)
     return float(p_mixed[np.arange(len(x)), yi].mean())

@@ -37,9 +37,13 @@ import torch
 from transferlab.data import Domain, stratified_subsample
 from transferlab.similarity.distances import proxy_a_distance
 from transferlab.similarity.mmd import mmd_test
-from transferlab.similarity.report import SimilarityConfig, block_features
+from transferlab.similarity.report import (
+    SimilarityConfig,
+    block_features,
+    scorable,
+    transferability_headline,
+)
 from transferlab.similarity.sfda import sfda
-from transferlab.similarity.transferability import h_score, leep, logme, nce
 
 LABELLED_RULE = "logme"
 LABEL_FREE_RULE = "error-bound"
@@ -86,13 +90,12 @@ def measure_source(model, source: Domain, target: Domain, labelled: Domain | Non
 
 def transferability_scores(model, labelled: Domain | None) -> dict | None:
     """LogME, SFDA, H-score, LEEP, NCE of ``model`` on the labelled target samples (None without)."""
-    if labelled is None or len(labelled) == 0 or len(np.unique(labelled.y)) < 2:
+    if not scorable(labelled):
         return None
     fl = block_features(model, labelled.x)
     f = fl[list(fl)[-2]]
-    probs = _probabilities(fl["logits"])
-    return {"logme": logme(f, labelled.y), "sfda": sfda(f, labelled.y), "hscore": h_score(f, labelled.y),
-            "leep": leep(probs, labelled.y), "nce": nce(probs.argmax(1), labelled.y), "n_labelled": len(labelled)}
+    return {**transferability_headline(f, _probabilities(fl["logits"]), labelled.y), "sfda": sfda(f, labelled.y),
+            "n_labelled": len(labelled)}
 
 
 def _rule(measurements: list[dict]) -> str:
