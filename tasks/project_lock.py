@@ -100,14 +100,7 @@ def champion_contest(root: Path) -> Iterator[None]:
     """Hold ``root``'s champion-contest lock, waiting for it: the registry's champion is decided and
     moved by one evaluate at a time, also when several experiments of a DVC queue evaluate at once
     (each in its own workspace, so the run lock above does not order them)."""
-    with waiting_lock(lock_path(Path(root).resolve()).with_name("transferlab-champion.lock")):
-        yield
-
-
-@contextmanager
-def waiting_lock(path: Path) -> Iterator[None]:
-    """Hold the exclusive advisory lock on ``path`` (created with its folder), waiting for it; the
-    operating system releases it when the holder dies."""
+    path = lock_path(Path(root).resolve()).with_name("transferlab-champion.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -26,7 +26,6 @@ from tasks import lineage  # noqa: E402
 from transferlab.errors import ConfigError  # noqa: E402
 from tasks.datasets import DataInput  # noqa: E402
 from tasks.paths import store_root, tracking_uri  # noqa: E402
-from tasks.project_lock import waiting_lock  # noqa: E402
 
 PARENT_ROLE = "pipeline"
 STAGE_ROLE = "stage"
@@ -83,7 +82,11 @@ def _one_creator(uri: str) -> Iterator[None]:
     if db is None or db.exists():
         yield
         return
-    with waiting_lock(db.with_name(db.name + ".create-lock")):
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".create-lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 

@@ -83,29 +83,3 @@ def test_dvc_repro_during_a_run_names_the_run_in_one_line(tmp_path):
     lines = [line for line in repro.stderr.splitlines() if line.strip()]
     assert repro.returncode != 0 and len(lines) == 1, repro.stderr
     assert f"another run holds {tmp_path.resolve()} (pid {proc.pid}, started" in lines[0]
-
-
-def test_waiting_lock_lets_one_holder_in_at_a_time(tmp_path):
-    """The champion contest's and the store creation's lock: a second holder waits for the first."""
-    import threading
-
-    from tasks.project_lock import waiting_lock
-
-    path = tmp_path / "deep" / "x.lock"
-    order: list[str] = []
-    entered = threading.Event()
-
-    def second():
-        entered.wait()
-        with waiting_lock(path):
-            order.append("second")
-
-    thread = threading.Thread(target=second)
-    thread.start()
-    with waiting_lock(path):
-        entered.set()
-        thread.join(0.3)
-        assert thread.is_alive()  # blocked while the first holds it
-        order.append("first")
-    thread.join(5)
-    assert order == ["first", "second"]
