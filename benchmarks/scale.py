@@ -45,13 +45,12 @@ from benchmarks.digits import load, make_data  # noqa: E402
 from benchmarks.results import machine, write_section  # noqa: E402
 from flows import dask_runner  # noqa: E402
 from tasks.data_files import adaptation_data  # noqa: E402
-from tasks.io import write_manifest  # noqa: E402
 from tasks.jobs import ProjectRef, serial_map, shipping  # noqa: E402
-from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, SOURCE_MODEL  # noqa: E402
+from tasks.paths import SOURCE_MODEL  # noqa: E402
 from tasks.select import thread_map  # noqa: E402
+from tests.tasks.blob_project import write_prepared  # noqa: E402
 from transferlab.config import ExecutionParams  # noqa: E402
-from transferlab.data import save_domain  # noqa: E402
-from transferlab.models import ModelSpec, build_model, load_model, save_model  # noqa: E402
+from transferlab.models import ModelSpec, build_model, load_model  # noqa: E402
 from transferlab.selection import SelectionConfig, select_by_trials  # noqa: E402
 from transferlab.training import TrainSettings, train_classifier  # noqa: E402
 
@@ -66,13 +65,7 @@ def write_project(root: Path, n_source: int, seed: int = 0) -> None:
     pretrain = TrainSettings(epochs=2, batch_size=64, lr=1e-3, patience=2, max_steps_per_epoch=150, seed=seed)
     model = train_classifier(build_model(ModelSpec(arch="lenet", image_size=28, num_classes=10), seed=seed),
                              data.source_train, data.source_val, pretrain).model
-    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
-                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled})):
-        (root / folder).mkdir(parents=True)
-        for split, domain in parts.items():
-            save_domain(domain, root / folder / f"{split}.npz")
-        write_manifest(root / folder, "benchmark", [], classes=list(data.source_train.classes), labels_per_class=10)
-    save_model(model, root / SOURCE_MODEL)
+    write_prepared(root, data, model, labels_per_class=10, kind="benchmark")
 
 
 class Timed:

@@ -66,6 +66,11 @@ def seed_dir(folder: Path, seed: int) -> Path:
     return folder / f"seed-{seed}"
 
 
+def seed_prefix(seed: int, seeds: list[int]) -> str:
+    """What the per-epoch metrics of ``seed``'s trainings are prefixed with: nothing for the first seed."""
+    return "" if seed == seeds[0] else f"seed-{seed}."
+
+
 def _save_seeds(folder: Path, results: list, seeds: list[int], extra: dict) -> None:
     """The first seed's model in ``folder`` itself, every other seed's in its ``seed_dir``."""
     for i, (seed, res) in enumerate(zip(seeds, results)):
@@ -93,7 +98,7 @@ def _train_all(params: PipelineParams, method_cls, raw: dict, baselines: list[st
     pools = intermediate.read_pools(root) if chain is not None else {}
     for seed in seeds:
         settings = train_settings(params, params.adapt.train, seed=seed)
-        prefix = "" if seed == seeds[0] else f"seed-{seed}."
+        prefix = seed_prefix(seed, seeds)
         with timing.work():
             if chain is not None:
                 hops, tags = run_chain(params, root, chain, source_model, data, settings, fit_method, pools,
@@ -141,8 +146,14 @@ def fitted(job: FitJob, records: dict[str, dict]) -> dict:
     return {name: AdaptResult(model=load_model(Path(job.out) / name), **record) for name, record in records.items()}
 
 
-def run_fit_jobs(runner: JobRunner, jobs: list[FitJob], staging: Path) -> list[dict]:
-    """Each job's AdaptResults by name, trained on ``runner`` (models staged under ``staging``, removed after)."""
+def run_fit_jobs(runner: JobRunner, root: Path, within: Path, kind: str,
+                 specs: list[tuple[str, tuple[tuple[str, dict], ...], object]]) -> list[dict]:
+    """Each spec's AdaptResults by name: a spec (its folder name, its fits, their TrainSettings) is a
+    :class:`FitJob` from ``root``'s source model and data, trained on ``runner``; the models are staged
+    in a fresh ``root/within/.KIND-jobs-*`` folder, removed after."""
+    staging = Path(root).resolve() / within / f".{kind}-jobs-{uuid.uuid4().hex[:8]}"
+    ref = ProjectRef.of(root)
+    jobs = [FitJob(ref, fits, settings, str(staging / name)) for name, fits, settings in specs]
     try:
         with timing.work():
             return [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
@@ -165,14 +176,12 @@ def _train_seeds(params, root, run_, method_cls, raw, baselines, seeds, source_m
         return _train_all(params, method_cls, raw, baselines, seeds, source_model, data, run_, chain=chain, root=root)
     method = method_cls.name
     results, trained = [], {name: [] for name in baselines}
-    staging = Path(root).resolve() / ADAPTED_MODEL.parent / f".adapt-jobs-{uuid.uuid4().hex[:8]}"
-    ref = ProjectRef.of(root)
     fits = ((method, raw), *((name, params.adapt.methods.get(name, {})) for name in baselines))
-    jobs = [FitJob(ref, fits, train_settings(params, params.adapt.train, seed=seed), str(staging / f"seed-{seed}"))
-            for seed in seeds]
-    outcomes = run_fit_jobs(runner, jobs, staging)
+    outcomes = run_fit_jobs(runner, root, ADAPTED_MODEL.parent, NAME,
+                            [(f"seed-{seed}", fits, train_settings(params, params.adapt.train, seed=seed))
+                             for seed in seeds])
     for seed, outcome in zip(seeds, outcomes):
-        prefix = "" if seed == seeds[0] else f"seed-{seed}."
+        prefix = seed_prefix(seed, seeds)
         results.append(outcome[method])
         replay(run_, outcome[method].history, prefix)
         for name in baselines:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ from transferlab.evaluation.promotion import POSITIVE, RULE, PromotionSplit, Riv
 from transferlab.models import load_model
 from transferlab.selection.zero_shot import is_zero_shot
 from tasks import headline, project_lock, timing, tracking
-from tasks.adapt import FitJob, fit_method, run_fit_jobs, seed_dir
-from tasks.jobs import LOCAL, JobRunner, ProjectRef
+from tasks.adapt import fit_method, run_fit_jobs, seed_dir
+from tasks.jobs import LOCAL, JobRunner
 from tasks.common import adapt_seeds, train_settings
 from tasks.data_files import adaptation_data, source_model_folder, target_test
 from tasks.io import atomic_dir, input_hash, read_json, write_json
@@ -91,10 +90,8 @@ def _audit_models(params: PipelineParams, root: Path, names: list[str], settings
             with timing.work():
                 yield fit_method(name, params.adapt.methods.get(name, {}), source_model, data, settings).model
         return
-    staging = Path(root).resolve() / EVALUATION_DIR.parent / f".audit-jobs-{uuid.uuid4().hex[:8]}"
-    ref = ProjectRef.of(root)
-    jobs = [FitJob(ref, ((name, params.adapt.methods.get(name, {})),), settings, str(staging / name)) for name in names]
-    for name, outcome in zip(names, run_fit_jobs(runner, jobs, staging)):
+    specs = [(name, ((name, params.adapt.methods.get(name, {})),), settings) for name in names]
+    for name, outcome in zip(names, run_fit_jobs(runner, root, EVALUATION_DIR.parent, "audit", specs)):
         yield outcome[name].model
 
 

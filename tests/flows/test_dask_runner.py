@@ -14,18 +14,12 @@ from mlflow.tracking import MlflowClient
 
 from flows import dask_runner
 from tasks import adapt, evaluate, select
-from tasks.io import write_json, write_manifest
+from tasks.io import write_json
 from tasks.jobs import JobRunner, ProjectRef, RemoteCall, call_remote
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, SELECTION,
                          SIMILARITY, SOURCE_MODEL, tracking_uri)
 from transferlab.config import ExecutionParams, parse_params
-from transferlab.data import save_domain
 from transferlab.errors import ConfigError, DataError
-from transferlab.models import save_model
-from transferlab.training import TrainSettings, train_classifier
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
-from synthetic_domains import blob_data, mlp  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 from blob_project import write_blob_project  # noqa: E402
@@ -63,17 +57,7 @@ def _adapt_and_evaluate(root: Path, runner: JobRunner | None = None) -> None:
 
 
 def _project(root: Path) -> Path:
-    data = blob_data(offset=3.0, labels_per_class=6, unlabelled=60)
-    source = train_classifier(mlp(seed=0), data.source_train, data.source_val,
-                              TrainSettings(epochs=3, batch_size=32, seed=0)).model
-    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
-                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled})):
-        (root / folder).mkdir(parents=True)
-        for split, domain in parts.items():
-            save_domain(domain, root / folder / f"{split}.npz")
-        write_manifest(root / folder, "t", [], classes=list(data.source_train.classes), labels_per_class=6)
-    (root / SOURCE_MODEL).mkdir(parents=True)
-    save_model(source, root / SOURCE_MODEL)
+    write_blob_project(root, source_epochs=3, labels_per_class=6, unlabelled=60, with_test=False)
     write_json(root / SIMILARITY, SHIFTED)
     return root
 

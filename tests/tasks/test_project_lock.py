@@ -83,3 +83,28 @@ def test_dvc_repro_during_a_run_names_the_run_in_one_line(tmp_path):
     lines = [line for line in repro.stderr.splitlines() if line.strip()]
     assert repro.returncode != 0 and len(lines) == 1, repro.stderr
     assert f"another run holds {tmp_path.resolve()} (pid {proc.pid}, started" in lines[0]
+
+
+def test_the_champion_contest_lets_one_evaluate_in_at_a_time(tmp_path):
+    """A second contest on the same project waits until the first has moved the alias."""
+    import threading
+
+    from tasks.project_lock import champion_contest
+
+    order: list[str] = []
+    entered = threading.Event()
+
+    def second():
+        entered.wait()
+        with champion_contest(tmp_path):
+            order.append("second")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with champion_contest(tmp_path):
+        entered.set()
+        thread.join(0.3)
+        assert thread.is_alive()  # blocked while the first holds it
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]

@@ -8,15 +8,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tasks import select
-from tasks.io import write_json, write_manifest
-from tasks.paths import PREPARED_SOURCE, PREPARED_TARGET, SELECTION, SIMILARITY, SOURCE_MODEL
+from tasks.io import write_json
+from tasks.paths import SELECTION, SIMILARITY
 from transferlab.config import parse_params
-from transferlab.data import save_domain
-from transferlab.models import save_model
-from transferlab.training import TrainSettings, train_classifier
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "transferlab"))
-from synthetic_domains import blob_data, mlp  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blob_project import write_blob_project  # noqa: E402
 
 SHIFTED = {"mmd": {"mmd2": 0.4, "p_value": 0.001, "normalised": 0.5}, "layers": [], "a_distance": 1.9,
            "transferability": None}
@@ -25,17 +22,7 @@ SHIFTED = {"mmd": {"mmd2": 0.4, "p_value": 0.001, "normalised": 0.5}, "layers": 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    data = blob_data(offset=3.0, labels_per_class=10, unlabelled=90)
-    settings = TrainSettings(epochs=4, batch_size=32, seed=0)
-    source = train_classifier(mlp(seed=0), data.source_train, data.source_val, settings).model
-    for folder, parts in ((PREPARED_SOURCE, {"train": data.source_train, "val": data.source_val}),
-                          (PREPARED_TARGET, {"labelled": data.target_labelled, "unlabelled": data.target_unlabelled})):
-        (tmp_path / folder).mkdir(parents=True)
-        for split, domain in parts.items():
-            save_domain(domain, tmp_path / folder / f"{split}.npz")
-        write_manifest(tmp_path / folder, "t", [], classes=list(data.source_train.classes), labels_per_class=10)
-    (tmp_path / SOURCE_MODEL).mkdir(parents=True)
-    save_model(source, tmp_path / SOURCE_MODEL)
+    write_blob_project(tmp_path, source_epochs=4, with_test=False)
     write_json(tmp_path / SIMILARITY, SHIFTED)
     return tmp_path
 

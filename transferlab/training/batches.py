@@ -11,6 +11,7 @@ import torch
 from transferlab.data.loading import RowReader
 from transferlab.data.types import Domain
 from transferlab.errors import DataError
+from transferlab.training.distributed import shard
 
 
 class BatchStream:
@@ -93,9 +94,8 @@ class BatchStream:
             self._planned = True
         return self._reader.next()
 
-
     def _mine(self, batch: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(batch[self._rank::self._world]) if self._world > 1 else batch
+        return np.ascontiguousarray(shard(batch, self._rank, self._world)) if self._world > 1 else batch
 
 
 def steps_per_epoch(sizes: list[int], batch_size: int, min_steps: int, max_steps: int | None) -> int:
