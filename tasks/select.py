@@ -18,6 +18,7 @@ from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from transferlab.selection.transitive import SELF_TRAINING, decide_transitive
 from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
+from transferlab.transitive.self_training import SelfTrainingConfig
 from tasks import timing, tracking
 from tasks.jobs import JobRunner, ProjectRef, shipping
 from tasks.common import train_settings
@@ -91,7 +92,9 @@ def transitive_choice(report: dict, method: str, config: SelectionConfig) -> dic
 def hop_params(params: PipelineParams, hop: str, payload: dict) -> dict:
     """The hops' hyperparameters, written beside the choice as method_params is (adapt reads them there)."""
     if hop == SELF_TRAINING:
-        return params.adapt.self_training.model_dump()
+        # the schema's defaults reach the hops through this dump, hence the import (and the DVC code dep)
+        settings: SelfTrainingConfig = params.adapt.self_training
+        return settings.model_dump()
     return payload["method_params"] if hop == payload["method"] else dict(params.adapt.methods.get(hop, {}))
 
 
