@@ -56,7 +56,7 @@ def on_dask(execution: ExecutionParams, body: Callable[[JobRunner], Any], flow_n
     """``body(runner)`` inside a flow whose task runner is a DaskTaskRunner for ``execution``."""
     from prefect import flow
 
-    with prefect_api() as api_url, _allowed_failures(execution.task_retries):
+    with prefect_api() as api_url, _cluster_config(execution.task_retries):
         @flow(name=flow_name, task_runner=task_runner(execution, api_url), log_prints=False)
         def jobs_flow() -> Any:
             return body(JobRunner(dask_map(execution.task_retries), remote=True))
@@ -117,13 +117,22 @@ def prefect_api() -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
-def _allowed_failures(retries: int) -> Iterator[None]:
-    """Dask runs a task whose worker died again on another worker this many times (its own retry;
-    Prefect's retries only see exceptions raised inside the task)."""
+def _cluster_config(retries: int) -> Iterator[None]:
+    """Dask settings for the stage's cluster, taken back when it ends.
+
+    - ``allowed-failures``: Dask runs a task whose worker died again on another worker this many
+      times (its own retry; Prefect's retries only see exceptions raised inside the task).
+    - No ``MALLOC_TRIM_THRESHOLD_``: the nanny's default (65536, set before spawning a worker so
+      that glibc gives freed memory back at once) makes every torch step map and unmap its buffers;
+      a LeNet training step ran 1.6-1.8x slower with it than without (benchmarks/RESULTS.md,
+      section scale-dask). glibc's own adaptive threshold is kept instead. A value the user set in
+      the environment still wins (distributed reads the OS environment first).
+    """
     import dask
     import distributed  # noqa: F401 - its defaults must be in dask's config before the set: on exit the
     # set takes away what it added, and a "distributed" section it created would go whole, leaving the
     # next cluster in this process without its defaults (KeyError: 'comm')
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         yield

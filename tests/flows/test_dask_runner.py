@@ -148,7 +148,11 @@ def on_cluster(serial, tmp_path_factory):
     marker = tmp_path_factory.mktemp("marker") / "killed-once"
     seeds = _seed_project(tmp_path_factory.mktemp("seeds"))
 
+    parent_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    trims = []
+
     def body(runner: JobRunner) -> None:
+        trims.extend(runner.map(_malloc_trim_threshold, [0, 1]))
         select.run(parse_params(PARAMS), plain, runner=runner)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         killing = JobRunner(lambda fn, jobs: runner.map(partial(_die_first_time, str(marker), fn), jobs), remote=True)
@@ -158,7 +162,19 @@ def on_cluster(serial, tmp_path_factory):
 
     dask_runner.on_dask(CLUSTER, body)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return plain, killed, marker, seeds
+    return plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+
+
+def _malloc_trim_threshold(_job) -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_workers_keep_glibc_s_adaptive_trim_threshold(on_cluster):
+    """distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in each worker (and in this process) by
+    default, which made torch steps 1.6-1.8x slower; the stage's cluster must not."""
+    parent, workers, after = on_cluster[4]
+    assert workers == [parent, parent]
+    assert after == parent
 
 
 def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_cluster):
@@ -171,7 +187,7 @@ def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_
 
 
 def test_a_worker_killed_mid_trial_is_run_again_and_nothing_changes(serial, on_cluster):
-    _, root, marker, _ = on_cluster
+    _, root, marker, _, _ = on_cluster
     assert marker.exists()  # a worker did die
     assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
     tree, statuses = _run_tree(root)
@@ -234,8 +250,8 @@ def test_a_second_cluster_in_the_same_process_keeps_dask_s_defaults():
     distributed's own defaults with it (a pipeline starts one cluster per stage in one process)."""
     import subprocess
 
-    code = ("from flows.dask_runner import _allowed_failures\nimport dask\n"
-            "with _allowed_failures(5):\n    inside = dask.config.get('distributed.scheduler.allowed-failures')\n"
+    code = ("from flows.dask_runner import _cluster_config\nimport dask\n"
+            "with _cluster_config(5):\n    inside = dask.config.get('distributed.scheduler.allowed-failures')\n"
             "print(inside, dask.config.get('distributed.comm.timeouts.connect'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
