@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
@@ -21,6 +22,7 @@ from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from transferlab.transitive.self_training import SelfTrainingConfig
 from tasks import timing, tracking
 from tasks.jobs import JobRunner, ProjectRef, shipping
+from tasks.trial_runs import LoggedTrial, TrialRuns, logs_directly, score_logger, stage_logger
 from tasks.common import train_settings
 from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import read_json, write_json
@@ -47,36 +49,21 @@ def thread_map(workers: int) -> MapFn:
 
 
 def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner: JobRunner | None,
-               candidate: int | None) -> MapFn:
-    if runner is not None:
-        return shipping(runner, ProjectRef.of(root, candidate))
-    return map_fn or thread_map(params.select.workers)
+               candidate: int | None, runs: TrialRuns) -> MapFn:
+    if runner is None:
+        return map_fn or thread_map(params.select.workers)
+    shipped = shipping(runner, ProjectRef.of(root, candidate))
+    if runner.remote and logs_directly(runs.uri):
+        return lambda fn, jobs: shipped(LoggedTrial(runs, fn), jobs)
+    return shipped
 
 
-def _trial_logger(run_) -> Callable[[dict], None]:
-    """Each finished trial as a nested run, written by this process only: trials on Dask workers
-    return their numbers and never touch the tracking store, so a SQLite store has one writer, and a
-    worker that dies mid-trial leaves no run behind (its retry's result is logged once)."""
+def _trial_runs(run_, runner: JobRunner | None) -> tuple[TrialRuns, Callable[[dict], None]]:
+    """Where the trials' nested runs go, and what the stage itself writes of each (tasks/trial_runs.py)."""
     client = MlflowClient()
-    experiment = client.get_run(run_.run_id).info.experiment_id
-
-    def log(trial: dict) -> None:
-        child = client.create_run(experiment, run_name=f"trial {trial.get('name', '')}",
-                                  tags={"mlflow.parentRunId": run_.run_id, "transferlab.role": "trial",
-                                        "method": str(trial.get("method"))})
-        try:
-            for key, value in trial.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
-                    client.log_metric(child.info.run_id, key, float(value))
-                elif isinstance(value, (str, bool)) or value is None:
-                    client.set_tag(child.info.run_id, f"trial.{key}", str(value)[:5000])
-                elif isinstance(value, dict):
-                    client.log_param(child.info.run_id, key, str(value)[:6000])
-        except BaseException:
-            client.set_terminated(child.info.run_id, "FAILED")  # never left RUNNING half-written
-            raise
-        client.set_terminated(child.info.run_id, "FINISHED")
-    return log
+    runs = TrialRuns(mlflow.get_tracking_uri(), client.get_run(run_.run_id).info.experiment_id, run_.run_id)
+    by_workers = runner is not None and runner.remote and logs_directly(runs.uri)
+    return runs, score_logger(runs) if by_workers else stage_logger(runs)
 
 
 def transitive_choice(report: dict, method: str, config: SelectionConfig) -> dict:
@@ -132,12 +119,13 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
                     "decides." if config.mode == "trial" else None)
             selection = select_zero_shot({**report, "label_spaces": spaces}, manifest["attributes"], config, note)
         elif config.mode == "trial":
+            runs, on_trial = _trial_runs(run_, runner)
             with timing.work():
                 selection = select_by_trials(load_model(source_model_folder(root, candidate)),
                                              adaptation_data(root, candidate),
                                              train_settings(params, params.adapt.train), config, report=report,
-                                             map_fn=_trial_map(params, root, map_fn, runner, candidate),
-                                             on_trial=_trial_logger(run_))
+                                             map_fn=_trial_map(params, root, map_fn, runner, candidate, runs),
+                                             on_trial=on_trial)
         else:
             with timing.work():
                 selection = select_by_rules(report, k, n_classes, config)

@@ -1,10 +1,17 @@
 """execution.runner: dask: trial-mode selection on a 2-process LocalCluster equals the serial run (choice,
 scores, MLflow run tree); a worker that dies mid-trial is run again and changes nothing."""
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -13,9 +20,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows import dask_runner
+from flows.local_server import answers_health, free_port
 from tasks import adapt, evaluate, select
 from tasks.io import write_json
 from tasks.jobs import JobRunner, ProjectRef, RemoteCall, call_remote
+from tasks.trial_runs import WRITTEN_BY, LoggedTrial, TrialRuns
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, SELECTION,
                          SIMILARITY, SOURCE_MODEL, tracking_uri)
 from transferlab.config import ExecutionParams, parse_params
@@ -87,10 +96,10 @@ def _without_clock(selection: dict) -> dict:
     return out
 
 
-def _run_tree(root: Path) -> tuple[list, list]:
+def _run_tree(root: Path, uri: str | None = None) -> tuple[list, list]:
     """(every trial run under the select run: name, status, metrics, params, trial tags; the statuses
     of all runs), clock readings left out."""
-    client = MlflowClient(tracking_uri(root))
+    client = MlflowClient(uri or tracking_uri(root))
     exp = client.get_experiment_by_name("transferlab").experiment_id
     stage = client.search_runs([exp], "tags.`transferlab.stage` = 'select'")
     assert len(stage) == 1
@@ -131,6 +140,49 @@ def test_a_worker_that_sees_other_files_refuses_the_job(serial, tmp_path):
         call_remote(RemoteCall(len, ref, None))
 
 
+@dataclass(frozen=True)
+class _Arm:
+    method: str
+
+
+@dataclass(frozen=True)
+class _Job:
+    trial_id: str
+    arm: _Arm
+
+
+@dataclass(frozen=True)
+class _Result:
+    accuracy: float
+
+    def to_dict(self) -> dict:
+        return {"trial_id": "r1-00-x", "accuracy": self.accuracy, "score": None}
+
+
+def _trial(job: _Job) -> _Result:
+    return _Result(0.5)
+
+
+@contextlib.contextmanager
+def _mlflow_server(folder: Path) -> Iterator[str]:
+    """``mlflow server`` on a free local port (a tracking server: workers log to it themselves)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'm.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(600):
+            if answers_health(f"http://127.0.0.1:{port}"):
+                break
+            assert process.poll() is None, "mlflow server exited"
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the server and the job consumers it starts
+        process.wait()
+
+
 def _die_first_time(marker: str, fn, call):
     """The first trial to reach a worker kills that worker's process (as an OOM kill would)."""
     if not os.path.exists(marker):
@@ -148,11 +200,14 @@ def on_cluster(serial, tmp_path_factory):
     marker = tmp_path_factory.mktemp("marker") / "killed-once"
     seeds = _seed_project(tmp_path_factory.mktemp("seeds"))
 
+    remote = _copy_inputs(serial, tmp_path_factory.mktemp("remote"))
     parent_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    trims = []
+    trims, server = [], {}
 
     def body(runner: JobRunner) -> None:
         trims.extend(runner.map(_malloc_trim_threshold, [0, 1]))
+        with _mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+            server.update(_on_a_tracking_server(uri, remote, runner, tmp_path_factory.mktemp("marker")))
         select.run(parse_params(PARAMS), plain, runner=runner)
         os.environ.pop("MLFLOW_TRACKING_URI", None)
         killing = JobRunner(lambda fn, jobs: runner.map(partial(_die_first_time, str(marker), fn), jobs), remote=True)
@@ -162,7 +217,45 @@ def on_cluster(serial, tmp_path_factory):
 
     dask_runner.on_dask(CLUSTER, body)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    return plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_")), server
+
+
+def _on_a_tracking_server(uri: str, root: Path, runner: JobRunner, markers: Path) -> dict:
+    """Trial-mode selection with MLflow at a tracking server; then one trial whose worker dies after
+    opening its run. Both run trees, read back from the server."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        select.run(parse_params(PARAMS), root, runner=runner)
+        client = MlflowClient(uri)
+        experiment = client.create_experiment("dying trial")
+        parent = client.create_run(experiment).info.run_id
+        runs = TrialRuns(uri, experiment, parent)
+        dying = LoggedTrial(runs, partial(_die_first_time, str(markers / "killed-once"), _trial))
+        result = runner.map(dying, [_Job("r1-00-x", _Arm("dann"))])
+        dead = [(r.info.status, r.data.tags[WRITTEN_BY], r.data.metrics)
+                for r in client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")]
+        trials = client.search_runs([client.get_experiment_by_name("transferlab").experiment_id],
+                                    "tags.`transferlab.role` = 'trial'")
+        return {"tree": _run_tree(root, uri), "result": result, "dying": dead,
+                "writers": [r.data.tags[WRITTEN_BY] for r in trials]}
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def test_on_a_tracking_server_workers_write_the_trial_runs_and_the_tree_is_the_serial_one(serial, on_cluster):
+    server = on_cluster[5]
+    tree, statuses = server["tree"]
+    assert tree == _run_tree(serial)[0] and "RUNNING" not in statuses
+    writers = server["writers"]
+    assert len(writers) == 5 and f"{socket.gethostname()}:{os.getpid()}" not in writers  # workers, not this process
+
+
+def test_a_worker_that_dies_inside_its_trial_run_leaves_it_failed_and_one_finished(on_cluster):
+    server = on_cluster[5]
+    assert server["result"] == [_Result(0.5)]
+    assert sorted(status for status, _, _ in server["dying"]) == ["FAILED", "FINISHED"]
+    finished = [(writer, metrics) for status, writer, metrics in server["dying"] if status == "FINISHED"]
+    assert finished[0][1] == {"accuracy": 0.5}  # the rank score is the stage's to add, not the worker's
 
 
 def _malloc_trim_threshold(_job) -> str | None:
@@ -187,7 +280,7 @@ def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_
 
 
 def test_a_worker_killed_mid_trial_is_run_again_and_nothing_changes(serial, on_cluster):
-    _, root, marker, _, _ = on_cluster
+    _, root, marker, *_ = on_cluster
     assert marker.exists()  # a worker did die
     assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
     tree, statuses = _run_tree(root)
