@@ -12,7 +12,7 @@ halving (η 2: 8 trials, then 4, then 2) with every trial at most ``--epochs × 
 selection runs five ways, every one with torch at one thread per process and the same seeds:
 serial (a loop), ``select.workers: 2`` threads, and Dask LocalClusters of 1 and 2 worker processes
 (one thread each) through prefect-dask, trials shipped as file references to a project folder
-written here. Choices and metrics must be identical (asserted; only wall-clock seconds may differ).
+written here, their training states between rounds as files in it. Choices and metrics must be identical (asserted; only wall-clock seconds may differ).
 
 Also measured: the 8-trial first round alone on the 2-worker cluster; the overhead per submitted
 task (``--noop-tasks`` no-op Prefect tasks on that cluster: wall time / tasks); and the wall time a
@@ -106,6 +106,14 @@ def _noop(job):
     return job
 
 
+def _warm(job):
+    """What a worker imports for its first trial (the serial process has it already): start-up, not trial time."""
+    import transferlab.methods  # noqa: F401
+    import transferlab.selection.trials  # noqa: F401
+    import transferlab.validators  # noqa: F401
+    return job
+
+
 def on_cluster(root: Path, settings: TrainSettings, workers: int, noop_tasks: int) -> dict:
     """Start a LocalCluster of ``workers`` processes; the selection on it; (2 workers) the 8-trial round
     alone again and the no-op overhead. Cluster start-up is timed apart from the work."""
@@ -114,10 +122,11 @@ def on_cluster(root: Path, settings: TrainSettings, workers: int, noop_tasks: in
     def body(runner):
         ready = time.perf_counter() - started
         ref = ProjectRef.of(root)
-        runner.map(_noop, list(range(workers)))  # every worker up and its Prefect client connected
+        runner.map(_warm, list(range(workers)))  # every worker up, its Prefect client connected, trial code imported
         warm = time.perf_counter() - started
         result = {"startup_s": warm, "cluster_s": ready}
-        result["selection"], result["wall_s"], result["rounds"] = selection(root, settings, shipping(runner, ref))
+        shipped = shipping(runner, ref, root / "models" / f".select-jobs-{workers}")  # training states as files
+        result["selection"], result["wall_s"], result["rounds"] = selection(root, settings, shipped)
         if noop_tasks:
             t0 = time.perf_counter()
             runner.map(_noop, list(range(noop_tasks)))
@@ -192,7 +201,7 @@ def table(args, serial_s, threads, threads_s, one, two, serial_rounds, same, tri
         f"selection over {len(ARMS)} arms ({', '.join(ARMS)}), η 2, budget 25 % of the full sweep, trials ≤ "
         f"{args.epochs}×{args.steps} steps: {n_trials} trials in rounds of {', '.join(str(len(r)) for r in trial_seconds)}. "
         "Torch at 1 thread per process everywhere. Selection wall time excludes cluster start-up (given apart: "
-        "scheduler + worker processes + their first task, i.e. importing torch).", "",
+        "scheduler + worker processes + their first task, which imports torch and the trial code).", "",
         "| runner | selection wall (s) | speed-up vs serial | cluster start-up (s) | same choice and metrics |",
         "|---|---|---|---|---|",
         *(f"| {name} | {wall:.1f} | {serial_s / wall:.2f}× | {start or '—'} | {ok} |" for name, wall, start, ok in rows),

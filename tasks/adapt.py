@@ -11,8 +11,6 @@ starts the workers; rank 0 logs and writes, the others only train.
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tasks import distributed, intermediate, timing, tracking
 from tasks.common import adapt_seeds, epoch_logger, input_example, train_settings
 from tasks.data_files import adaptation_data, source_model_folder
 from tasks.io import atomic_dir, read_json, write_manifest
-from tasks.jobs import LOCAL, JobRunner, ProjectRef
+from tasks.jobs import LOCAL, JobRunner, ProjectRef, staging_folder
 from tasks.transitive import run_chain
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, PREPARED_INTERMEDIATE, PREPARED_SOURCE, PREPARED_TARGET,
                          SELECTION, SOURCE_MODEL)
@@ -151,14 +149,10 @@ def run_fit_jobs(runner: JobRunner, root: Path, within: Path, kind: str,
     """Each spec's AdaptResults by name: a spec (its folder name, its fits, their TrainSettings) is a
     :class:`FitJob` from ``root``'s source model and data, trained on ``runner``; the models are staged
     in a fresh ``root/within/.KIND-jobs-*`` folder, removed after."""
-    staging = Path(root).resolve() / within / f".{kind}-jobs-{uuid.uuid4().hex[:8]}"
     ref = ProjectRef.of(root)
-    jobs = [FitJob(ref, fits, settings, str(staging / name)) for name, fits, settings in specs]
-    try:
-        with timing.work():
-            return [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with staging_folder(root, within, kind) as staging, timing.work():
+        jobs = [FitJob(ref, fits, settings, str(staging / name)) for name, fits, settings in specs]
+        return [fitted(job, records) for job, records in zip(jobs, runner.map(run_fit_job, jobs))]
 
 
 def replay(run_, history: list[dict], prefix: str) -> None:

@@ -21,7 +21,7 @@ from transferlab.selection.transitive import SELF_TRAINING, decide_transitive
 from transferlab.selection.zero_shot import is_zero_shot, select_zero_shot
 from transferlab.transitive.self_training import SelfTrainingConfig
 from tasks import timing, tracking
-from tasks.jobs import JobRunner, ProjectRef, shipping
+from tasks.jobs import JobRunner, ProjectRef, shipping, staging_folder
 from tasks.trial_runs import LoggedTrial, TrialRuns, logs_directly, score_logger, stage_logger
 from tasks.common import train_settings
 from tasks.data_files import adaptation_data, source_model_folder
@@ -49,10 +49,10 @@ def thread_map(workers: int) -> MapFn:
 
 
 def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner: JobRunner | None,
-               candidate: int | None, runs: TrialRuns) -> MapFn:
+               candidate: int | None, runs: TrialRuns, states: Path) -> MapFn:
     if runner is None:
         return map_fn or thread_map(params.select.workers)
-    shipped = shipping(runner, ProjectRef.of(root, candidate))
+    shipped = shipping(runner, ProjectRef.of(root, candidate), states)
     if runner.remote and logs_directly(runs.uri):
         return lambda fn, jobs: shipped(LoggedTrial(runs, fn), jobs)
     return shipped
@@ -120,11 +120,11 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             selection = select_zero_shot({**report, "label_spaces": spaces}, manifest["attributes"], config, note)
         elif config.mode == "trial":
             runs, on_trial = _trial_runs(run_, runner)
-            with timing.work():
+            with timing.work(), staging_folder(root, SOURCE_MODEL.parent, NAME) as states:
                 selection = select_by_trials(load_model(source_model_folder(root, candidate)),
                                              adaptation_data(root, candidate),
                                              train_settings(params, params.adapt.train), config, report=report,
-                                             map_fn=_trial_map(params, root, map_fn, runner, candidate, runs),
+                                             map_fn=_trial_map(params, root, map_fn, runner, candidate, runs, states),
                                              on_trial=on_trial)
         else:
             with timing.work():

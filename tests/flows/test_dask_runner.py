@@ -23,7 +23,7 @@ from flows import dask_runner
 from flows.local_server import answers_health, free_port
 from tasks import adapt, evaluate, select
 from tasks.io import write_json
-from tasks.jobs import JobRunner, ProjectRef, RemoteCall, call_remote
+from tasks.jobs import JobRunner, ProjectRef, RemoteCall, StateFile, call_remote
 from tasks.trial_runs import WRITTEN_BY, LoggedTrial, TrialRuns
 from tasks.paths import (ADAPTED_MODEL, BASELINE_MODELS, EVALUATION, PREPARED_SOURCE, PREPARED_TARGET, SELECTION,
                          SIMILARITY, SOURCE_MODEL, tracking_uri)
@@ -115,20 +115,28 @@ def _selection(root: Path) -> dict:
 
 
 def test_a_shipped_trial_carries_file_references_and_gives_the_serial_selection(serial, tmp_path):
-    """In this process, through a pickle round trip as to a worker: no job carries the data or the
-    source model, and the worker side (read by reference, hashes checked) gives the serial result."""
+    """In this process, through a pickle round trip as to a worker and back: no job carries the data, the
+    source model or a training state (states travel as files in the stage's staging folder, removed
+    after), and the worker side (read by reference, hashes checked) gives the serial result."""
     root = _copy_inputs(serial, tmp_path)
-    shipped = []
+    shipped, returned = [], []
 
     def pickling_map(fn, jobs):
         calls = [cloudpickle.loads(cloudpickle.dumps(job)) for job in jobs]
         shipped.extend(calls)
-        return [fn(call) for call in calls]
+        results = [cloudpickle.loads(cloudpickle.dumps(fn(call))) for call in calls]
+        returned.extend(s for r in results for s in r.states.values())  # selection empties them later
+        return results
 
     select.run(parse_params(PARAMS), root, runner=JobRunner(pickling_map, remote=True))
     assert len(shipped) == 5
     assert all(c.job.data is None and c.job.source_model is None and c.ref.root == str(root.resolve())
                for c in shipped)
+    resumed = [s for c in shipped for s in c.job.resume.values()]
+    handed_back = returned
+    assert resumed and handed_back  # round 2 continues a trained arm from its state
+    assert all(isinstance(s, StateFile) for s in resumed + handed_back)
+    assert not list((root / "models").glob(".select-jobs-*"))
     assert _without_clock(_selection(root)) == _without_clock(_selection(serial))
 
 
