@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tasks.io import input_hash
@@ -119,7 +120,13 @@ class StateFile:
         return cls(str(path), state.step, state.steps_per_epoch, state.stopped_early)
 
     def load(self) -> Any:
-        return torch.load(self.path, weights_only=False)  # our own file: a RunState dataclass, not only tensors
+        # weights_only: the unpickler builds tensors, plain containers and only the classes named here
+        # (a RunState and the NumPy arrays of its batch streams), never arbitrary code from the file.
+        from transferlab.training.continuation import RunState
+
+        with torch.serialization.safe_globals([RunState, np.ndarray, np.dtype, np.dtypes.Int64DType,
+                                               np._core.multiarray._reconstruct]):
+            return torch.load(self.path, weights_only=True)
 
 
 @dataclass(frozen=True)

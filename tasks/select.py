@@ -53,17 +53,21 @@ def _trial_map(params: PipelineParams, root: Path, map_fn: MapFn | None, runner:
     if runner is None:
         return map_fn or thread_map(params.select.workers)
     shipped = shipping(runner, ProjectRef.of(root, candidate), states)
-    if runner.remote and logs_directly(runs.uri):
+    if _workers_log(runner, runs):
         return lambda fn, jobs: shipped(LoggedTrial(runs, fn), jobs)
     return shipped
+
+
+def _workers_log(runner: JobRunner | None, runs: TrialRuns) -> bool:
+    """Whether the trials' runs are written by the workers themselves (tasks/trial_runs.py)."""
+    return runner is not None and runner.remote and logs_directly(runs.uri)
 
 
 def _trial_runs(run_, runner: JobRunner | None) -> tuple[TrialRuns, Callable[[dict], None]]:
     """Where the trials' nested runs go, and what the stage itself writes of each (tasks/trial_runs.py)."""
     client = MlflowClient()
     runs = TrialRuns(mlflow.get_tracking_uri(), client.get_run(run_.run_id).info.experiment_id, run_.run_id)
-    by_workers = runner is not None and runner.remote and logs_directly(runs.uri)
-    return runs, score_logger(runs) if by_workers else stage_logger(runs)
+    return runs, score_logger(runs) if _workers_log(runner, runs) else stage_logger(runs)
 
 
 def transitive_choice(report: dict, method: str, config: SelectionConfig) -> dict:

@@ -45,9 +45,7 @@ class TrialRuns:
     parent_run_id: str
 
     def open(self, client: MlflowClient, trial_id: str, method: str) -> str:
-        """A new RUNNING run for ``trial_id``, after marking FAILED the ones earlier attempts left open."""
-        for stale in self.find(client, trial_id, "RUNNING"):
-            client.set_terminated(stale, "FAILED")
+        """A new RUNNING run for ``trial_id``."""
         run = client.create_run(self.experiment_id, run_name=f"trial {trial_id}",
                                 tags={"mlflow.parentRunId": self.parent_run_id, "transferlab.role": "trial",
                                       "method": method, TRIAL_ID: trial_id,
@@ -114,6 +112,8 @@ class LoggedTrial:
 
     def __call__(self, job: Any) -> Any:
         client = MlflowClient(self.runs.uri)
+        for stale in self.runs.find(client, job.trial_id, "RUNNING"):  # an earlier attempt's worker died
+            client.set_terminated(stale, "FAILED")
         run_id = self.runs.open(client, job.trial_id, job.arm.method)
 
         def trial() -> Any:
