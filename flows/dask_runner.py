@@ -127,6 +127,11 @@ def _cluster_config(retries: int) -> Iterator[None]:
       a LeNet training step ran 1.6-1.8x slower with it than without (benchmarks/RESULTS.md,
       section scale-dask). glibc's own adaptive threshold is kept instead. A value the user set in
       the environment still wins (distributed reads the OS environment first).
+    - ``worker-saturation`` 1.0: a worker holds only as many tasks as it has threads, the rest
+      wait on the scheduler and go, in the order submitted, to whichever worker frees first.
+      Trial mode submits a round longest-first; at Dask's default (1.1, so two tasks on a
+      one-thread worker) the second trial in a worker's hands waits there even when another
+      worker is idle.
     """
     import dask
     import distributed  # noqa: F401 - its defaults must be in dask's config before the set: on exit the
@@ -134,5 +139,6 @@ def _cluster_config(retries: int) -> Iterator[None]:
     # next cluster in this process without its defaults (KeyError: 'comm')
 
     with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          "distributed.scheduler.worker-saturation": 1.0}):
         yield

@@ -7,7 +7,7 @@ import torch
 
 from transferlab.data.types import Domain
 from transferlab.errors import ConfigError
-from transferlab.methods import AdaptationData
+from transferlab.methods import AdaptationData, get_method
 from transferlab.models import ModelSpec, build_model
 from transferlab.selection import (
     TrialResult,
@@ -174,9 +174,10 @@ def test_label_free_trials_report_the_validator_and_skip_refusing_methods(source
     lines = [r.getMessage() for r in caplog.records if r.name == "transferlab.progress"]
     assert lines[0] == f"round 1 of {max(t['round'] for t in sel.trials)}: 3 trials to " \
                        f"{sel.trials[0]['epochs']:.3g} epochs each"
-    assert any(line.startswith("[trial 1/3] target-only (round 1, ") and "refused" in line for line in lines)
-    assert any(line.startswith("[trial 3/3] dann (round 1, ") and ": IM " in line for line in lines)
-    assert "[trial 3/3] dann: epoch 2/2 (stops at 1.5 epochs), loss " in "\n".join(lines)
+    # Numbered in the order they were handed over: dann first, the refusing and the untrained ones after it.
+    assert any(line.startswith("[trial 2/3] target-only (round 1, ") and "refused" in line for line in lines)
+    assert any(line.startswith("[trial 1/3] dann (round 1, ") and ": IM " in line for line in lines)
+    assert "[trial 1/3] dann: epoch 2/2 (stops at 1.5 epochs), loss " in "\n".join(lines)
     assert json.loads(json.dumps(sel.to_dict()))["method"] == sel.method
 
 
@@ -303,3 +304,69 @@ def test_label_free_trials_compute_the_reported_the_committee_and_the_ranking_va
     assert trial_validators(SelectionConfig()) == ("im", "snd", "dev", "entropy")
     assert trial_validators(SelectionConfig(validator="mixval")) == ("im", "snd", "dev", "entropy", "mixval")
     assert trial_validators(SelectionConfig(validator="mean-rank")) == ("im", "snd", "dev", "entropy")
+
+
+def test_the_first_round_estimate_follows_the_steps_and_the_measured_step_cost(source):
+    from transferlab.selection.trial_order import prior_cost
+
+    model, train, val = source
+    data = AdaptationData(train, val, blobs("t-lab", 30, 3), blobs("t-unl", 90, 4))
+    wide = SETTINGS.model_copy(update={"min_steps_per_epoch": 1, "max_steps_per_epoch": None})
+    # dann takes one pass over the 300 source samples (10 steps of 32) per epoch, finetune over 30 labels (1 step).
+    assert prior_cost("dann", data, wide, 2.0) == pytest.approx(10 * 1.0 * 2)
+    assert prior_cost("finetune", data, wide, 2.0) == pytest.approx(1 * get_method("finetune").relative_step_cost * 2)
+    assert prior_cost("cdan", data, wide, 2.0) == pytest.approx(10 * get_method("cdan").relative_step_cost * 2)
+    assert prior_cost("source-only", data, wide, 2.0) == 0.0
+
+
+def test_a_continued_trial_is_estimated_from_its_own_seconds_per_epoch():
+    from transferlab.selection.trial_order import measured_cost
+
+    assert measured_cost(6.0, 2.0, 3.0) == pytest.approx(9.0)
+    assert measured_cost(0.4, 0.0, 3.0) == pytest.approx(0.4)  # trained nothing: its scoring time
+
+
+def test_longest_first_keeps_ties_in_order_and_results_come_back_in_the_jobs_order():
+    from transferlab.selection.trial_order import longest_first, map_in_order
+
+    order = longest_first([1.0, 5.0, 1.0, 3.0])
+    assert order == [1, 3, 0, 2]
+    handed = []
+
+    def map_fn(fn, jobs):
+        handed.extend(jobs)
+        return [fn(j) for j in jobs]
+
+    assert map_in_order(map_fn, lambda j: j * 10, ["a", "b", "c", "d"], order) == ["a" * 10, "b" * 10, "c" * 10,
+                                                                                    "d" * 10]
+    assert handed == ["b", "d", "a", "c"]
+
+
+def test_rounds_hand_over_the_longest_trial_first_and_the_order_changes_no_result(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 300, 4, 1.0))
+    handed = []
+
+    def recording(fn, jobs):
+        handed.append([(j.arm.method, j.position) for j in jobs])
+        return [fn(j) for j in jobs]
+
+    def reversed_map(fn, jobs):  # another runner's order: the results must not change
+        return [fn(j) for j in jobs[::-1]][::-1]
+
+    wide = SETTINGS.model_copy(update={"max_steps_per_epoch": None})
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann", "cdan", "deep-coral"], budget_epochs=6,
+                          search={})
+    sel = select_by_trials(model, data, wide, cfg, map_fn=recording)
+    # Round 1 has only the prior: cdan's step costs most, source-only trains nothing.
+    assert [m for m, _ in handed[0]] == ["cdan", "dann", "deep-coral", "source-only"]
+    assert [p for _, p in handed[0]] == ["1/4", "2/4", "3/4", "4/4"]
+    # Round 2 orders the survivors by what their own first trial took per epoch.
+    first = {t["method"]: t for t in sel.trials if t["round"] == 1}
+    survivors = [m for m, _ in handed[1]]
+    rate = {m: first[m]["runtime_s"] / max(first[m]["epochs_trained"], 1e-9) if first[m]["epochs_trained"] > 0
+            else -1.0 for m in survivors}
+    assert survivors == sorted(survivors, key=lambda m: -rate[m])
+    again = select_by_trials(model, data, wide, cfg, map_fn=reversed_map)
+    assert [(t["trial_id"], t["scores"]) for t in again.trials] == [(t["trial_id"], t["scores"]) for t in sel.trials]
+    assert again.method == sel.method

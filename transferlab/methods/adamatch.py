@@ -116,6 +116,7 @@ class AdaMatchConfig(UnsupervisedConfig):
 @register
 class AdaMatch(UnsupervisedMethod):
     name = "adamatch"
+    relative_step_cost = 1.26
     description = "weak/strong consistency with distribution-aligned, relatively thresholded pseudo-labels"
     Config = AdaMatchConfig
 

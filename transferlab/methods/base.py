@@ -47,6 +47,7 @@ class Method(ABC):
     during adaptation (not only the source model). ``shared_label_space``: the source head's
     classes must be the target's (domain adaptation); such a method is ineligible for a new task.
     ``new_task_only``: the reverse, a method meant for a target of new classes.
+    ``relative_step_cost``: a training step's time against dann's (see benchmarks/method_step_time.py).
     ``supports_distributed``: trains across processes (``distributed.processes`` > 1, see
     :mod:`transferlab.training.distributed`) with the same result as one process: every loss term is
     a mean of per-sample terms, so sharding the batch and averaging the gradients changes nothing.
@@ -62,6 +63,9 @@ class Method(ABC):
     new_task_only: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
     supports_distributed: ClassVar[bool] = False
+    # Seconds per training step relative to dann's at the same batch, as benchmarks/method_step_time.py
+    # measured them (LeNet, 2 threads): the prior that submits trial mode's first round longest-first.
+    relative_step_cost: ClassVar[float] = 1.0
     Config: ClassVar[type[MethodConfig]] = MethodConfig
 
     def fit(self, source_model: nn.Module, data: AdaptationData, config: MethodConfig | dict | None,

@@ -69,6 +69,7 @@ class CdanConfig(AdversarialConfig):
 @register
 class Cdan(UnsupervisedMethod):
     name = "cdan"
+    relative_step_cost = 1.67
     description = "conditional adversarial alignment of features ⊗ predictions, with entropy conditioning"
     Config = CdanConfig
 

@@ -52,6 +52,7 @@ class DanConfig(UnsupervisedConfig):
 @register
 class Dan(UnsupervisedMethod):
     name = "dan"
+    relative_step_cost = 0.73
     description = "multi-kernel MMD between source and target activations of the task layers"
     Config = DanConfig
 

@@ -37,6 +37,7 @@ class DeepCoralConfig(UnsupervisedConfig):
 @register
 class DeepCoral(UnsupervisedMethod):
     name = "deep-coral"
+    relative_step_cost = 0.71
     description = "aligns the covariance of source and target features (Deep CORAL)"
     Config = DeepCoralConfig
 

@@ -52,6 +52,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 @register
 class Distill(Method):
     name = "distill"
+    relative_step_cost = 0.8
     description = ("knowledge distillation: a student matches the source teacher's softened outputs on target "
                    "data (labelled, and unlabelled when available) plus the target labels")
     needs_target_labels = True

@@ -26,6 +26,7 @@ class FinetuneConfig(MethodConfig):
 @register
 class Finetune(Method):
     name = "finetune"
+    relative_step_cost = 0.38
     description = "fine-tunes every layer on the target labels, transferred layers at a lower learning rate"
     needs_target_labels = True
     Config = FinetuneConfig

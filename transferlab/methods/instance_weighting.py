@@ -58,6 +58,7 @@ class InstanceWeightingConfig(UnsupervisedConfig):
 @register
 class InstanceWeighting(UnsupervisedMethod):
     name = "instance-weighting"
+    relative_step_cost = 0.89
     description = "reweights source samples by a domain classifier's density-ratio estimate, then trains on them"
     Config = InstanceWeightingConfig
 

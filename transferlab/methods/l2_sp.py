@@ -46,6 +46,7 @@ def l2sp_penalty(model: nn.Module, reference: dict[str, torch.Tensor], alpha: fl
 @register
 class L2SP(Method):
     name = "l2-sp"
+    relative_step_cost = 0.41
     description = "conservative fine-tuning on target labels with an L2 penalty towards the source weights"
     needs_target_labels = True
     Config = L2SPConfig

@@ -41,6 +41,7 @@ def _reset(module: torch.nn.Module, seed: int) -> None:
 @register
 class LayerTransfer(Method):
     name = "layer-transfer"
+    relative_step_cost = 0.27
     description = "copies the source blocks, freezes k of them (first or last) and retrains the rest on target labels"
     needs_target_labels = True
     Config = LayerTransferConfig

@@ -22,6 +22,7 @@ class LinearProbeConfig(MethodConfig):
 @register
 class LinearProbe(Method):
     name = "linear-probe"
+    relative_step_cost = 0.04
     description = "freezes the transferred feature blocks and trains only a new output layer on the target labels"
     needs_target_labels = True
     Config = LinearProbeConfig

@@ -54,6 +54,7 @@ class MccConfig(UnsupervisedConfig):
 @register
 class Mcc(UnsupervisedMethod):
     name = "mcc"
+    relative_step_cost = 0.65
     description = "minimises the class confusion of the target predictions (MCC)"
     Config = MccConfig
 

@@ -65,6 +65,7 @@ class MeanTeacherConfig(UnsupervisedConfig):
 @register
 class MeanTeacher(UnsupervisedMethod):
     name = "mean-teacher"
+    relative_step_cost = 0.9
     description = "self-ensembling: a moving-average teacher's confident target predictions train the student"
     Config = MeanTeacherConfig
 

@@ -39,6 +39,7 @@ class MixedConfig(MethodConfig):
 @register
 class Mixed(Method):
     name = "mixed"
+    relative_step_cost = 0.67
     description = "trains one network on source and labelled target data together, with a weight for the target"
     needs_target_labels = True
     uses_source = True

@@ -35,6 +35,7 @@ class MultitaskConfig(MethodConfig):
 @register
 class Multitask(Method):
     name = "multitask"
+    relative_step_cost = 0.69
     description = "shared trunk with a source head and a target head, trained jointly on source and target labels"
     needs_target_labels = True
     uses_source = True

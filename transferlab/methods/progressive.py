@@ -29,6 +29,7 @@ class ProgressiveConfig(MethodConfig):
 @register
 class Progressive(Method):
     name = "progressive"
+    relative_step_cost = 0.65
     description = ("progressive network: a frozen source column plus a new target column with lateral "
                    "connections, trained on the target labels (the source model cannot be harmed)")
     needs_target_labels = True

@@ -228,6 +228,7 @@ class ShotConfig(SourceFreeConfig):
 @register
 class Shot(Method):
     name = "shot"
+    relative_step_cost = 0.38
     description = ("source-free: trains the encoder under the frozen source head with information maximisation "
                    "and self-supervised clustering pseudo-labels (no source data needed)")
     uses_unlabelled_target = True

@@ -15,6 +15,7 @@ class TargetOnly(Method):
     """A network of the source model's architecture, freshly initialised, trained on target labels."""
 
     name = "target-only"
+    relative_step_cost = 0.41
     description = "baseline: trained from scratch on the labelled target samples only"
     needs_target_labels = True
     Config = MethodConfig

@@ -124,6 +124,7 @@ class TentConfig(SourceFreeConfig):
 @register
 class Tent(Method):
     name = "tent"
+    relative_step_cost = 0.14
     description = ("source-free test-time adaptation: minimises the target prediction entropy by updating only "
                    "the normalisation layers' affine parameters, with target batch statistics")
     uses_unlabelled_target = True

@@ -24,7 +24,9 @@ sweep whose best method the regret of a selection is measured against.
 
 Trials are plain jobs (:class:`TrialJob`) run by the top-level function :func:`run_trial`
 through a caller-supplied ``map_fn(fn, jobs) -> results in order`` (the pipeline maps them over
-a Prefect task runner; the default is a plain loop), and each finished trial is reported to
+a Prefect task runner; the default is a plain loop). A round hands them over longest first, so
+that no long trial starts last on a pool of workers (:mod:`transferlab.selection.trial_order`);
+its results are read back in the arms' order. Each finished trial is reported to
 ``on_trial(result_dict)`` (the pipeline logs it as an MLflow run).
 """
 
@@ -48,6 +50,7 @@ from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.halving import halving_rounds, round_fidelity
+from transferlab.selection.trial_order import longest_first, map_in_order, measured_cost, prior_cost
 from transferlab.selection.result import Selection
 from transferlab.data.labels import DOMAIN_ADAPTATION, TASK_TRANSFER
 from transferlab.selection.candidates import UNSUPERVISED, ineligibility
@@ -402,20 +405,25 @@ def select_by_trials(
     horizon = None
     for r in range(rounds):
         spent = sum(t.epochs_trained for t in all_results)
-        fidelity = round_fidelity(
-            budget - spent, [[trained(i, f) for f in range(folds_of(arms[i], r))] for i in survivors],
-            rounds - r, config.eta, final_folds, settings.epochs)
+        done = [[trained(i, f) for f in range(folds_of(arms[i], r))] for i in survivors]
+        fidelity = round_fidelity(budget - spent, done, rounds - r, config.eta, final_folds, settings.epochs)
         if horizon is None:  # every trial's schedules run over the final round's planned fidelity
             horizon = min(float(settings.epochs), fidelity * config.eta ** (rounds - 1))
         schedule.append((len(survivors), fidelity))
+        to_train = [sum(max(0.0, fidelity - t) for t in folds) for folds in done]
+        order = longest_first([
+            prior_cost(arms[i].method, data, settings, e) if r == 0
+            else measured_cost(latest[i].runtime_s, latest[i].epochs_trained, e)
+            for i, e in zip(survivors, to_train)])
+        submitted_as = {k: n for n, k in enumerate(order, start=1)}
         jobs = [
             TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, fidelity, source_model, data,
                      settings, round_plan(r), config, schedule_epochs=horizon, resume=states.get(i, {}),
-                     position=f"{k}/{len(survivors)}")
-            for k, i in enumerate(survivors, start=1)
+                     position=f"{submitted_as[k]}/{len(survivors)}")
+            for k, i in enumerate(survivors)
         ]
         progress.note("round %d of %d: %d trials to %.3g epochs each", r + 1, rounds, len(jobs), fidelity)
-        results = list(map_fn(run_trial, jobs))
+        results = map_in_order(map_fn, run_trial, jobs, order)
         if len(results) != len(jobs):
             raise ConfigError(f"map_fn returned {len(results)} results for {len(jobs)} trials")
         _rank_round(results, plan, config)
