@@ -213,7 +213,10 @@ def on_cluster(serial, tmp_path_factory):
     trims, server = [], {}
 
     def body(runner: JobRunner) -> None:
+        from prefect.context import FlowRunContext
+
         trims.extend(runner.map(_malloc_trim_threshold, [0, 1]))
+        server["saturation"] = FlowRunContext.get().task_runner.client.run_on_scheduler(_saturation)
         with _mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
             server.update(_on_a_tracking_server(uri, remote, runner, tmp_path_factory.mktemp("marker")))
         select.run(parse_params(PARAMS), plain, runner=runner)
@@ -276,6 +279,16 @@ def test_workers_keep_glibc_s_adaptive_trim_threshold(on_cluster):
     parent, workers, after = on_cluster[4]
     assert workers == [parent, parent]
     assert after == parent
+
+
+def _saturation(dask_scheduler) -> float:
+    return dask_scheduler.WORKER_SATURATION
+
+
+def test_a_one_thread_worker_holds_one_job_so_the_longest_first_order_holds(on_cluster):
+    """At Dask's default worker-saturation (1.1) a one-thread worker takes two jobs at once, and the
+    second waits there while another worker may be idle; trial mode submits longest first for nothing."""
+    assert on_cluster[5]["saturation"] == 1.0
 
 
 def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_cluster):
