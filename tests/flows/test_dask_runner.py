@@ -210,13 +210,13 @@ def on_cluster(serial, tmp_path_factory):
 
     remote = _copy_inputs(serial, tmp_path_factory.mktemp("remote"))
     parent_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    trims, server = [], {}
+    trims, server, scheduler = [], {}, {}
 
     def body(runner: JobRunner) -> None:
         from prefect.context import FlowRunContext
 
         trims.extend(runner.map(_malloc_trim_threshold, [0, 1]))
-        server["saturation"] = FlowRunContext.get().task_runner.client.run_on_scheduler(_saturation)
+        scheduler["saturation"] = FlowRunContext.get().task_runner.client.run_on_scheduler(_saturation)
         with _mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
             server.update(_on_a_tracking_server(uri, remote, runner, tmp_path_factory.mktemp("marker")))
         select.run(parse_params(PARAMS), plain, runner=runner)
@@ -228,7 +228,8 @@ def on_cluster(serial, tmp_path_factory):
 
     dask_runner.on_dask(CLUSTER, body)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_")), server
+    return (plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_")), server,
+            scheduler)
 
 
 def _on_a_tracking_server(uri: str, root: Path, runner: JobRunner, markers: Path) -> dict:
@@ -288,7 +289,7 @@ def _saturation(dask_scheduler) -> float:
 def test_a_one_thread_worker_holds_one_job_so_the_longest_first_order_holds(on_cluster):
     """At Dask's default worker-saturation (1.1) a one-thread worker takes two jobs at once, and the
     second waits there while another worker may be idle; trial mode submits longest first for nothing."""
-    assert on_cluster[5]["saturation"] == 1.0
+    assert on_cluster[6]["saturation"] == 1.0
 
 
 def test_two_dask_workers_give_the_serial_choice_scores_and_run_tree(serial, on_cluster):

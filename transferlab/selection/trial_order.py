@@ -35,7 +35,8 @@ def prior_cost(method: str, data: AdaptationData, settings: TrainSettings, epoch
         return 0.0  # refuses at once
     if not cls.trains:
         return 0.0
-    sizes = [n for uses, n in ((cls.uses_source and data.has_source_data, _size(data.source_train)),
+    # check_data passed: a method that uses source data has some.
+    sizes = [n for uses, n in ((cls.uses_source, len(data.source_train) if cls.uses_source else 0),
                                (cls.uses_unlabelled_target, data.n_target_unlabelled),
                                (cls.needs_target_labels, data.n_target_labels)) if uses and n]
     steps = steps_per_epoch(sizes or [1], settings.batch_size, settings.min_steps_per_epoch,
@@ -66,7 +67,3 @@ def map_in_order(map_fn: Callable[[Callable, list], Iterable[Any]], fn: Callable
     for k, res in zip(order, submitted):
         results[k] = res
     return results
-
-
-def _size(domain) -> int:
-    return len(domain) if domain is not None else 0
