@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import machine, write_section  # noqa: E402
 from transferlab.data import (DomainSpec, ShiftSpec, harmonise, load_domain, split_source, split_target,  # noqa: E402
                               stratified_subsample)
+from transferlab.data.adaptation import SourceCandidate  # noqa: E402
 from transferlab.methods import AdaptationData, get_method  # noqa: E402
 from transferlab.models import ModelSpec, build_model, load_model, save_model  # noqa: E402
 from transferlab.similarity import SimilarityConfig, measure_source, mmd_test, rank_sources  # noqa: E402
@@ -154,14 +155,30 @@ def run_target(name: str, spec: DomainSpec, trained: dict, candidates: list[str]
                          splits.test) for j in range(oracle_runs)]
         oracle[source] = statistics.mean(accs)
     label_free = rank_sources([{**m, "transferability": None} for m in measured])
+    multi = multi_source(trained, label_free["chosen"], candidates, splits)
     scores = {"ours (label-free: error bound)": {r["name"]: -r["score"] for r in label_free["ranking"]}}
     for anchor, (fn, _) in ANCHORS.items():
         if fn is not None:
             scores[anchor] = {m["name"]: fn(m) for m in measured}
     print(f"target {name:20s} oracle " + ", ".join(f"{s} {100 * a:.1f}" for s, a in oracle.items())
           + f"; ours picks {label_free['chosen']} ({time.perf_counter() - t0:.0f}s)", file=sys.stderr, flush=True)
-    return {"target": name, "oracle": oracle, "scores": scores, "ours": label_free["chosen"],
+    return {"target": name, "oracle": oracle, "scores": scores, "ours": label_free["chosen"], "multi": multi,
             "reasons": [r["reason"] for r in label_free["ranking"]], "seconds": time.perf_counter() - t0}
+
+
+def multi_source(trained: dict, chosen: str, candidates: list[str], splits) -> dict:
+    """multi-source from the ranking's first candidate's model over every candidate, weighted by the
+    bound and as the plain union: test accuracy each, and the bound's weight per candidate."""
+    model, train, val, _ = trained[chosen]
+    others = tuple(SourceCandidate(s, trained[s][1], trained[s][2]) for s in candidates if s != chosen)
+    data = AdaptationData(train, val, None, splits.unlabelled, other_sources=others)
+    out, names = {}, [chosen, *(o.name for o in others)]
+    for weighting in ("bound", "union"):
+        result = get_method("multi-source")().fit(model, data, {"weighting": weighting}, ADAPT)
+        out[weighting] = accuracy(result.model, splits.test)
+        if weighting == "bound":
+            out["weights"] = {n: result.history[-1][f"source_weight_{i}"] for i, n in enumerate(names)}
+    return out
 
 
 def agreement(score: dict[str, float], oracle: dict[str, float]) -> dict:
@@ -173,15 +190,34 @@ def agreement(score: dict[str, float], oracle: dict[str, float]) -> dict:
             "hit": oracle[pick] == max(o), "regret": 100 * (max(o) - oracle[pick]), "pick": pick}
 
 
+def _top(weights: dict[str, float]) -> str:
+    return ", ".join(f"{n} {w:.2f}" for n, w in sorted(weights.items(), key=lambda kv: -kv[1])[:2])
+
+
+def multi_summary(rows: list[dict]) -> str:
+    """multi-source against the ranking's single pick and the oracle's best single source."""
+    pick = [r["oracle"][r["ours"]] for r in rows]
+    best = [max(r["oracle"].values()) for r in rows]
+    bound, union = [r["multi"]["bound"] for r in rows], [r["multi"]["union"] for r in rows]
+    wins = sum(b > p for b, p in zip(bound, pick))
+    return (f"multi-source (weights from the bound, CORAL alignment, the ranking's first candidate's model as start) "
+            f"over the {len(rows)} targets: mean {100 * statistics.mean(bound):.1f} % against {100 * statistics.mean(pick):.1f} % "
+            f"for DANN from the ranking's pick and {100 * statistics.mean(best):.1f} % for the oracle's best single source; "
+            f"above the pick on {wins} of {len(rows)} targets; the plain union (every sample once) "
+            f"{100 * statistics.mean(union):.1f} %.")
+
+
 def render(rows: list[dict], args, seconds: float) -> str:
-    per_target = ["| target | candidates | oracle best (acc) | worst (acc) | ours picks (acc) | LogME picks (acc) |",
-                  "|---|---|---|---|---|---|"]
+    per_target = ["| target | candidates | oracle best (acc) | worst (acc) | ours picks (acc) | LogME picks (acc) "
+                  "| multi-source, bound weights | plain union | largest weights |",
+                  "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         o = r["oracle"]
         best, worst = max(o, key=o.get), min(o, key=o.get)
         logme = agreement(r["scores"]["LogME (= ours with labels)"], o)["pick"]
         per_target.append(f"| {r['target']} | {len(o)} | {best} ({100 * o[best]:.1f}) | {worst} ({100 * o[worst]:.1f}) "
-                          f"| {r['ours']} ({100 * o[r['ours']]:.1f}) | {logme} ({100 * o[logme]:.1f}) |")
+                          f"| {r['ours']} ({100 * o[r['ours']]:.1f}) | {logme} ({100 * o[logme]:.1f}) "
+                          f"| {100 * r['multi']['bound']:.1f} | {100 * r['multi']['union']:.1f} | {_top(r['multi']['weights'])} |")
     table = ["| score | labels | mean Spearman ρ | mean Kendall τ | top-1 hits | mean regret (points) |",
              "|---|---|---|---|---|---|"]
     for anchor, (_, needs_labels) in ANCHORS.items():
@@ -206,7 +242,7 @@ def render(rows: list[dict], args, seconds: float) -> str:
         f"≤ {ADAPT.epochs}×{ADAPT.max_steps_per_epoch} steps, {args.oracle_runs} training run(s) per candidate. "
         "Oracle: target test accuracy after DANN from each candidate (only this audit reads test labels). "
         "Higher score = ranked higher; ρ, τ per target over its candidates, then averaged.", "",
-        *table, "", *per_target, ""])
+        *table, "", *per_target, "", multi_summary(rows), ""])
 
 
 def main(argv: list[str] | None = None) -> int:

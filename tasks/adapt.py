@@ -184,6 +184,15 @@ def _train_seeds(params, root, run_, method_cls, raw, baselines, seeds, source_m
     return results, trained, {}
 
 
+def source_mixture(history: list[dict], names: list[str]) -> list[dict] | None:
+    """A multi-source fit's weight per candidate source, by name (position 0 is the run's own source,
+    then the other candidates in their order, as the method records them); None for other methods."""
+    last = history[-1] if history else {}
+    if "source_weight_0" not in last:
+        return None
+    return [{"name": name, "weight": float(last[f"source_weight_{i}"])} for i, name in enumerate(names)]
+
+
 def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCAL) -> dict:
     """``runner``: where the seeds train (execution.runner: dask hands each seed to a worker)."""
     selection = read_json(root / SELECTION, "the selection report")
@@ -230,6 +239,10 @@ def run(params: PipelineParams, root: Path = Path("."), runner: JobRunner = LOCA
         inputs = [dep for dep in DEPS if (root / dep).exists()]
         if chosen_source:
             details["source"] = chosen_source
+        mixture = source_mixture(result.history, [chosen_source["name"] if chosen_source else "source",
+                                                  *(o.name for o in data.other_sources)])
+        if mixture:
+            details["source_mixture"] = mixture
         with atomic_dir(root / ADAPTED_MODEL) as tmp:
             _save_seeds(tmp, results, seeds, {"role": "adapted", "method": method_cls.name})
             write_manifest(tmp, "adapted-model", inputs, root=root, **details)

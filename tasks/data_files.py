@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.data import Domain, DomainRecipe, build_domain, load_domain_file, row_hashes
-from transferlab.data.adaptation import AdaptationData
+from transferlab.data.adaptation import AdaptationData, SourceCandidate
 from transferlab.data.attributes import ClassAttributes
 from transferlab.errors import DataError
 from tasks import datasets
@@ -137,7 +137,18 @@ def adaptation_data(root: Path, candidate: int | None = None) -> AdaptationData:
     return AdaptationData(source_train=source[0] if source else None, source_val=source[1] if source else None,
                           target_labelled=labelled, target_unlabelled=unlabelled,
                           source_classes=tuple(source_manifest(root)["classes"]),
-                          class_attributes=ClassAttributes.from_dict(attributes) if attributes else None)
+                          class_attributes=ClassAttributes.from_dict(attributes) if attributes else None,
+                          other_sources=other_sources(root, candidate))
+
+
+def other_sources(root: Path, candidate: int | None = None) -> tuple[SourceCandidate, ...]:
+    """With several candidate sources, every one but ``candidate`` (default: the one select chose),
+    for the methods that train on several (multi-source); else none."""
+    names = source_manifest(root).get("candidates")
+    if names is None:
+        return ()
+    own = chosen_source(root) if candidate is None else candidate
+    return tuple(SourceCandidate(names[i], *source_splits(root, i)) for i in range(len(names)) if i != own)
 
 
 def target_test(root: Path) -> Domain:

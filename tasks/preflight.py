@@ -53,3 +53,6 @@ def _forced_method_can_run(params: PipelineParams) -> None:
     if method.uses_source and not params.data.candidate_sources():
         raise ConfigError(f"select.force_method: '{name}' trains with source data, but data.source is null "
                           "(only a model): force a source-free method")
+    if method.needs_several_sources and len(params.data.candidate_sources()) < 2:
+        raise ConfigError(f"select.force_method: '{name}' trains on several candidate sources, but there is one: "
+                          "list them under data.sources (and set data.source to null)")

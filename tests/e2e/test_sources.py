@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.e2e.project import BIN, TINY, make_project, sh
+from tests.e2e.project import BIN, TINY, make_project, set_param, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -50,3 +50,14 @@ def test_two_candidate_sources_are_ranked_and_the_first_is_adapted_from(tmp_path
     assert _json(path, "models/adapted/manifest.json")["source"]["name"] == "mnist5k"
     evaluation = _json(path, "reports/evaluation.json")
     assert evaluation["source_only_accuracy"] is not None
+
+    # multi-source: adapt from both candidates at once; only select, adapt and evaluate run again
+    set_param(path, "select.force_method", "multi-source")
+    sh([str(BIN / "dvc"), "repro"], path)
+    assert _json(path, "reports/selection.json")["method"] == "multi-source"
+    adapted = _json(path, "models/adapted/manifest.json")
+    assert adapted["method"] == "multi-source" and adapted["source"]["name"] == "mnist5k"
+    mixture = {m["name"]: m["weight"] for m in adapted["source_mixture"]}
+    assert set(mixture) == {"mnist5k", "mnist5k+invert(1)"} and sum(mixture.values()) == pytest.approx(1.0)
+    assert mixture["mnist5k"] > mixture["mnist5k+invert(1)"]  # the plain source sits nearer the target
+    assert _json(path, "reports/evaluation.json")["adapted_accuracy"] is not None

@@ -43,6 +43,13 @@ def test_a_forced_method_that_trains_on_source_data_needs_some(tmp_path):
         preflight.check(params, tmp_path)
 
 
+def test_a_forced_multi_source_method_needs_several_sources(tmp_path):
+    with pytest.raises(ConfigError, match="'multi-source' trains on several candidate sources, but there is one"):
+        preflight.check(_params(select={"force_method": "multi-source"}), tmp_path)
+    preflight.check(_params(data={"sources": [{"name": "mnist5k"}, {"name": "uci-digits"}]},
+                            select={"force_method": "multi-source"}), tmp_path)
+
+
 def test_unknown_datasets_and_missing_files_are_found_before_reading(tmp_path):
     with pytest.raises(DataError, match="unknown dataset 'no-such-set'"):
         preflight.check(_params(data={"target": {"name": "no-such-set"}}), tmp_path)

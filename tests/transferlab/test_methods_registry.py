@@ -37,7 +37,10 @@ def test_configs_forbid_unknown_keys_and_name_the_key():
 def test_adaptation_data_has_no_test_split():
     fields = set(AdaptationData.__dataclass_fields__)
     assert fields == {"source_train", "source_val", "target_labelled", "target_unlabelled", "source_classes",
-                      "class_attributes"}  # the attribute table: per class, never per sample
+                      "class_attributes", "other_sources"}  # the attribute table: per class, never per sample
+    from transferlab.data.adaptation import SourceCandidate
+
+    assert set(SourceCandidate.__dataclass_fields__) == {"name", "train", "val"}  # other sources: labelled, no test
 
 
 @pytest.mark.parametrize("name", sorted(ISSUE_METHODS))
@@ -62,11 +65,13 @@ def test_a_config_error_names_the_params_key_when_told_where_it_was_written():
 def test_applicable_methods_follow_the_data_each_method_needs():
     everything = applicable_methods(blob_data(labels_per_class=5, unlabelled=60))
     # blob_data has the source's classes: a method for new classes only (protonet) cannot run on it.
-    assert everything == sorted(m.name for m in list_methods() if not m.new_task_only)
+    # ... nor one that trains on several candidate sources (multi-source): blob_data has one.
+    assert everything == sorted(m.name for m in list_methods() if not m.new_task_only and not m.needs_several_sources)
     # tent adapts normalisation layers, and the mlp has none.
     assert "tent" in everything and "tent" not in applicable_methods(blob_data(labels_per_class=5), mlp())
     no_labels = applicable_methods(blob_data(labels_per_class=0, unlabelled=60))
-    assert no_labels == sorted(m.name for m in list_methods() if not m.needs_target_labels and not m.new_task_only)
+    assert no_labels == sorted(m.name for m in list_methods()
+                               if not m.needs_target_labels and not m.new_task_only and not m.needs_several_sources)
     assert {"finetune", "target-only"}.isdisjoint(no_labels) and "dann" in no_labels
     no_pool = applicable_methods(blob_data(labels_per_class=5, unlabelled=0))
     assert "dann" not in no_pool and "finetune" in no_pool and "source-only" in no_pool

@@ -15,6 +15,15 @@ from transferlab.errors import DataError
 
 
 @dataclass(frozen=True)
+class SourceCandidate:
+    """Another candidate source's labelled splits (data.sources), beside the one a run adapts from."""
+
+    name: str
+    train: Domain
+    val: Domain
+
+
+@dataclass(frozen=True)
 class AdaptationData:
     """Everything a method may train or choose checkpoints with (never target test data).
 
@@ -30,6 +39,7 @@ class AdaptationData:
     target_unlabelled: Domain | None = None
     source_classes: tuple[str, ...] | None = None
     class_attributes: ClassAttributes | None = None
+    other_sources: tuple[SourceCandidate, ...] = ()
 
     def __post_init__(self) -> None:
         if self.source_classes is None:
@@ -38,6 +48,10 @@ class AdaptationData:
             object.__setattr__(self, "source_classes", tuple(self.source_train.classes))
         else:
             object.__setattr__(self, "source_classes", tuple(self.source_classes))
+        for other in self.other_sources:
+            if tuple(other.train.classes) != self.source_classes:
+                raise DataError(f"candidate source '{other.name}' has other classes ({list(other.train.classes)}) "
+                                f"than the source ({list(self.source_classes)})")
         for dom in (self.target_labelled, self.target_unlabelled):
             if dom is not None and len(dom) and tuple(dom.classes) != self.target_classes:
                 raise DataError(f"the target splits disagree on their classes ({list(dom.classes)} against "

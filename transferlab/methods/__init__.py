@@ -27,6 +27,7 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     adamatch,
     mean_teacher,
     instance_weighting,
+    multi_source,
     protonet,
     shot,
     tent,

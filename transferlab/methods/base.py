@@ -61,6 +61,7 @@ class Method(ABC):
     uses_source: ClassVar[bool] = False
     shared_label_space: ClassVar[bool] = False
     new_task_only: ClassVar[bool] = False
+    needs_several_sources: ClassVar[bool] = False  # trains on data.sources' other candidates too
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
     supports_distributed: ClassVar[bool] = False
     # Seconds per training step relative to dann's at the same batch, as benchmarks/method_step_time.py

@@ -22,6 +22,7 @@ ABOUT: dict[str, str] = {
     "cdan": "class-conditional adversarial alignment with unlabelled target data",
     "dan": "multi-kernel MMD alignment of task layers with unlabelled target data",
     "deep-coral": "aligns feature covariances with unlabelled target data",
+    "multi-source": "trains on every candidate source at once, each weighted to bound the target error",
     "mcc": "minimises the class confusion of its predictions on unlabelled target data",
     "adamatch": "self-training: strong-augmentation consistency with aligned, thresholded target pseudo-labels",
     "mean-teacher": "self-ensembling: a moving-average teacher's confident target predictions train the student",
@@ -40,8 +41,9 @@ NEW_TASK = ("target-only", "linear-probe", "layer-transfer", "l2-sp", "finetune"
             "multitask")
 
 
-def ineligibility(name: str, road: str, labels: int, source_data: bool) -> str | None:
-    """Why ``name`` cannot run here (None when it can), from what the method declares it needs."""
+def ineligibility(name: str, road: str, labels: int, source_data: bool, sources: int = 1) -> str | None:
+    """Why ``name`` cannot run here (None when it can), from what the method declares it needs;
+    ``sources``: how many candidate sources with data the run has (data.sources)."""
     from transferlab.methods import get_method
 
     try:
@@ -56,6 +58,8 @@ def ineligibility(name: str, road: str, labels: int, source_data: bool) -> str |
         return "is for new classes, and the target has the source's classes"
     if cls.uses_source and not source_data:
         return "trains with source data, and there is only a source model"
+    if cls.needs_several_sources and sources < 2:
+        return "trains on several candidate sources (data.sources), and there is one"
     return None
 
 
@@ -67,6 +71,7 @@ class DecisionBuilder:
     labels: int
     road: str = DOMAIN_ADAPTATION
     source_data: bool = True
+    sources: int = 1
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -86,7 +91,7 @@ class DecisionBuilder:
         out = []
         for name in names:
             about = ABOUT.get(name, "a registered transfer method")
-            blocked = ineligibility(name, self.road, self.labels, self.source_data)
+            blocked = ineligibility(name, self.road, self.labels, self.source_data, self.sources)
             if name == chosen:
                 score, why = 1.0, f"chosen: {chosen_why}"
             elif blocked:
@@ -99,4 +104,4 @@ class DecisionBuilder:
         return out
 
     def eligible(self, names: list[str]) -> list[str]:
-        return [n for n in names if ineligibility(n, self.road, self.labels, self.source_data) is None]
+        return [n for n in names if ineligibility(n, self.road, self.labels, self.source_data, self.sources) is None]

@@ -126,7 +126,7 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
     p = report_value(report, "mmd", "p_value")
     if p is None:
         raise DataError("the similarity report has no mmd.p_value, which rule-mode selection needs")
-    b = DecisionBuilder(config, labels_per_class)
+    b = DecisionBuilder(config, labels_per_class, sources=len((report.get("source_ranking") or {}).get("ranking") or [1]))
     L = labels_per_class
     level, severity_sentence = shift_severity(report, config)
     transfer = rescaled_transferability(report, n_classes)
@@ -170,7 +170,7 @@ def finish(b: DecisionBuilder, method: str, settings: dict, fallbacks: list[str]
     forced = b.config.force_method
     if forced is not None:
         b.reasons.append(f"force_method is set, so '{forced}' is used instead of the evidence's choice '{method}'.")
-        blocked = ineligibility(forced, b.road, b.labels, b.source_data)
+        blocked = ineligibility(forced, b.road, b.labels, b.source_data, b.sources)
         if blocked and blocked != "not a registered method":
             b.warnings.append(f"'{forced}' {blocked}.")
         fallbacks = [method, *[f for f in fallbacks if f != forced]]

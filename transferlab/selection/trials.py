@@ -238,7 +238,8 @@ def build_arms(
 
 
 def _default_candidates(
-    report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig, has_unlabelled: bool
+    report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig, has_unlabelled: bool,
+    sources: int = 1,
 ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, dict[str, list]], list[str]]:
     """(methods, rule settings per method, searched settings per method, reasons): the rule
     shortlist widened by the methods trials can check cheaply, or the default set; only methods
@@ -263,6 +264,8 @@ def _default_candidates(
         methods, settings = ["target-only", "linear-probe", "l2-sp", "finetune"], {}
         reasons = ["Candidates are the default set for this label budget."]
     added = _added_candidates(road, source_data, labels_per_class, has_unlabelled, config)
+    if sources > 1 and source_data and has_unlabelled and road == DOMAIN_ADAPTATION:
+        added.append("multi-source")  # whether a mixture beats the ranking's first source, only a trial can say
     new = [m for m in dict.fromkeys(added) if m not in methods]
     methods = list(dict.fromkeys([*methods, *added, "source-only"]))
     if (shifted or not source_data) and labels_per_class < 2:
@@ -276,7 +279,7 @@ def _default_candidates(
                        "without source data no test can say the target has not shifted")
                        + ", and without target labels no validator can fairly weigh the finished source model "
                        "against short trials; it remains the baseline the evaluation compares with.")
-    dropped = [m for m in methods if ineligibility(m, road, labels_per_class, source_data)]
+    dropped = [m for m in methods if ineligibility(m, road, labels_per_class, source_data, sources)]
     if dropped:
         methods = [m for m in methods if m not in dropped]
         reasons.append(f"Not tried, since they cannot run here: {', '.join(dropped)}.")
@@ -347,7 +350,7 @@ def select_by_trials(
         return selection
     has_unlabelled = data.target_unlabelled is not None and len(data.target_unlabelled) > 0
     methods, rule_settings, derived_search, reasons = _default_candidates(
-        report, labels_per_class, n_classes, config, has_unlabelled)
+        report, labels_per_class, n_classes, config, has_unlabelled, 1 + len(data.other_sources))
     registered = []
     for name in methods:
         try:
