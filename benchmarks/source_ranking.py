@@ -64,6 +64,8 @@ ANCHORS = {
     "− A-distance, own features": (lambda m: -m["a_distance"], False),
     "− normalised MMD², input pixels (common space)": (lambda m: -m["input_mmd_normalised"], False),
     "source validation accuracy": (lambda m: m["source_val_accuracy"], False),
+    "information maximisation on the target (ours when a candidate is a model)":
+        (lambda m: m["information_maximisation"], False),
 }
 
 

@@ -109,9 +109,10 @@ def target_manifest(root: Path) -> dict:
 def source_splits(root: Path, candidate: int | None = None) -> tuple[Domain, Domain] | None:
     """(train, val), or None when there is no source data (only a source model); with several
     candidate sources, those of ``candidate`` (default: the one select chose)."""
-    if not source_manifest(root).get("available", True):
-        return None
     folder = source_folder(root, candidate)
+    # a candidate's own manifest: a model among data.sources has none; a single source: the top one
+    if not read_json(folder / MANIFEST, f"the manifest of {folder}").get("available", True):
+        return None
     return _read(root, folder, "train"), _read(root, folder, "val")
 
 
@@ -142,13 +143,14 @@ def adaptation_data(root: Path, candidate: int | None = None) -> AdaptationData:
 
 
 def other_sources(root: Path, candidate: int | None = None) -> tuple[SourceCandidate, ...]:
-    """With several candidate sources, every one but ``candidate`` (default: the one select chose),
-    for the methods that train on several (multi-source); else none."""
+    """With several candidate sources, every one with data but ``candidate`` (default: the one select
+    chose), for the methods that train on several (multi-source); else none."""
     names = source_manifest(root).get("candidates")
     if names is None:
         return ()
     own = chosen_source(root) if candidate is None else candidate
-    return tuple(SourceCandidate(names[i], *source_splits(root, i)) for i in range(len(names)) if i != own)
+    splits = {i: source_splits(root, i) for i in range(len(names)) if i != own}
+    return tuple(SourceCandidate(names[i], *pair) for i, pair in splits.items() if pair is not None)
 
 
 def target_test(root: Path) -> Domain:

@@ -27,11 +27,12 @@ def check(params: PipelineParams, root: Path = Path(".")) -> None:
     datasets.register_tracked(root)
     for spec in (*params.data.candidate_sources(), params.data.target):
         check_spec(spec, root)
-    pretrained = params.model.pretrained
-    if pretrained is not None and pretrained.path is not None:
-        path = Path(pretrained.path).expanduser()
-        if not (Path(root) / path).exists():
-            raise ConfigError(f"model.pretrained.path: {pretrained.path} does not exist")
+    models = [("model.pretrained", params.model.pretrained)] + [
+        (f"data.sources[{i}].model", c.model) for i, c in enumerate(params.data.sources or []) if hasattr(c, "model")]
+    for key, pretrained in models:
+        if pretrained is not None and pretrained.path is not None:
+            if not (Path(root) / Path(pretrained.path).expanduser()).exists():
+                raise ConfigError(f"{key}.path: {pretrained.path} does not exist")
     attributes = params.data.attributes
     if attributes is not None and not attributes.startswith("builtin:") and not (Path(root) / attributes).exists():
         raise ConfigError(f"data.attributes: the attribute table {attributes} does not exist")
@@ -51,8 +52,8 @@ def _forced_method_can_run(params: PipelineParams) -> None:
         raise ConfigError(f"select.force_method: '{name}' predicts classes through their attributes, but "
                           "data.attributes is not set: give a class–attribute table (e.g. builtin:digits)")
     if method.uses_source and not params.data.candidate_sources():
-        raise ConfigError(f"select.force_method: '{name}' trains with source data, but data.source is null "
-                          "(only a model): force a source-free method")
+        raise ConfigError(f"select.force_method: '{name}' trains with source data, but there is none "
+                          "(only source models): force a source-free method")
     if method.needs_several_sources and len(params.data.candidate_sources()) < 2:
         raise ConfigError(f"select.force_method: '{name}' trains on several candidate sources, but there is one: "
                           "list them under data.sources (and set data.source to null)")

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from transferlab.config import PipelineParams
-from transferlab.data import (DOMAIN_ADAPTATION, Domain, DomainRecipe, build_domain, label_spaces, reorder_classes,
-                              row_hashes, source_split_ids, target_split_ids)
+from transferlab.data import (DOMAIN_ADAPTATION, Domain, DomainRecipe, DomainSpec, build_domain, label_spaces,
+                              reorder_classes, row_hashes, source_split_ids, target_split_ids)
 from transferlab.data.attributes import ClassAttributes, read_attribute_table
 from transferlab.errors import DataError
 from tasks import datasets, intermediate, timing, tracking
@@ -43,7 +43,8 @@ def _roles(params: PipelineParams) -> list[tuple[str, str, object]]:
         return [(key, role, spec) for key, role, spec in (("data.source", "source", d.source),
                                                           ("data.target", "target", d.target), *inter)
                 if spec is not None]
-    return [*((f"data.sources[{i}]", f"source candidate {i}", spec) for i, spec in enumerate(d.sources)),
+    return [*((f"data.sources[{i}]", f"source candidate {i}", spec) for i, spec in enumerate(d.sources)
+              if isinstance(spec, DomainSpec)),
             ("data.target", "target", d.target), *inter]
 
 
@@ -83,28 +84,42 @@ def _recipe(params: PipelineParams, spec, classes: tuple[str, ...] | None = None
                         classes=list(classes) if classes is not None else None)
 
 
-def _candidates(params: PipelineParams, target: Domain) -> list[Domain]:
-    """Every candidate source of data.sources, built, checked to share the target's sample shape and
-    the first candidate's classes (one label space: the ranking compares like with like)."""
-    built = [build_domain(_recipe(params, spec)) for spec in params.data.sources]
-    for i, source in enumerate(built):
-        if source.x.shape[1:] != target.x.shape[1:]:
-            raise DataError(f"data.sources[{i}] '{source.name}' samples have shape {source.x.shape[1:]} but target "
-                            f"'{target.name}' samples have shape {target.x.shape[1:]}; feature-vector domains must "
-                            "share a dimension")
-        if tuple(source.classes) != tuple(built[0].classes):
-            raise DataError(f"data.sources[{i}] '{source.name}' has classes ({', '.join(source.classes[:6])}) other "
-                            f"than data.sources[0] '{built[0].name}' ({', '.join(built[0].classes[:6])}): candidate "
-                            "sources must share one label set (data.sources[i].classes selects classes)")
-    return built
+def _candidates(params: PipelineParams, root: Path, target: Domain) -> tuple[list[Domain | None], tuple[str, ...]]:
+    """Every candidate of data.sources: a dataset, built and checked to share the target's sample
+    shape, or None for a trained model (it brings no data; its classes are its outputs'). All must
+    share the first candidate's classes (one label space: the ranking compares like with like).
+    Returns the candidates and those classes."""
+    from tasks.pretrained import import_model
+
+    names = candidate_names(params.data.sources)
+    built: list[Domain | None] = []
+    classes: list[tuple[str, ...]] = []
+    for i, spec in enumerate(params.data.sources):
+        if isinstance(spec, DomainSpec):
+            source = build_domain(_recipe(params, spec))
+            if source.x.shape[1:] != target.x.shape[1:]:
+                raise DataError(f"data.sources[{i}] '{source.name}' samples have shape {source.x.shape[1:]} but "
+                                f"target '{target.name}' samples have shape {target.x.shape[1:]}; feature-vector "
+                                "domains must share a dimension")
+            built.append(source)
+            classes.append(tuple(source.classes))
+        else:
+            built.append(None)
+            classes.append(import_model(spec.model, params, root, f"data.sources[{i}].model").classes)
+        if classes[i] != classes[0]:
+            raise DataError(f"data.sources[{i}] '{names[i]}' has classes ({', '.join(classes[i][:6])}) other "
+                            f"than data.sources[0] '{names[0]}' ({', '.join(classes[0][:6])}): candidate "
+                            "sources must share one label set, in one order (data.sources[i].classes selects "
+                            "a dataset's classes; a model's are its outputs)")
+    return built, classes[0]
 
 
 def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str, str]:
     d = params.data
     target = build_domain(_recipe(params, d.target))
     if d.sources is not None:
-        candidates = _candidates(params, target)
-        source = candidates[0]
+        candidates, first_classes = _candidates(params, root, target)
+        source = next((c for c in candidates if c is not None), None)
     else:
         source = build_domain(_recipe(params, d.source)) if d.source else None
     if source is not None and source.x.shape[1:] != target.x.shape[1:]:
@@ -112,7 +127,8 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
             f"source '{source.name}' samples have shape {source.x.shape[1:]} but target '{target.name}' "
             f"samples have shape {target.x.shape[1:]}; feature-vector domains must share a dimension"
         )
-    spaces = label_spaces(_source_classes(params, root, source), target.classes)
+    spaces = label_spaces(first_classes if d.sources is not None else _source_classes(params, root, source),
+                          target.classes)
     attributes = _attributes(params, root, spaces)
     if spaces.road == DOMAIN_ADAPTATION:
         target = reorder_classes(target, spaces.source)
@@ -188,10 +204,11 @@ def _write_source_splits(params: PipelineParams, folder: Path, source: Domain | 
     return counts
 
 
-def _write_candidates(params: PipelineParams, root: Path, candidates: list[Domain], classes: tuple[str, ...],
+def _write_candidates(params: PipelineParams, root: Path, candidates: list[Domain | None], classes: tuple[str, ...],
                       common: dict) -> dict:
-    """data/prepared/source/candidates/<i>/: each candidate's splits, as a single source's would be;
-    the top manifest lists them (by name) and sums their counts."""
+    """data/prepared/source/candidates/<i>/: each candidate's splits, as a single source's would be (a
+    model's folder: a manifest saying it has no data); the top manifest lists them (by name) and sums
+    their counts."""
     names = candidate_names(params.data.sources)
     counts = {"source_train": 0, "source_val": 0}
     with atomic_dir(root / PREPARED_SOURCE) as tmp:
@@ -200,19 +217,26 @@ def _write_candidates(params: PipelineParams, root: Path, candidates: list[Domai
             folder.mkdir(parents=True)
             part = _write_source_splits(params, folder, source, spec, classes, common, candidate=names[i])
             counts = {k: counts[k] + part[k] for k in counts}
-        write_manifest(tmp, "source-candidates", [], domain=None, available=True, candidates=names,
+        write_manifest(tmp, "source-candidates", [], domain=None, available=any(c is not None for c in candidates),
+                       candidates=names, models=[i for i, c in enumerate(candidates) if c is None],
                        classes=list(classes), counts={"train": counts["source_train"], "val": counts["source_val"]},
                        **common)
     return counts
 
 
 def candidate_names(specs) -> list[str]:
-    """A readable, unique name per candidate source: dataset, shifts, class selection."""
+    """A readable, unique name per candidate source: dataset, shifts, class selection; a model's
+    given name, else 'model:' and its folder or file name (or registry URI)."""
     names = []
     for i, spec in enumerate(specs):
-        name = spec.name + "".join(f"+{s.name}({s.severity:g})" for s in spec.shifts)
-        if spec.classes:
-            name += f"[{','.join(spec.classes)}]"
+        if not isinstance(spec, DomainSpec):
+            model = spec.model
+            name = spec.name or "model:" + (model.uri.removeprefix("models:/") if model.kind == "registry"
+                                             else Path(model.path).name)
+        else:
+            name = spec.name + "".join(f"+{s.name}({s.severity:g})" for s in spec.shifts)
+            if spec.classes:
+                name += f"[{','.join(spec.classes)}]"
         names.append(name if name not in names else f"{name}#{i}")
     return names
 

@@ -125,32 +125,52 @@ def _import(params: PipelineParams, root: Path) -> dict:
 
 
 def _train_candidates(params: PipelineParams, root: Path) -> dict:
-    """One source model per candidate source (data.sources), trained as a single source's would be,
-    each registered as a source version tagged with its candidate, saved to models/source/candidates/<i>/."""
+    """One source model per candidate source (data.sources): a dataset's trained as a single source's
+    would be, a model imported as model.pretrained would be; each registered as a source version
+    tagged with its candidate, saved to models/source/candidates/<i>/."""
     names = source_manifest(root)["candidates"]
-    settings = train_settings(params, params.pretrain)
     summaries: dict[str, dict] = {}
     with tracking.stage_run(root, params, NAME, DEPS) as run_:
         run_.log_params({"seed": params.seed, "device": params.device, "pretrain": params.pretrain.model_dump(),
                          "source_candidates": names})
         with atomic_dir(root / SOURCE_MODEL) as tmp:
             for i, name in enumerate(names):
-                with timing.work():
-                    train, val = source_splits(root, i)
-                    spec = model_spec(params, train)
-                    result = train_classifier(build_model(spec, seed=params.seed), train, val, settings,
-                                              log=epoch_logger(run_, prefix=f"candidate_{i}."))
-                summary = {"candidate": name, "source_val_accuracy": result.best_score, "best_epoch": result.best_epoch,
-                           "epochs_run": len(result.history), "checkpoint_criterion": result.checkpoint_criterion}
-                version = _register(params, run_, result.model, input_example(train), summary, candidate=name)
+                model, example, summary = _candidate_model(params, root, run_, i)
+                summary = {"candidate": name, **summary}
+                version = _register(params, run_, model, example, summary, candidate=name)
                 folder = tmp / CANDIDATES / str(i)
                 folder.mkdir(parents=True)
-                save_model(result.model, folder, extra={"role": "source", "candidate": name, "mlflow_version": version})
-                write_manifest(folder, "source-model", [PREPARED_SOURCE], root=root, spec=spec.model_dump(),
+                save_model(model, folder, extra={"role": "source", "candidate": name, "mlflow_version": version})
+                write_manifest(folder, "source-model", [PREPARED_SOURCE], root=root, spec=model.spec.model_dump(),
                                mlflow_run_id=run_.run_id, mlflow_version=version, **summary)
                 summaries[name] = summary
-                run_.log_metrics({f"candidate_{i}.source_val_accuracy": result.best_score})
+                if summary["source_val_accuracy"] is not None:
+                    run_.log_metrics({f"candidate_{i}.source_val_accuracy": summary["source_val_accuracy"]})
             write_manifest(tmp, "source-candidate-models", [PREPARED_SOURCE], root=root, candidates=names,
                            mlflow_run_id=run_.run_id)
     write_json(root / PRETRAIN_METRICS, {"candidates": summaries})
     return {"candidates": {name: s["source_val_accuracy"] for name, s in summaries.items()}}
+
+
+def _candidate_model(params: PipelineParams, root: Path, run_, i: int):
+    """(model, input example, summary) of candidate ``i``: trained on its data, or imported when the
+    candidate is a model (it has no data)."""
+    splits = source_splits(root, i)
+    if splits is None:
+        from tasks.pretrained import import_model, untracked_note
+
+        with timing.work():
+            imported = import_model(params.data.sources[i].model, params, root, f"data.sources[{i}].model")
+        if note := untracked_note(imported.origin):
+            print(note, file=sys.stderr)
+        return imported.model, input_example(None, *target_splits(root)), {
+            "source_val_accuracy": None, "best_epoch": 0, "epochs_run": 0,
+            "checkpoint_criterion": f"none: imported ({imported.origin['kind']}), not retrained",
+            "imported": imported.origin}
+    train, val = splits
+    with timing.work():
+        result = train_classifier(build_model(model_spec(params, train), seed=params.seed), train, val,
+                                  train_settings(params, params.pretrain), log=epoch_logger(run_, prefix=f"candidate_{i}."))
+    return result.model, input_example(train), {
+        "source_val_accuracy": result.best_score, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        "checkpoint_criterion": result.checkpoint_criterion}

@@ -43,7 +43,8 @@ def _tracked(root: Path, path: Path) -> bool:
         return False
 
 
-def _registry_folder(cfg: PretrainedModel, root: Path, experiment: str, into: Path) -> tuple[Path, dict]:
+def _registry_folder(cfg: PretrainedModel, root: Path, experiment: str, into: Path,
+                     key: str = "model.pretrained") -> tuple[Path, dict]:
     """Download a registered version's weights (logged beside it as extra files) into ``into``."""
     from mlflow.artifacts import download_artifacts
     from mlflow.tracking import MlflowClient
@@ -60,12 +61,12 @@ def _registry_folder(cfg: PretrainedModel, root: Path, experiment: str, into: Pa
         else:
             version = client.get_model_version(name, rest)
     except Exception:  # noqa: BLE001 - MLflow raises its generic MlflowException for a missing name/alias
-        raise DataError(f"model.pretrained.uri {cfg.uri}: no such version in the registry at "
+        raise DataError(f"{key}.uri {cfg.uri}: no such version in the registry at "
                         f"{tracking.tracking_uri(root)}") from None
     local = Path(download_artifacts(artifact_uri=f"models:/{name}/{version.version}", dst_path=str(into)))
     weights = local / "extra_files"
     if not (weights / "model.json").exists():
-        raise DataError(f"model.pretrained.uri {cfg.uri}: version {version.version} of '{name}' carries no "
+        raise DataError(f"{key}.uri {cfg.uri}: version {version.version} of '{name}' carries no "
                         "transferlab weights (model.json + model.safetensors); it was registered by an older "
                         "transferlab or another tool: use kind 'folder' or 'torchvision' instead")
     return weights, {"registered_model": name, "registry_version": str(version.version),
@@ -74,21 +75,26 @@ def _registry_folder(cfg: PretrainedModel, root: Path, experiment: str, into: Pa
 
 def import_pretrained(params: PipelineParams, root: Path = Path(".")) -> ImportedModel:
     """Load ``params.model.pretrained`` (see the module doc) and record its origin."""
+    if params.model.pretrained is None:
+        raise DataError("model.pretrained is not set: there is no model to import")
+    return import_model(params.model.pretrained, params, root)
+
+
+def import_model(cfg: PretrainedModel, params: PipelineParams, root: Path = Path("."),
+                 key: str = "model.pretrained") -> ImportedModel:
+    """Load the model ``cfg`` names (params ``key``: model.pretrained, or a candidate of data.sources)."""
     from transferlab.models import import_folder, import_torchvision
 
-    cfg = params.model.pretrained
-    if cfg is None:
-        raise DataError("model.pretrained is not set: there is no model to import")
     origin: dict = {"kind": cfg.kind}
     if cfg.kind == "registry":
         with tempfile.TemporaryDirectory(prefix="transferlab-import-") as tmp:
-            folder, details = _registry_folder(cfg, root, params.mlflow.experiment, Path(tmp))
+            folder, details = _registry_folder(cfg, root, params.mlflow.experiment, Path(tmp), key)
             model = import_folder(folder)
             origin.update(uri=cfg.uri, sha256=input_hash(folder), tracked_by_dvc=False, **details)
         return ImportedModel(model, origin)
     path = _local(root, cfg.path)
     if not path.exists():
-        raise DataError(f"model.pretrained.path: {path} does not exist")
+        raise DataError(f"{key}.path: {path} does not exist")
     if cfg.kind == "folder":
         model = import_folder(path)
     else:

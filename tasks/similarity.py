@@ -14,7 +14,7 @@ from transferlab.config import PipelineParams
 from transferlab.data import Domain
 from transferlab.models import load_model
 from transferlab.progress import note
-from transferlab.similarity import SimilarityConfig, measure_source, rank_sources, similarity_report
+from transferlab.similarity import SimilarityConfig, measure_model, measure_source, rank_sources, similarity_report
 from transferlab.similarity.chain import chain_report
 from tasks import intermediate, timing, tracking
 from tasks.data_files import source_manifest, source_model_folder, source_splits, target_splits
@@ -83,10 +83,11 @@ def run(params: PipelineParams, root: Path = Path(".")) -> dict:
 
 
 def rank_candidates(params: PipelineParams, root: Path, names: list[str], target: Domain,
-                    labelled: Domain | None) -> tuple[dict, object, tuple[Domain, Domain]]:
+                    labelled: Domain | None) -> tuple[dict, object, tuple[Domain, Domain] | None]:
     """Measure every candidate source, with its own model, against the target; rank them
     (:func:`transferlab.similarity.rank_sources`). ``target``: the unlabelled pool. Returns the
-    ranking and the first-ranked candidate's model and (train, val) splits, already read here."""
+    ranking and the first-ranked candidate's model and (train, val) splits (None for a model
+    without data), already read here."""
     config = similarity_config(params)
     measured, loaded = [], []
     for i, name in enumerate(names):
@@ -94,11 +95,15 @@ def rank_candidates(params: PipelineParams, root: Path, names: list[str], target
         model = load_model(folder)
         splits = source_splits(root, i)
         loaded.append((model, splits))
-        train = splits[0]
+        extra = ", transferability" if labelled is not None else ""
+        if splits is None:  # a model without data
+            note("candidate source %d/%d '%s' (a model): its predictions on the target%s", i + 1, len(names), name,
+                 extra)
+            measured.append({"name": name, **measure_model(model, target, labelled, config=config)})
+            continue
         val_accuracy = read_json(folder / MANIFEST, f"the manifest of {folder}")["source_val_accuracy"]
-        note("candidate source %d/%d '%s': MMD test, A-distances%s", i + 1, len(names), name,
-             ", transferability" if labelled is not None else "")
-        measured.append({"name": name, **measure_source(model, train, target, labelled,
+        note("candidate source %d/%d '%s': MMD test, A-distances%s", i + 1, len(names), name, extra)
+        measured.append({"name": name, **measure_source(model, splits[0], target, labelled,
                                                         source_val_accuracy=val_accuracy, config=config)})
     ranking = rank_sources(measured)
     for entry in ranking["ranking"]:

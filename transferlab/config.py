@@ -10,10 +10,11 @@ what a stage writes, and every stage that reads a section imports that section's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from transferlab.data import DomainSpec  # code-deps: schema
 from transferlab.errors import ConfigError
@@ -39,47 +40,6 @@ class IntermediateSpec(DomainSpec):
             raise ValueError("an intermediate domain is an unlabelled pool (its labels are never read), so it "
                              "cannot keep only some classes: remove 'classes'")
         return self
-
-
-class DataParams(_Strict):
-    source: DomainSpec | None = Field(
-        DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
-                                                "(model.pretrained): source-free transfer")
-    sources: list[DomainSpec] | None = Field(
-        None, min_length=2, max_length=16,
-        description="several candidate sources instead of data.source: each is prepared and gets its own source "
-                    "model; similarity ranks them against the target and select picks the best "
-                    "(transferlab.similarity.sources)")
-    target: DomainSpec = DomainSpec(name="uci-digits")
-    intermediate: list[IntermediateSpec] = Field(
-        default_factory=list, max_length=8,
-        description="candidate stepping stones between source and target (unlabelled pools); empty: direct only")
-    image_size: int = Field(28, ge=8, le=512, description="common side length of both domains")
-    channels: Literal[1, 3] = 1
-    source_val_fraction: float = Field(0.15, gt=0, lt=1)
-    target_labels_per_class: int = Field(0, ge=0, description="k labelled target samples per class")
-    target_test_fraction: float = Field(0.3, gt=0, lt=1)
-    attributes: str | None = Field(
-        None, min_length=1, description="a class–attribute table: 'builtin:digits' or a CSV path "
-                                        "(class,attr1,...); with new target classes and "
-                                        "target_labels_per_class 0 the run is zero-shot transfer")
-
-    @model_validator(mode="after")
-    def _one_source_form(self) -> "DataParams":
-        if self.sources is None:
-            return self
-        if "source" in self.model_fields_set and self.source is not None:
-            raise ValueError("data.source and data.sources are both set: keep one (data.sources lists every "
-                             "candidate source; set data.source to null)")
-        self.source = None  # the candidates replace the single source's default
-        for i, spec in enumerate(self.sources):
-            if spec in self.sources[:i]:
-                raise ValueError(f"data.sources[{i}] repeats data.sources[{self.sources.index(spec)}]")
-        return self
-
-    def candidate_sources(self) -> list[DomainSpec]:
-        """The source datasets: the candidates of data.sources, or data.source alone (or none)."""
-        return list(self.sources) if self.sources is not None else [s for s in [self.source] if s is not None]
 
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -122,6 +82,72 @@ class PretrainedModel(_Strict):
         if extra:
             raise ValueError(f"kind '{self.kind}' does not take '{extra[0]}'")
         return self
+
+
+class SourceModelCandidate(_Strict):
+    """A candidate source that is a trained model without its data (``data.sources``): pretrain
+    imports it as ``model.pretrained`` would be, similarity ranks it with the others, and a run
+    that picks it adapts source-free. ``name``: how reports call it (default from the model's path or URI)."""
+
+    model: PretrainedModel
+    name: str | None = Field(None, min_length=1, max_length=80)
+
+
+_DATASET_TAG, _MODEL_TAG = "<dataset>", "<model>"  # left out of error paths
+
+
+def _candidate_kind(value: Any) -> str:
+    is_model = isinstance(value, SourceModelCandidate) or (isinstance(value, dict) and "model" in value)
+    return _MODEL_TAG if is_model else _DATASET_TAG
+
+
+# One form per entry, told apart by the 'model' key, so that an error names the form the entry meant.
+SourceCandidateSpec = Annotated[Union[Annotated[DomainSpec, Tag(_DATASET_TAG)],
+                                      Annotated[SourceModelCandidate, Tag(_MODEL_TAG)]], Discriminator(_candidate_kind)]
+
+
+class DataParams(_Strict):
+    source: DomainSpec | None = Field(
+        DomainSpec(name="mnist5k"), description="the labelled source data; null when only a model is given "
+                                                "(model.pretrained): source-free transfer")
+    sources: list[SourceCandidateSpec] | None = Field(
+        None, min_length=2, max_length=16,
+        description="several candidate sources instead of data.source: datasets (each is prepared and gets its own "
+                    "source model) and/or trained models ({model: {kind, path|uri, ...}}, imported without data); "
+                    "similarity ranks them against the target and select picks the best "
+                    "(transferlab.similarity.sources)")
+    target: DomainSpec = DomainSpec(name="uci-digits")
+    intermediate: list[IntermediateSpec] = Field(
+        default_factory=list, max_length=8,
+        description="candidate stepping stones between source and target (unlabelled pools); empty: direct only")
+    image_size: int = Field(28, ge=8, le=512, description="common side length of both domains")
+    channels: Literal[1, 3] = 1
+    source_val_fraction: float = Field(0.15, gt=0, lt=1)
+    target_labels_per_class: int = Field(0, ge=0, description="k labelled target samples per class")
+    target_test_fraction: float = Field(0.3, gt=0, lt=1)
+    attributes: str | None = Field(
+        None, min_length=1, description="a class–attribute table: 'builtin:digits' or a CSV path "
+                                        "(class,attr1,...); with new target classes and "
+                                        "target_labels_per_class 0 the run is zero-shot transfer")
+
+    @model_validator(mode="after")
+    def _one_source_form(self) -> "DataParams":
+        if self.sources is None:
+            return self
+        if "source" in self.model_fields_set and self.source is not None:
+            raise ValueError("data.source and data.sources are both set: keep one (data.sources lists every "
+                             "candidate source; set data.source to null)")
+        self.source = None  # the candidates replace the single source's default
+        for i, spec in enumerate(self.sources):
+            if spec in self.sources[:i]:
+                raise ValueError(f"data.sources[{i}] repeats data.sources[{self.sources.index(spec)}]")
+        return self
+
+    def candidate_sources(self) -> list[DomainSpec]:
+        """The source datasets: the dataset candidates of data.sources, or data.source alone (or none)."""
+        if self.sources is not None:
+            return [s for s in self.sources if isinstance(s, DomainSpec)]
+        return [s for s in [self.source] if s is not None]
 
 
 class ModelParams(_Strict):
@@ -262,8 +288,8 @@ class PipelineParams(_Strict):
     def _something_to_transfer_from(self) -> "PipelineParams":
         if self.data.sources is not None:
             if self.model.pretrained is not None:
-                raise ValueError("data.sources: several candidate sources are datasets, each with a model pretrain "
-                                 "trains; model.pretrained (one given model) cannot be combined with them")
+                raise ValueError("data.sources and model.pretrained are both set: list the given model among the "
+                                 "candidates instead ({model: {kind: ..., path: ...}}) and remove model.pretrained")
             return self
         if self.data.source is None and self.model.pretrained is None:
             raise ValueError("data.source is null and model.pretrained is not set: there is nothing to transfer from")
@@ -308,7 +334,7 @@ class PipelineParams(_Strict):
 
 def _describe(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = ".".join(str(p) for p in first["loc"] if p not in (_DATASET_TAG, _MODEL_TAG)) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{where}'"
     return f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}"

@@ -39,7 +39,7 @@ def test_a_forced_method_that_trains_on_source_data_needs_some(tmp_path):
     (tmp_path / "models/pretrained/m").mkdir(parents=True)
     params = _params(data={"source": None}, model={"pretrained": {"kind": "folder", "path": "models/pretrained/m"}},
                      select={"force_method": "dann"})
-    with pytest.raises(ConfigError, match="'dann' trains with source data, but data.source is null"):
+    with pytest.raises(ConfigError, match="'dann' trains with source data, but there is none"):
         preflight.check(params, tmp_path)
 
 

@@ -42,6 +42,13 @@ def test_candidate_names_are_readable_and_unique():
     specs = [DomainSpec(name="mnist5k"), DomainSpec(name="mnist5k", shifts=[{"name": "rotate", "severity": 0.5}]),
              DomainSpec(name="usps", path="a"), DomainSpec(name="usps", path="b")]
     assert candidate_names(specs) == ["mnist5k", "mnist5k+rotate(0.5)", "usps", "usps#3"]
+    from transferlab.config import PretrainedModel, SourceModelCandidate
+
+    models = [SourceModelCandidate(model=PretrainedModel(kind="folder", path="models/pretrained/digits")),
+              SourceModelCandidate(model=PretrainedModel(kind="registry", uri="models:/zoo/3")),
+              SourceModelCandidate(model=PretrainedModel(kind="folder", path="elsewhere/digits")),
+              SourceModelCandidate(model=PretrainedModel(kind="folder", path="x"), name="mine")]
+    assert candidate_names(models) == ["model:digits", "model:zoo/3", "model:digits#2", "mine"]
 
 
 def test_select_records_the_first_ranked_source_and_why():

@@ -70,6 +70,18 @@ def test_values_that_used_to_fail_late_are_refused_by_key(raw, message):
 TWO_SOURCES = [{"name": "mnist5k"}, {"name": "mnist5k", "shifts": [{"name": "invert", "severity": 1.0}]}]
 
 
+def test_a_candidate_source_may_be_a_model_without_data():
+    from transferlab.config import SourceModelCandidate
+
+    params = parse_params({"data": {"sources": [TWO_SOURCES[0], {"model": {"kind": "folder", "path": "m"},
+                                                                  "name": "given"}]}})
+    given = params.data.sources[1]
+    assert isinstance(given, SourceModelCandidate) and given.name == "given" and given.model.path == "m"
+    assert [s.name for s in params.data.candidate_sources()] == ["mnist5k"]  # the datasets only
+    again = parse_params(params.model_dump(mode="json"))  # what params.yaml round-trips to
+    assert again.data.sources == params.data.sources
+
+
 def test_several_sources_replace_the_single_source_and_the_default_stays_single():
     params = parse_params({"data": {"sources": TWO_SOURCES}})
     assert params.data.source is None
@@ -86,7 +98,12 @@ def test_several_sources_replace_the_single_source_and_the_default_stays_single(
     ({"data": {"sources": [TWO_SOURCES[0], TWO_SOURCES[0]]}}, r"data.sources\[1\] repeats data.sources\[0\]"),
     ({"data": {"sources": [TWO_SOURCES[0], {"name": "usps", "colour": 1}]}}, r"unknown key 'data.sources.1.colour'"),
     ({"data": {"sources": TWO_SOURCES}, "model": {"pretrained": {"kind": "folder", "path": "m"}}},
-     r"data.sources: .*model.pretrained .* cannot be combined"),
+     r"data.sources and model.pretrained are both set: list the given model among the candidates"),
+    ({"data": {"sources": [TWO_SOURCES[0], {"model": {"kind": "folder"}}]}},
+     r"^params: data.sources.1.model: kind 'folder' needs 'path'$"),
+    ({"data": {"sources": [TWO_SOURCES[0], {"model": {"kind": "folder", "path": "m"}, "nam": "x"}]}},
+     r"^params: unknown key 'data.sources.1.nam'$"),
+    ({"data": {"sources": [TWO_SOURCES[0], {"nme": "usps"}]}}, r"^params: data.sources.1.name: Field required$"),
 ])
 def test_several_sources_errors_name_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):

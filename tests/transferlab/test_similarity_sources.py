@@ -138,3 +138,52 @@ def test_measure_source_bound_is_source_error_plus_half_the_output_a_distance_an
     penultimate = model.block_outputs(torch.from_numpy(lab.x), flatten=True)
     feature = list(penultimate)[-2]
     assert m["transferability"]["logme"] == pytest.approx(logme(penultimate[feature].detach().numpy(), lab.y), rel=1e-6)
+
+
+@pytest.mark.parametrize("labelled", [False, True], ids=["label-free", "with-target-labels"])
+def test_models_without_data_are_ranked_with_the_datasets_identical_first_shuffled_last(labelled):
+    """With a model among the candidates and no labels, every candidate is ranked by the information
+    maximisation of its predictions on the target; with labels, LogME ranks them all as before.
+
+    IM sees confidence, not correctness: here the shifted source's model is more confident on the
+    target (0.83 mean top probability against 0.80) and wrong on a quarter of it, and IM puts it first.
+    What IM promises, and this test holds it to, is that a model that learnt nothing sinks."""
+    from transferlab.similarity import measure_model
+
+    target, sources = _candidates()
+    lab = blobs("target-labelled", 30, seed=9, offset=3.0) if labelled else None
+    config = SimilarityConfig(permutations=20, max_samples=200)
+    measured = []
+    for i, source in enumerate(sources):
+        model, train, val_acc = _trained(source)
+        if i == 0:  # the identical source comes as a model without its data
+            measured.append({"name": "identical (model)", **measure_model(model, target, lab, config=config)})
+        else:
+            measured.append({"name": source.name, **measure_source(model, train, target, lab,
+                                                                   source_val_accuracy=val_acc, config=config)})
+    ranking = rank_sources(measured)
+    assert ranking["rule"] == ("logme" if labelled else "information-maximisation") and ranking["higher_is_better"]
+    order = [r["name"] for r in ranking["ranking"]]
+    assert order[-1] == "shuffled-labels"
+    model_entry = ranking["ranking"][order.index("identical (model)")]
+    assert model_entry["reason"].startswith(f"identical (model): rank {model_entry['rank']} of 3: a model without data")
+    if labelled:
+        assert order[0] == "identical (model)"
+    else:
+        assert order == ["shifted", "identical (model)", "shuffled-labels"]  # IM: confidence first (docstring)
+        assert model_entry["score"] == pytest.approx(measured[0]["information_maximisation"])
+        assert ranking["ranking"][-1]["score"] < 0.2 * model_entry["score"]
+
+
+def test_information_maximisation_rule_is_the_predictions_im():
+    from transferlab.similarity import measure_model
+    from transferlab.validators import information_maximization
+    import torch
+
+    target = blobs("target", 90, seed=5, offset=3.0)
+    model = mlp().eval()
+    m = measure_model(model, target, None, config=SimilarityConfig(permutations=10, max_samples=500))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(target.x)).numpy()
+    assert m["information_maximisation"] == pytest.approx(information_maximization(logits), rel=1e-6)
+    assert m["source_data"] is False and m["transferability"] is None

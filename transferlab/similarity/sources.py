@@ -16,6 +16,14 @@ Each candidate comes with its own source model (trained on it, or given). Two ru
   samples and the A-distance is the proxy of Ben-David et al. (2007), 2 (1 − 2 ε_domain), ε_domain
   the held-out error of a linear domain classifier. Ties (to 3 decimals) go to the lower
   normalised MMD² in the same space.
+* **No target labels, and a candidate without data** (a trained model among ``data.sources``):
+  the bound needs source samples, so every candidate is ranked by the **information maximisation**
+  of its model's predictions on the unlabelled target, H(mean p) − mean H(p), higher first (the
+  quantity SHOT maximises, Liang et al. 2020): confident predictions that spread over the classes.
+  A model that has learnt nothing (shuffled labels) predicts near-uniformly and sinks; one trained
+  on the target's own distribution is confident and diverse and rises. It is a property of the
+  model's outputs alone, in the class simplex every candidate shares, so it compares a model without
+  data with a dataset's model like for like.
 
 Why these spaces. Distances between *different* sources must be comparable. The penultimate
 features of two candidate models are different coordinate systems (different widths, scales,
@@ -44,10 +52,15 @@ from transferlab.similarity.report import (
     transferability_headline,
 )
 from transferlab.similarity.sfda import sfda
+from transferlab.validators import information_maximization
 
 LABELLED_RULE = "logme"
 LABEL_FREE_RULE = "error-bound"
+SOURCE_FREE_RULE = "information-maximisation"
 RULES = {
+    SOURCE_FREE_RULE: "information maximisation of each candidate model's predictions on the unlabelled target, "
+                      "H(mean p) − mean H(p), highest first (some candidates are models without data, so no "
+                      "source-target distance can be measured for them)",
     LABELLED_RULE: "LogME of each source model's features on the labelled target samples, highest first "
                    "(per-sample evidence on the target's own labels: comparable across models)",
     LABEL_FREE_RULE: "estimated target error bound = source validation error + ½ A-distance between source and "
@@ -83,9 +96,19 @@ def measure_source(model, source: Domain, target: Domain, labelled: Domain | Non
         "output_a_distance": a_out,
         "output_mmd_normalised": out_mmd.normalised,
         "error_bound": (1.0 - float(source_val_accuracy)) + 0.5 * a_out,
+        "information_maximisation": information_maximization(ft["logits"]),
         "transferability": transferability_scores(model, labelled),
-        "n_source": len(src), "n_target": len(tgt),
+        "n_source": len(src), "n_target": len(tgt), "source_data": True,
     }
+
+
+def measure_model(model, target: Domain, labelled: Domain | None, *, config: SimilarityConfig) -> dict:
+    """What the ranking reads about a candidate that is a model without data: its predictions on the
+    unlabelled ``target`` pool, and the transferability scores when ``labelled`` is given."""
+    tgt = stratified_subsample(target, config.max_samples, config.seed)
+    ft = block_features(model, tgt.x)
+    return {"source_data": False, "information_maximisation": information_maximization(ft["logits"]),
+            "transferability": transferability_scores(model, labelled), "n_target": len(tgt)}
 
 
 def transferability_scores(model, labelled: Domain | None) -> dict | None:
@@ -99,16 +122,35 @@ def transferability_scores(model, labelled: Domain | None) -> dict | None:
 
 
 def _rule(measurements: list[dict]) -> str:
-    return LABELLED_RULE if all(m.get("transferability") for m in measurements) else LABEL_FREE_RULE
+    if all(m.get("transferability") for m in measurements):
+        return LABELLED_RULE
+    return LABEL_FREE_RULE if all(m.get("source_data", True) for m in measurements) else SOURCE_FREE_RULE
 
 
 def _key(m: dict, rule: str) -> tuple:
     if rule == LABELLED_RULE:
         return (-m["transferability"]["logme"],)
+    if rule == SOURCE_FREE_RULE:
+        return (-round(m["information_maximisation"], 4),)
     return (round(m["error_bound"], 3), m["output_mmd_normalised"])
 
 
+def _score(m: dict, rule: str) -> float:
+    return {LABELLED_RULE: lambda: m["transferability"]["logme"], LABEL_FREE_RULE: lambda: m["error_bound"],
+            SOURCE_FREE_RULE: lambda: m["information_maximisation"]}[rule]()
+
+
 def _reason(m: dict, rank: int, total: int, rule: str) -> str:
+    if not m.get("source_data", True):
+        lead = f"a model without data; information maximisation {m['information_maximisation']:.3f} on the target"
+        if rule == LABELLED_RULE:
+            t = m["transferability"]
+            lead = (f"a model without data; LogME {t['logme']:.3f} on {t['n_labelled']} labelled target samples "
+                    f"(SFDA {t['sfda']:.3f}, H-score {t['hscore']:.3g}, LEEP {t['leep']:.3f})")
+        return f"{m['name']}: rank {rank} of {total}: {lead}."
+    if rule == SOURCE_FREE_RULE:
+        return (f"{m['name']}: rank {rank} of {total}: information maximisation {m['information_maximisation']:.3f} "
+                f"on the target; estimated target error bound {m['error_bound']:.3f}.")
     mmd = m["mmd"]
     shift = (f"own-feature MMD² {mmd['mmd2']:.4g} (normalised {mmd['normalised']:.3f}, p = {mmd['p_value']:.3g}: "
              f"{'a significant' if mmd['significant'] else 'no significant'} shift), A-distance {m['a_distance']:.2f}")
@@ -134,8 +176,7 @@ def rank_sources(measurements: list[dict]) -> dict:
     ranking = []
     for rank, i in enumerate(order, start=1):
         m = measurements[i]
-        score = m["transferability"]["logme"] if rule == LABELLED_RULE else m["error_bound"]
-        ranking.append({"rank": rank, "index": i, "name": m["name"], "score": score,
+        ranking.append({"rank": rank, "index": i, "name": m["name"], "score": _score(m, rule),
                         "reason": _reason(m, rank, len(order), rule), "measurements": m})
-    return {"rule": rule, "rule_text": RULES[rule], "higher_is_better": rule == LABELLED_RULE,
+    return {"rule": rule, "rule_text": RULES[rule], "higher_is_better": rule != LABEL_FREE_RULE,
             "ranking": ranking, "chosen": ranking[0]["name"], "chosen_index": ranking[0]["index"]}
