@@ -66,10 +66,18 @@ def test_a_failed_run_leaves_params_yaml_as_it_was_and_a_good_one_keeps_its_comm
     assert text.startswith(COMMENTED) and "bootstrap: 150" in text
 
 
+def _interruptible() -> None:
+    # As at a terminal, whatever launched the tests: a shell without job control starts a background
+    # command (`cmd &`) with SIGINT ignored, children inherit that, and Python then never raises
+    # KeyboardInterrupt, so the Ctrl-C test would measure the shell, not transferlab.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(project, tmp_path) -> subprocess.Popen:
     """`transferlab run` in its own process group; returns once prepare finished."""
     proc = subprocess.Popen([str(BIN / "transferlab"), "run"], cwd=project, env=_run_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=_interruptible)
     for line in proc.stdout:
         if "Task run 'prepare' - Finished" in line:
             break
