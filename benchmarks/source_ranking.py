@@ -172,7 +172,7 @@ def multi_source(trained: dict, chosen: str, candidates: list[str], splits) -> d
     """multi-source from the ranking's first candidate's model over every candidate, weighted by the
     bound and as the plain union: test accuracy each, and the bound's weight per candidate."""
     model, train, val, _ = trained[chosen]
-    others = tuple(SourceCandidate(s, trained[s][1], trained[s][2]) for s in candidates if s != chosen)
+    others = tuple(SourceCandidate.of(s, trained[s][1], trained[s][2]) for s in candidates if s != chosen)
     data = AdaptationData(train, val, None, splits.unlabelled, other_sources=others)
     out, names = {}, [chosen, *(o.name for o in others)]
     for weighting in ("bound", "union"):

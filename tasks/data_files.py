@@ -13,7 +13,7 @@ transferlab) is read as it is.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +110,15 @@ def source_splits(root: Path, candidate: int | None = None) -> tuple[Domain, Dom
     """(train, val), or None when there is no source data (only a source model); with several
     candidate sources, those of ``candidate`` (default: the one select chose)."""
     folder = source_folder(root, candidate)
-    # a candidate's own manifest: a model among data.sources has none; a single source: the top one
-    if not read_json(folder / MANIFEST, f"the manifest of {folder}").get("available", True):
+    if not _has_data(folder):
         return None
     return _read(root, folder, "train"), _read(root, folder, "val")
+
+
+def _has_data(folder: Path) -> bool:
+    """From the folder's own manifest: a single source's (the top one), or a candidate's (a model
+    among data.sources has no data)."""
+    return read_json(folder / MANIFEST, f"the manifest of {folder}").get("available", True)
 
 
 def target_splits(root: Path) -> tuple[Domain | None, Domain | None]:
@@ -144,13 +149,15 @@ def adaptation_data(root: Path, candidate: int | None = None) -> AdaptationData:
 
 def other_sources(root: Path, candidate: int | None = None) -> tuple[SourceCandidate, ...]:
     """With several candidate sources, every one with data but ``candidate`` (default: the one select
-    chose), for the methods that train on several (multi-source); else none."""
-    names = source_manifest(root).get("candidates")
+    chose), for the methods that train on several (multi-source); else none. Nothing is read here:
+    each candidate's splits are read when a method first uses them."""
+    manifest = source_manifest(root)
+    names = manifest.get("candidates")
     if names is None:
         return ()
     own = chosen_source(root) if candidate is None else candidate
-    splits = {i: source_splits(root, i) for i in range(len(names)) if i != own}
-    return tuple(SourceCandidate(names[i], *pair) for i, pair in splits.items() if pair is not None)
+    return tuple(SourceCandidate(names[i], tuple(manifest["classes"]), partial(source_splits, root, i))
+                 for i in range(len(names)) if i != own and _has_data(source_folder(root, i)))
 
 
 def target_test(root: Path) -> Domain:

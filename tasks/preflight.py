@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferlab.config import PipelineParams
+from transferlab.config import PipelineParams, SourceModelCandidate
 from transferlab.data import check_spec
 from transferlab.errors import ConfigError
 from transferlab.methods import get_method
@@ -28,7 +28,8 @@ def check(params: PipelineParams, root: Path = Path(".")) -> None:
     for spec in (*params.data.candidate_sources(), params.data.target):
         check_spec(spec, root)
     models = [("model.pretrained", params.model.pretrained)] + [
-        (f"data.sources[{i}].model", c.model) for i, c in enumerate(params.data.sources or []) if hasattr(c, "model")]
+        (f"data.sources[{i}].model", c.model) for i, c in enumerate(params.data.sources or [])
+        if isinstance(c, SourceModelCandidate)]
     for key, pretrained in models:
         if pretrained is not None and pretrained.path is not None:
             if not (Path(root) / Path(pretrained.path).expanduser()).exists():

@@ -84,6 +84,12 @@ def _recipe(params: PipelineParams, spec, classes: tuple[str, ...] | None = None
                         classes=list(classes) if classes is not None else None)
 
 
+def _same_sample_shape(what: str, source: Domain, target: Domain) -> None:
+    if source.x.shape[1:] != target.x.shape[1:]:
+        raise DataError(f"{what} samples have shape {source.x.shape[1:]} but target '{target.name}' samples have "
+                        f"shape {target.x.shape[1:]}; feature-vector domains must share a dimension")
+
+
 def _candidates(params: PipelineParams, root: Path, target: Domain) -> tuple[list[Domain | None], tuple[str, ...]]:
     """Every candidate of data.sources: a dataset, built and checked to share the target's sample
     shape, or None for a trained model (it brings no data; its classes are its outputs'). All must
@@ -97,10 +103,7 @@ def _candidates(params: PipelineParams, root: Path, target: Domain) -> tuple[lis
     for i, spec in enumerate(params.data.sources):
         if isinstance(spec, DomainSpec):
             source = build_domain(_recipe(params, spec))
-            if source.x.shape[1:] != target.x.shape[1:]:
-                raise DataError(f"data.sources[{i}] '{source.name}' samples have shape {source.x.shape[1:]} but "
-                                f"target '{target.name}' samples have shape {target.x.shape[1:]}; feature-vector "
-                                "domains must share a dimension")
+            _same_sample_shape(f"data.sources[{i}] '{source.name}'", source, target)
             built.append(source)
             classes.append(tuple(source.classes))
         else:
@@ -122,11 +125,8 @@ def _prepare(params: PipelineParams, root: Path) -> tuple[dict, str | None, str,
         source = next((c for c in candidates if c is not None), None)
     else:
         source = build_domain(_recipe(params, d.source)) if d.source else None
-    if source is not None and source.x.shape[1:] != target.x.shape[1:]:
-        raise DataError(
-            f"source '{source.name}' samples have shape {source.x.shape[1:]} but target '{target.name}' "
-            f"samples have shape {target.x.shape[1:]}; feature-vector domains must share a dimension"
-        )
+    if source is not None:
+        _same_sample_shape(f"source '{source.name}'", source, target)
     spaces = label_spaces(first_classes if d.sources is not None else _source_classes(params, root, source),
                           target.classes)
     attributes = _attributes(params, root, spaces)

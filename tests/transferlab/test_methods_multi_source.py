@@ -104,8 +104,8 @@ def _shuffled(domain: Domain, seed: int) -> Domain:
 def several():
     """The run's source is far from the target; a second candidate sits on it; a third has shuffled labels."""
     base = blob_data(offset=3.0, labels_per_class=0, unlabelled=150)
-    near = SourceCandidate("near", blobs("near", 240, seed=5, offset=3.0), blobs("near-val", 60, seed=6, offset=3.0))
-    noise = SourceCandidate("noise", _shuffled(blobs("n", 240, seed=7, offset=3.0), 0),
+    near = SourceCandidate.of("near", blobs("near", 240, seed=5, offset=3.0), blobs("near-val", 60, seed=6, offset=3.0))
+    noise = SourceCandidate.of("noise", _shuffled(blobs("n", 240, seed=7, offset=3.0), 0),
                             _shuffled(blobs("n-val", 60, seed=8, offset=3.0), 1))
     source = train_classifier(mlp(), base.source_train, base.source_val,
                               TrainSettings(epochs=5, batch_size=32, min_steps_per_epoch=10)).model
@@ -140,7 +140,7 @@ def test_other_sources_must_share_the_source_classes(several):
     odd = Domain("odd", data.source_train.x, data.source_train.y, ("x", "y", "z"))
     with pytest.raises(DataError, match="candidate source 'odd' has other classes"):
         AdaptationData(data.source_train, data.source_val, None, data.target_unlabelled,
-                       other_sources=(SourceCandidate("odd", odd, odd),))
+                       other_sources=(SourceCandidate.of("odd", odd, odd),))
 
 
 def test_trial_mode_tries_multi_source_only_with_several_sources(several):
@@ -150,3 +150,21 @@ def test_trial_mode_tries_multi_source_only_with_several_sources(several):
     report = {"mmd": {"p_value": 0.001, "normalised": 0.5}, "a_distance": 1.5}
     assert "multi-source" in _default_candidates(report, 0, 3, config, True, sources=3)[0]
     assert "multi-source" not in _default_candidates(report, 0, 3, config, True, sources=1)[0]
+
+
+def test_other_sources_are_read_only_by_a_method_that_uses_them(several):
+    """A stage builds each candidate's dataset from its recipe: only multi-source may pay for it."""
+    source, data = several
+    reads = []
+
+    def read():
+        reads.append(1)
+        return data.other_sources[0].splits
+
+    lazy = SourceCandidate("near", data.other_sources[0].classes, read)
+    built = AdaptationData(data.source_train, data.source_val, None, data.target_unlabelled, other_sources=(lazy,))
+    short = TrainSettings(epochs=1, batch_size=32, max_steps_per_epoch=2)
+    get_method("deep-coral")().fit(source, built, None, short)
+    assert reads == []
+    get_method("multi-source")().fit(source, built, None, short)
+    assert reads == [1]  # read once, however often the method reads train and val

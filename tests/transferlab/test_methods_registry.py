@@ -40,7 +40,10 @@ def test_adaptation_data_has_no_test_split():
                       "class_attributes", "other_sources"}  # the attribute table: per class, never per sample
     from transferlab.data.adaptation import SourceCandidate
 
-    assert set(SourceCandidate.__dataclass_fields__) == {"name", "train", "val"}  # other sources: labelled, no test
+    # other sources: a name, the classes, and a reader of their (train, val) splits; no test split
+    assert set(SourceCandidate.__dataclass_fields__) == {"name", "classes", "read"}
+    data = blob_data()
+    assert SourceCandidate.of("s", data.source_train, data.source_val).splits == (data.source_train, data.source_val)
 
 
 @pytest.mark.parametrize("name", sorted(ISSUE_METHODS))

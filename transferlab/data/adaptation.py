@@ -6,7 +6,9 @@ similarity) do not import every method, and so do not depend on their code in dv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 from transferlab.data.attributes import ClassAttributes
 from transferlab.data.labels import LabelSpaces, Road
@@ -14,13 +16,36 @@ from transferlab.data.types import Domain
 from transferlab.errors import DataError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SourceCandidate:
-    """Another candidate source's labelled splits (data.sources), beside the one a run adapts from."""
+    """Another candidate source with data (data.sources), beside the one a run adapts from. Its
+    splits are read on first use, by ``read`` (a stage builds each candidate's dataset from its
+    recipe, which costs seconds): only the methods that train on several sources touch them."""
 
     name: str
-    train: Domain
-    val: Domain
+    classes: tuple[str, ...]
+    read: Callable[[], tuple[Domain, Domain]] = field(repr=False)
+
+    @classmethod
+    def of(cls, name: str, train: Domain, val: Domain) -> SourceCandidate:
+        """A candidate whose splits are already in memory."""
+        return cls(name, tuple(train.classes), partial(_given, train, val))
+
+    @cached_property
+    def splits(self) -> tuple[Domain, Domain]:
+        return self.read()
+
+    @property
+    def train(self) -> Domain:
+        return self.splits[0]
+
+    @property
+    def val(self) -> Domain:
+        return self.splits[1]
+
+
+def _given(train: Domain, val: Domain) -> tuple[Domain, Domain]:
+    return train, val
 
 
 @dataclass(frozen=True)
@@ -49,8 +74,8 @@ class AdaptationData:
         else:
             object.__setattr__(self, "source_classes", tuple(self.source_classes))
         for other in self.other_sources:
-            if tuple(other.train.classes) != self.source_classes:
-                raise DataError(f"candidate source '{other.name}' has other classes ({list(other.train.classes)}) "
+            if other.classes != self.source_classes:
+                raise DataError(f"candidate source '{other.name}' has other classes ({list(other.classes)}) "
                                 f"than the source ({list(self.source_classes)})")
         for dom in (self.target_labelled, self.target_unlabelled):
             if dom is not None and len(dom) and tuple(dom.classes) != self.target_classes:

@@ -47,6 +47,7 @@ class Method(ABC):
     during adaptation (not only the source model). ``shared_label_space``: the source head's
     classes must be the target's (domain adaptation); such a method is ineligible for a new task.
     ``new_task_only``: the reverse, a method meant for a target of new classes.
+    ``needs_several_sources``: trains on the other candidate sources too (``data.other_sources``).
     ``relative_step_cost``: a training step's time against dann's (see benchmarks/method_step_time.py).
     ``supports_distributed``: trains across processes (``distributed.processes`` > 1, see
     :mod:`transferlab.training.distributed`) with the same result as one process: every loss term is
@@ -61,7 +62,7 @@ class Method(ABC):
     uses_source: ClassVar[bool] = False
     shared_label_space: ClassVar[bool] = False
     new_task_only: ClassVar[bool] = False
-    needs_several_sources: ClassVar[bool] = False  # trains on data.sources' other candidates too
+    needs_several_sources: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
     supports_distributed: ClassVar[bool] = False
     # Seconds per training step relative to dann's at the same batch, as benchmarks/method_step_time.py
@@ -115,6 +116,9 @@ class Method(ABC):
         if cls.uses_source and not data.has_source_data:
             raise MethodRequirementError(
                 f"method '{cls.name}' trains with source data, but there is none (only a source model)")
+        if cls.needs_several_sources and not data.other_sources:
+            raise MethodRequirementError(
+                f"method '{cls.name}' trains on several candidate sources (data.sources), but this run has one")
         if cls.shared_label_space and data.road == TASK_TRANSFER:
             raise MethodRequirementError(
                 f"method '{cls.name}' needs the target to have the source's classes (domain adaptation), "

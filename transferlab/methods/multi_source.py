@@ -19,8 +19,9 @@ The weights α (on the simplex) minimise an estimate of its first two terms at t
   samples in h₀'s class-probability space (one space for every source, the output of the very
   hypothesis the bound is about, as the source ranking uses: transferlab.similarity.sources).
   Means over all pairs (V-statistics), so MMD² ≥ 0 for every α; 2σ² in the kernel exp(−‖a−b‖²/2σ²)
-  with σ² the (lower) median pairwise squared distance of the pooled samples. A kernel bounded by
-  1 gives MMD ≤ 2·TV, the scale of d_HΔH.
+  with σ² the median pairwise squared distance of the pooled samples (the MMD test's median
+  heuristic, :func:`transferlab.kernels.median_bandwidth`). A kernel bounded by 1 gives
+  MMD ≤ 2·TV, the scale of d_HΔH.
 
 J is convex (a linear term plus the RKHS norm of an affine map of α) and is minimised over the
 simplex by SLSQP from the uniform mixture. Unlike picking the best single source, a mixture can sit
@@ -51,10 +52,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from transferlab.data import Domain, stratified_subsample
+from transferlab.kernels import median_bandwidth
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
-from transferlab.errors import MethodRequirementError
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
-from transferlab.methods.deep_coral import coral_loss
 from transferlab.methods.instance_weighting import feature_array
 from transferlab.methods.registry import register
 from transferlab.training import AdaptResult, resolve_device
@@ -71,20 +71,12 @@ class MixtureWeights:
     mmd_mixture: float
     objective: float
 
-    def to_dict(self) -> dict:
-        return {"sources": [{"name": n, "weight": float(a), "error": float(e), "mmd": float(m)}
-                            for n, a, e, m in zip(self.names, self.alpha, self.errors, self.mmd_single)],
-                "mmd_mixture": self.mmd_mixture, "objective": self.objective}
-
 
 def kernel_means(sources: list[np.ndarray], target: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """(K, κ, κ_TT): mean Gaussian-kernel values between every pair of sources, each source and the
     target, and the target with itself; bandwidth: median heuristic on all samples pooled."""
     parts = [torch.as_tensor(np.asarray(p, dtype=np.float64)) for p in [*sources, target]]
-    pooled = torch.cat(parts)
-    pooled = pooled[torch.randperm(len(pooled), generator=torch.Generator().manual_seed(0))[:1000]]
-    squared = torch.pdist(pooled).pow(2)
-    sigma2 = float(squared[squared > 0].median()) if (squared > 0).any() else 1.0
+    sigma2 = median_bandwidth(torch.cat(parts))
 
     def mean_k(a: torch.Tensor, b: torch.Tensor) -> float:
         return float(torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma2)).mean())
@@ -166,41 +158,35 @@ class MultiSource(UnsupervisedMethod):
     description = "trains on every candidate source at once, weighted to bound the target error (mixture of sources)"
     Config = MultiSourceConfig
 
-    @classmethod
-    def check_data(cls, data: AdaptationData) -> None:
-        super().check_data(data)
-        if cls.needs_several_sources and not data.other_sources:
-            raise MethodRequirementError(
-                f"method '{cls.name}' trains on several candidate sources (data.sources), but this run has one")
-
     def weights(self, source_model, data: AdaptationData, config: MultiSourceConfig, seed: int,
                 device: str = "cpu") -> MixtureWeights:
         """α for the run's own source (first) and each of ``data.other_sources``, under ``source_model``."""
         device = resolve_device(device)
-        sources = [("source", data.source_train, data.source_val)] + [(o.name, o.train, o.val)
-                                                                     for o in data.other_sources]
         pool = data.target_unlabelled.x  # its labels are never read, not even to stratify
         rows = np.sort(np.random.default_rng(seed).permutation(len(pool))[:config.max_samples])
         probs, errors = [], []
-        for _, train, val in sources:
-            fit, held = stratified_subsample(train, config.max_samples, seed), stratified_subsample(val, config.max_samples, seed)
-            probs.append(_probabilities(source_model, fit.x, device))
-            errors.append(probe_error(feature_array(source_model, fit.x, device), fit.y,
-                                      feature_array(source_model, held.x, device), held.y, seed))
-        return mixture_weights([s[0] for s in sources], probs, _probabilities(source_model, pool[rows], device), errors)
+        for _, train, val in _sources(data):
+            fit, held = (stratified_subsample(d, config.max_samples, seed) for d in (train, val))
+            f_fit, p_fit = _features_and_probabilities(source_model, fit.x, device)
+            probs.append(p_fit)
+            errors.append(probe_error(f_fit, fit.y, _features_and_probabilities(source_model, held.x, device)[0],
+                                      held.y, seed))
+        return mixture_weights([name for name, _, _ in _sources(data)], probs,
+                               _features_and_probabilities(source_model, pool[rows], device)[1], errors)
 
     def train(self, source_model, data: AdaptationData, config: MultiSourceConfig, settings, log) -> AdaptResult:
-        mix = self.weights(source_model, data, config, settings.seed, settings.device)
+        sources = _sources(data)
         if config.weighting == "union":
-            sizes = np.array([len(data.source_train), *(len(o.train) for o in data.other_sources)], dtype=np.float64)
-            mix = replace(mix, alpha=sizes / sizes.sum())
-        kept = [i for i, a in enumerate(mix.alpha) if a >= config.min_weight]
-        splits = [(data.source_train, data.source_val)] + [(o.train, o.val) for o in data.other_sources]
-        alpha = mix.alpha[kept] / mix.alpha[kept].sum()
-        trains = [splits[i][0] for i in kept]
+            sizes = np.array([len(train) for _, train, _ in sources], dtype=np.float64)
+            alpha, record = sizes / sizes.sum(), {}
+        else:
+            mix = self.weights(source_model, data, config, settings.seed, settings.device)
+            alpha, record = mix.alpha, {"mmd_mixture": mix.mmd_mixture}
+        kept = [i for i, a in enumerate(alpha) if a >= config.min_weight]
+        trains = [sources[i][1] for i in kept]
         mixed = replace(data, source_train=union("sources", trains),
-                        source_val=union("sources-val", [splits[i][1] for i in kept]), other_sources=())
-        weights = sample_weights([len(t) for t in trains], alpha)
+                        source_val=union("sources-val", [sources[i][2] for i in kept]), other_sources=())
+        weights = sample_weights([len(t) for t in trains], alpha[kept] / alpha[kept].sum())
 
         def align(a: AlignmentInputs):
             w = a.step.batches["source"][2]
@@ -208,23 +194,25 @@ class MultiSource(UnsupervisedMethod):
 
         result = fit_with_alignment(source_model, mixed, config, settings, log, self.name, align,
                                     source_weights=weights)
+        # by position (0: the run's own source, then data.other_sources' order): names need not be metric keys
+        record.update({f"source_weight_{i}": float(a) for i, a in enumerate(alpha)})
         for h in result.history:
-            # by position (0: the run's own source, then data.other_sources' order): names need not be metric keys
-            h.update({f"source_weight_{i}": float(a) for i, a in enumerate(mix.alpha)})
-            h["mmd_mixture"] = mix.mmd_mixture
+            h.update(record)
         return result
 
 
-def _probabilities(model, x: np.ndarray, device, batch_size: int = 512) -> np.ndarray:
-    model = model.to(device).eval()
-    out = []
+def _sources(data: AdaptationData) -> list[tuple[str, Domain, Domain]]:
+    """(name, train, val) of the run's own source, then of each other candidate."""
+    return [("source", data.source_train, data.source_val)] + [(o.name, o.train, o.val) for o in data.other_sources]
+
+
+def _features_and_probabilities(model, x: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
+    """Penultimate features (for the probe) and class probabilities (for the MMD), from one forward pass."""
+    features = feature_array(model, x, device)
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size])).to(device)
-            out.append(torch.softmax(model(batch), 1).cpu().numpy())
-    model.to("cpu")
-    return np.concatenate(out).astype(np.float64)
+        logits = model.eval().head(torch.from_numpy(features))
+    return features, torch.softmax(logits.double(), 1).numpy()
 
 
-__all__ = ["MixtureWeights", "MultiSource", "coral_loss", "kernel_means", "mixture_weights", "probe_error", "sample_weights",
+__all__ = ["MixtureWeights", "MultiSource", "kernel_means", "mixture_weights", "probe_error", "sample_weights",
            "weighted_coral_loss"]

@@ -126,7 +126,7 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
     p = report_value(report, "mmd", "p_value")
     if p is None:
         raise DataError("the similarity report has no mmd.p_value, which rule-mode selection needs")
-    b = DecisionBuilder(config, labels_per_class, sources=len((report.get("source_ranking") or {}).get("ranking") or [1]))
+    b = DecisionBuilder(config, labels_per_class, sources=sources_with_data(report))
     L = labels_per_class
     level, severity_sentence = shift_severity(report, config)
     transfer = rescaled_transferability(report, n_classes)
@@ -161,6 +161,14 @@ def select_by_rules(report: dict, labels_per_class: int, n_classes: int, config:
 
     method, settings, fallbacks, why = _decide(b, significant, level, hurt, depth)
     return finish(b, method, settings, fallbacks, why, lambda forced: _settings_for(forced, depth))
+
+
+def sources_with_data(report: dict) -> int:
+    """How many candidate sources with data the similarity report ranked (1 without a ranking)."""
+    ranking = (report.get("source_ranking") or {}).get("ranking")
+    if not ranking:
+        return 1
+    return sum(r["measurements"].get("source_data", True) for r in ranking)
 
 
 def finish(b: DecisionBuilder, method: str, settings: dict, fallbacks: list[str], why: str, settings_for) -> Selection:

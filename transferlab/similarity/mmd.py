@@ -47,6 +47,8 @@ import numpy as np
 import torch
 
 from transferlab.errors import ConfigError, DataError
+from transferlab.kernels import median_bandwidth  # noqa: F401 - part of this module's interface
+from transferlab.kernels import sq_dists as _sq_dists
 
 DEFAULT_MULTS = (0.25, 0.5, 1.0, 2.0, 4.0)
 QUADRATIC_LIMIT = 12_000  # pooled samples; above this "auto" takes the linear-time estimator
@@ -94,27 +96,6 @@ def _pair(x, y) -> tuple[torch.Tensor, torch.Tensor]:
     if xt.shape[1] != yt.shape[1]:
         raise DataError(f"x and y must have the same number of features, got {xt.shape[1]} and {yt.shape[1]}")
     return xt, yt
-
-
-def _sq_dists(a: torch.Tensor, b: torch.Tensor, a_sq: torch.Tensor | None = None,
-              b_sq: torch.Tensor | None = None) -> torch.Tensor:
-    a_sq = (a * a).sum(1) if a_sq is None else a_sq
-    b_sq = (b * b).sum(1) if b_sq is None else b_sq
-    d = a @ b.T
-    d.mul_(-2.0).add_(a_sq[:, None]).add_(b_sq[None, :])
-    return d.clamp_min_(0.0)
-
-
-def median_bandwidth(z: torch.Tensor, seed: int = 0, max_points: int = 1000) -> float:
-    """Median of pairwise squared distances (on a seeded subsample of at most ``max_points``)."""
-    if len(z) > max_points:
-        g = torch.Generator().manual_seed(seed)
-        z = z[torch.randperm(len(z), generator=g)[:max_points]]
-    z = z - z.mean(0)
-    d = _sq_dists(z, z)
-    off = d[~torch.eye(len(z), dtype=torch.bool)]
-    positive = off[off > 0]
-    return float(positive.median()) if len(positive) else 1.0
 
 
 def _kernel_(d: torch.Tensor, sigmas2: Sequence[float]) -> torch.Tensor:
