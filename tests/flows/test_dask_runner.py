@@ -210,12 +210,13 @@ def on_cluster(serial, tmp_path_factory):
 
     remote = _copy_inputs(serial, tmp_path_factory.mktemp("remote"))
     parent_trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
-    trims, server, scheduler = [], {}, {}
+    trims, server, scheduler, quiet = [], {}, {}, []
 
     def body(runner: JobRunner) -> None:
         from prefect.context import FlowRunContext
 
         trims.extend(runner.map(_malloc_trim_threshold, [0, 1]))
+        quiet.extend(runner.map(_worker_wakeups, [0, 1]))
         scheduler["saturation"] = FlowRunContext.get().task_runner.client.run_on_scheduler(_saturation)
         with _mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
             server.update(_on_a_tracking_server(uri, remote, runner, tmp_path_factory.mktemp("marker")))
@@ -229,7 +230,7 @@ def on_cluster(serial, tmp_path_factory):
     dask_runner.on_dask(CLUSTER, body)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     return (plain, killed, marker, seeds, (parent_trim, trims, os.environ.get("MALLOC_TRIM_THRESHOLD_")), server,
-            scheduler)
+            scheduler, quiet)
 
 
 def _on_a_tracking_server(uri: str, root: Path, runner: JobRunner, markers: Path) -> dict:
@@ -280,6 +281,20 @@ def test_workers_keep_glibc_s_adaptive_trim_threshold(on_cluster):
     parent, workers, after = on_cluster[4]
     assert workers == [parent, parent]
     assert after == parent
+
+
+def _worker_wakeups(_job) -> tuple:
+    from distributed import get_worker
+
+    worker = get_worker()
+    return ("profile" in worker.periodic_callbacks, worker._tick_interval,
+            worker.periodic_callbacks["monitor"].callback_time, worker.memory_manager.memory_monitor_interval)
+
+
+def test_workers_do_not_wake_every_few_milliseconds_beside_the_trial(on_cluster):
+    """Dask's profiler (10 ms), event-loop tick (20 ms) and monitors (100 / 500 ms) took the GIL and a core
+    from two busy one-thread workers: 6 % slower training (flows/dask_runner.QUIET_WORKERS)."""
+    assert on_cluster[7] == [(False, 1.0, 5000, 1.0)] * 2
 
 
 def _saturation(dask_scheduler) -> float:
