@@ -52,11 +52,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from transferlab.data import Domain, stratified_subsample
-from transferlab.kernels import median_bandwidth
+from transferlab.kernels import median_bandwidth, sq_dists
 from transferlab.methods.alignment import AlignmentInputs, fit_with_alignment
 from transferlab.methods.base import AdaptationData, UnsupervisedConfig, UnsupervisedMethod
-from transferlab.methods.instance_weighting import feature_array
 from transferlab.methods.registry import register
+from transferlab.methods.shot import pool_outputs
 from transferlab.training import AdaptResult, resolve_device
 
 
@@ -79,7 +79,7 @@ def kernel_means(sources: list[np.ndarray], target: np.ndarray) -> tuple[np.ndar
     sigma2 = median_bandwidth(torch.cat(parts))
 
     def mean_k(a: torch.Tensor, b: torch.Tensor) -> float:
-        return float(torch.exp(-torch.cdist(a, b).pow(2) / (2 * sigma2)).mean())
+        return float(torch.exp(-sq_dists(a, b) / (2 * sigma2)).mean())
 
     k = len(sources)
     gram = np.array([[mean_k(parts[i], parts[j]) for j in range(k)] for i in range(k)])
@@ -162,17 +162,17 @@ class MultiSource(UnsupervisedMethod):
                 device: str = "cpu") -> MixtureWeights:
         """α for the run's own source (first) and each of ``data.other_sources``, under ``source_model``."""
         device = resolve_device(device)
+        model = source_model.to(device)
         pool = data.target_unlabelled.x  # its labels are never read, not even to stratify
         rows = np.sort(np.random.default_rng(seed).permutation(len(pool))[:config.max_samples])
-        probs, errors = [], []
-        for _, train, val in _sources(data):
+        sources, probs, errors = _sources(data), [], []
+        for _, train, val in sources:
             fit, held = (stratified_subsample(d, config.max_samples, seed) for d in (train, val))
-            f_fit, p_fit = _features_and_probabilities(source_model, fit.x, device)
-            probs.append(p_fit)
-            errors.append(probe_error(f_fit, fit.y, _features_and_probabilities(source_model, held.x, device)[0],
-                                      held.y, seed))
-        return mixture_weights([name for name, _, _ in _sources(data)], probs,
-                               _features_and_probabilities(source_model, pool[rows], device)[1], errors)
+            f_fit, logits_fit = pool_outputs(model, fit.x, device)
+            probs.append(_softmax(logits_fit))
+            errors.append(probe_error(f_fit, fit.y, pool_outputs(model, held.x, device)[0], held.y, seed))
+        return mixture_weights([name for name, _, _ in sources], probs,
+                               _softmax(pool_outputs(model, pool[rows], device)[1]), errors)
 
     def train(self, source_model, data: AdaptationData, config: MultiSourceConfig, settings, log) -> AdaptResult:
         sources = _sources(data)
@@ -206,12 +206,8 @@ def _sources(data: AdaptationData) -> list[tuple[str, Domain, Domain]]:
     return [("source", data.source_train, data.source_val)] + [(o.name, o.train, o.val) for o in data.other_sources]
 
 
-def _features_and_probabilities(model, x: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
-    """Penultimate features (for the probe) and class probabilities (for the MMD), from one forward pass."""
-    features = feature_array(model, x, device)
-    with torch.no_grad():
-        logits = model.eval().head(torch.from_numpy(features))
-    return features, torch.softmax(logits.double(), 1).numpy()
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(logits).double(), 1).numpy()
 
 
 __all__ = ["MixtureWeights", "MultiSource", "kernel_means", "mixture_weights", "probe_error", "sample_weights",

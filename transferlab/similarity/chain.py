@@ -23,8 +23,9 @@ import math
 import numpy as np
 import torch
 
+from transferlab.kernels import median_bandwidth
 from transferlab.similarity.distances import proxy_a_distance
-from transferlab.similarity.mmd import DEFAULT_MULTS, median_bandwidth, mmd2_statistic
+from transferlab.similarity.mmd import DEFAULT_MULTS, mmd2_statistic
 
 
 def chain_distances(features: dict[str, np.ndarray], *, source: str = "source", target: str = "target",

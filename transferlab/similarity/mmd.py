@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from transferlab.errors import ConfigError, DataError
-from transferlab.kernels import median_bandwidth  # noqa: F401 - part of this module's interface
+from transferlab.kernels import median_bandwidth
 from transferlab.kernels import sq_dists as _sq_dists
 
 DEFAULT_MULTS = (0.25, 0.5, 1.0, 2.0, 4.0)
