@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +45,9 @@ from transferlab.data import split_source, split_target  # noqa: E402
 from transferlab.methods import AdaptationData, applicable_methods, get_method  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
+from transferlab.selection.result import method_label  # noqa: E402
 from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
-from transferlab.training import TrainSettings, accuracy, train_classifier  # noqa: E402
+from transferlab.training import TrainSettings, predict_logits, train_classifier  # noqa: E402
 from transferlab.validators import VALIDATORS as SINGLE_VALIDATORS, label_free_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -140,50 +142,71 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
                                               validator=validator), report=report)
     select_s = time.perf_counter() - t0
 
-    def repeats(method: str, config, first: float | None = None) -> list[float]:
-        """Test accuracies of ``oracle_runs`` runs (training seeds seed, seed + 1000, ...)."""
+    def repeats(method: str, config, first: np.ndarray | None = None) -> list[np.ndarray]:
+        """Test-split probabilities of ``oracle_runs`` runs (training seeds seed, seed + 1000, ...)."""
         cls = get_method(method)
         runs = [] if first is None else [first]
         for j in range(len(runs), oracle_runs if cls.trains else 1):  # a method that trains nothing cannot vary
             settings = adapt.model_copy(update={"seed": seed + 1000 * j})
-            runs.append(accuracy(cls().fit(model, data, config, settings).model, splits.test))
+            runs.append(test_proba(cls().fit(model, data, config, settings).model, splits.test))
         return runs
 
     first, sweep_s, validators = {}, 0.0, {}
     # The budget is a share of the brute-force sweep, every method that can run here trained once; the
     # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
-    for method in dict.fromkeys([*eligible, *applicable_methods(data)]):
+    for method in dict.fromkeys([*eligible, *applicable_methods(data, model)]):
         t0 = time.perf_counter()
         fitted = get_method(method)().fit(model, data, None, adapt)
         sweep_s += time.perf_counter() - t0
         if method not in eligible:
             continue
-        first[method] = accuracy(fitted.model, splits.test)
+        first[method] = test_proba(fitted.model, splits.test)
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
             validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
-    runs = {method: repeats(method, None, acc) for method, acc in first.items()}
-    cls = get_method(chosen.method)
-    chosen_config = cls.make_config(chosen.settings)
-    chosen_runs = runs.get(chosen.method) if chosen_config == cls.make_config(None) else None
-    if chosen_runs is None:  # the winning arm had its own hyperparameters (dann(trade_off=1.0) is dann's own)
-        chosen_runs = repeats(chosen.method, chosen_config)
-    oracle = {method: statistics.mean(accs) for method, accs in runs.items()}
-    chosen_acc = statistics.mean(chosen_runs)
+    runs = {method: repeats(method, None, probs) for method, probs in first.items()}
+
+    def arm_runs(method: str, settings: dict) -> list[np.ndarray]:
+        """An arm's runs: the oracle's own when it has default settings, else trained here; an ensemble's
+        are the mean of its members' probabilities, run by run (members trained with the same seeds)."""
+        if method == "ensemble":
+            members = [arm_runs(m["method"], m["settings"]) for m in settings["members"]]
+            n = max(len(r) for r in members)  # an untrained member's one run stands for every seed
+            return [np.mean([r[min(j, len(r) - 1)] for r in members], axis=0) for j in range(n)]
+        cls = get_method(method)
+        config = cls.make_config(settings)
+        if method in runs and config == cls.make_config(None):  # dann(trade_off=1.0) is dann's own
+            return runs[method]
+        return repeats(method, config)
+
+    def acc(probs: list[np.ndarray]) -> float:
+        return statistics.mean(float((p.argmax(1) == splits.test.y).mean()) for p in probs)
+
+    chosen_runs = arm_runs(chosen.method, chosen.settings)
+    oracle = {method: acc(r) for method, r in runs.items()}
+    chosen_acc = acc(chosen_runs)
+    committee = chosen.evidence.get("committee") or {}
+    pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
+    ranker_acc = chosen_acc if pick is None or chosen.method != "ensemble" else acc(arm_runs(pick["method"], pick["settings"]))
     best = max(oracle, key=oracle.get)
-    best_acc = max(oracle[best], chosen_acc)
-    best_first = max(first, key=first.get)
+    best_acc = max(oracle[best], chosen_acc, ranker_acc)
+    first_acc = {m: acc([p]) for m, p in first.items()}
+    best_first = max(first_acc, key=first_acc.get)
+    chosen_first = acc(chosen_runs[:1])
     return {
         "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
         "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle.get(rule.method),
-        "chosen": chosen.method + ("(" + ", ".join(f"{k}={v}" for k, v in chosen.settings.items()) + ")"
-                                   if chosen.settings else ""),
-        "chosen_acc": chosen_acc, "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
+        "chosen": method_label(chosen.method, chosen.settings),
+        "chosen_acc": chosen_acc, "committee_split": bool(committee.get("ensemble")), "ranker_acc": ranker_acc, "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
         "source_only_acc": oracle["source-only"], "regret": best_acc - chosen_acc,
-        "single_run_regret": max(first[best_first], chosen_runs[0]) - chosen_runs[0],
+        "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
         "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
         "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible),
-        "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, first),
+        "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, first_acc),
     }
+
+
+def test_proba(model: torch.nn.Module, test) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(predict_logits(model, test.x)), 1).numpy()
 
 
 def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, float]) -> dict[str, float]:
@@ -344,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points."
               + (f" Single-run regret: mean {statistics.mean(100 * r['single_run_regret'] for r in rows):.2f} "
                  "points." if repeated else ""), "",
+              ensemble_text(rows),
               "Trial mode's mean regret by label budget: " + "; ".join(
                   f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
                   for k in args.budgets) + "."
@@ -369,6 +393,24 @@ def main(argv: list[str] | None = None) -> int:
                 + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
         write_section(args.out, device_section(name, args.device), md)
     return 0
+
+
+def ensemble_text(rows: list[dict]) -> str:
+    """What choosing the ensemble on disagreement (select.ensemble) did, against keeping the ranker's pick
+    of the same trials (select.ensemble: never), over the label-free scenarios."""
+    free = [r for r in rows if r["labels"] == 0]
+    if not free:
+        return ""
+    split = [r for r in free if r["committee_split"]]
+    without = [100 * (r["best_acc"] - r["ranker_acc"]) for r in free]
+    worst = max(100 * (r["source_only_acc"] - r["ranker_acc"]) for r in free)
+    return (f"Without target labels the validator committee disagreed in {len(split)} of {len(free)} scenarios, "
+            f"where the ensemble of the finalists was chosen. Mean regret without labels "
+            f"{statistics.mean(100 * r['regret'] for r in free):.2f} points; with select.ensemble: never (the "
+            f"ranker's pick of the same trials) {statistics.mean(without):.2f}, worst loss to source-only "
+            f"{worst:+.1f}." + (" Where it disagreed: ensemble " + ", ".join(
+                f"{100 * r['regret']:.1f}" for r in split) + " against the ranker's pick " + ", ".join(
+                f"{100 * (r['best_acc'] - r['ranker_acc']):.1f}" for r in split) + " points of regret." if split else ""))
 
 
 def run_study(args, scale: Scale, pairs: dict[str, Pair], scenarios: list[tuple[str, int]]) -> int:

@@ -15,6 +15,7 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 from transferlab.config import PipelineParams
+from transferlab.methods import get_method
 from transferlab.models import load_model
 from transferlab.selection import SelectionConfig, select_by_rules, select_by_trials
 from transferlab.selection.transitive import SELF_TRAINING, decide_transitive
@@ -102,6 +103,16 @@ def chosen_source_entry(report: dict) -> dict | None:
                                     for r in ranking["ranking"]]}
 
 
+def method_params(params: PipelineParams, method: str, settings: dict) -> dict:
+    """What adapt trains ``method`` with: params.yaml's adapt.methods entry, overridden by what selection
+    chose; an ensemble's members likewise, each from its own method's entry."""
+    if get_method(method).composite and "members" in settings:
+        return {**params.adapt.methods.get(method, {}), "members": [
+            {"method": m["method"], "settings": {**params.adapt.methods.get(m["method"], {}), **m["settings"]}}
+            for m in settings["members"]]}
+    return {**params.adapt.methods.get(method, {}), **settings}
+
+
 def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None,
         runner: JobRunner | None = None) -> dict:
     """``map_fn`` runs the trials (default: ``select.workers`` threads); a ``runner`` (execution.runner:
@@ -134,7 +145,7 @@ def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = N
             with timing.work():
                 selection = select_by_rules(report, k, n_classes, config)
         payload = selection.to_dict()
-        payload["method_params"] = {**params.adapt.methods.get(selection.method, {}), **(payload.get("settings") or {})}
+        payload["method_params"] = method_params(params, selection.method, payload.get("settings") or {})
         if "transitive" in report:
             payload["transitive"] = transitive_choice(report, selection.method, config)
             payload["transitive"]["hop_params"] = hop_params(params, payload["transitive"]["hop_method"], payload)

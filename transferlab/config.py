@@ -321,6 +321,14 @@ class PipelineParams(_Strict):
         names.add(self.select.unsupervised_method)
         for name in sorted(names):
             get_method(name)
+        for key, name in [("select.unsupervised_method", self.select.unsupervised_method),
+                          *(("select.candidates", c) for c in self.select.candidates or [])]:
+            if get_method(name).composite:
+                raise ValueError(f"{key}: '{name}' is not a candidate of its own: trial mode builds it from the "
+                                 "finalists when the validators disagree (select.ensemble)")
+        if self.select.force_method and get_method(self.select.force_method).composite:
+            force = self.select.force_method  # its members are hyperparameters: it cannot run without them
+            get_method(force).make_config(self.adapt.methods.get(force, {}), where=f"adapt.methods.{force}")
         hop = self.select.transitive.hop_method
         if hop is not None and not can_hop(hop):
             raise ValueError(f"select.transitive.hop_method: '{hop}' does not adapt to unlabelled data, so it "

@@ -36,7 +36,24 @@ class EnsembleClassifier(nn.Module):
         super().__init__()
         if not members:
             raise ConfigError("an ensemble needs at least one member model")
+        specs = [m.spec for m in members if hasattr(m, "spec")]
+        # A member may leave its classes unnamed (a source head adapted in place): it is judged by count.
+        names = {tuple(s.classes) for s in specs if s.classes is not None}
+        if len(names) > 1 or len({s.num_classes for s in specs}) > 1:
+            raise ConfigError("an ensemble's members must predict the same classes in the same order")
         self.members = nn.ModuleList(members)
+
+    @property
+    def spec(self):
+        """A member's :class:`~transferlab.models.ModelSpec`, the first that names its classes (else the
+        first): what every member reads (its input form) and predicts is the ensemble's too."""
+        specs = [m.spec for m in self.members]
+        return next((s for s in specs if s.classes is not None), specs[0])
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        names = self.spec.classes
+        return tuple(names) if names is not None else tuple(str(i) for i in range(self.spec.num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)

@@ -19,6 +19,7 @@ from tasks.paths import ADAPTED_MODEL, EVALUATION, PREPARED_TEST, SELECTION, SIM
 from transferlab.config import parse_params
 from transferlab.data import save_domain
 from transferlab.evaluation.promotion import promotion_split
+from transferlab.models import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blob_project import write_blob_project  # noqa: E402
@@ -209,3 +210,31 @@ def test_a_new_test_split_rescores_the_champion_from_its_saved_weights(project):
     rescored = evaluate._score_registered("transferlab-adapted", held_out)(v1)
     assert rescored == pytest.approx(evaluation["promotion"]["accuracy"])
     _assert_interfaces_agree(project, client, second)
+
+
+def test_an_ensemble_chosen_by_select_is_trained_saved_registered_and_evaluated(project):
+    params = parse_params({"data": {"target_labels_per_class": 10},
+                           "adapt": {"train": {"epochs": 2, "batch_size": 32},
+                                     "methods": {"dann": {"trade_off": 0.5, "checkpoint": "information-maximisation"}}},
+                           "evaluate": {"bootstrap": 100, "audit": True}})
+    chosen = {"members": [{"method": "dann", "settings": {"trade_off": 0.3}}, {"method": "finetune", "settings": {}}]}
+    method_params = select.method_params(params, "ensemble", chosen)
+    # params.yaml's entry of each member, overridden by what the trial chose for it.
+    assert method_params["members"][0]["settings"] == {"trade_off": 0.3, "checkpoint": "information-maximisation"}
+    candidates = [*CANDIDATES, {"method": "ensemble", "score": None, "eligible": True, "why": "chosen"}]
+    write_json(project / SELECTION, {"method": "ensemble", "settings": chosen, "candidates": candidates,
+                                     "reasons": ["test"], "method_params": method_params})
+    assert adapt.run(params, project)["method"] == "ensemble"
+    saved = json.loads((project / ADAPTED_MODEL / "model.json").read_text())
+    assert [m["arch"] for m in saved["members"]] == ["mlp", "mlp"]
+    evaluate.run(params, project)
+    report = json.loads((project / EVALUATION).read_text())
+    assert report["chosen"] == "ensemble" and "ensemble" in report["audit"]["candidates"]
+    version = MlflowClient().get_model_version("transferlab-adapted", "1")
+    assert version.tags["method"] == "ensemble"
+    # The registered weights rebuild the ensemble (what champion re-scoring and imports read).
+    test = target_test(project)
+    saved_acc = (evaluate.predict_proba(load_model(project / ADAPTED_MODEL), test).argmax(1) == test.y).mean()
+    assert evaluate._score_registered("transferlab-adapted", test)("1") == pytest.approx(saved_acc, abs=0)
+    page = (project / "reports" / "evaluation" / "evaluation.md").read_text()
+    assert "the mean of dann(trade_off=0.3) + finetune" in page

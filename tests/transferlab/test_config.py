@@ -31,6 +31,20 @@ def test_unknown_method_is_refused():
         parse_params({"select": {"force_method": "nope"}})
 
 
+@pytest.mark.parametrize("select, message", [
+    ({"candidates": ["dann", "ensemble"]}, "select.candidates: 'ensemble' is not a candidate of its own"),
+    ({"unsupervised_method": "ensemble"}, "select.unsupervised_method: 'ensemble'"),
+    ({"force_method": "ensemble"}, r"adapt\.methods\.ensemble\.members: Field required"),
+    ({"ensemble": "sometimes"}, "select.ensemble"),
+])
+def test_the_ensemble_is_built_from_finalists_or_from_its_members_never_from_nothing(select, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params({"select": select})
+    members = [{"method": "dann"}, {"method": "mcc"}]
+    forced = parse_params({"select": {"force_method": "ensemble"}, "adapt": {"methods": {"ensemble": {"members": members}}}})
+    assert forced.select.force_method == "ensemble"
+
+
 @pytest.mark.parametrize("config, key", [({"bnm": -1}, "adapt.methods.cdan.bnm"),
                                          ({"foo": 1}, "adapt.methods.cdan.foo")])
 def test_a_method_hyperparameter_is_checked_with_the_params_even_if_the_method_never_runs(config, key):

@@ -48,3 +48,65 @@ def test_committee_top_picks_take_each_validators_best_candidate_first_on_ties()
               "cdan": {"dev": -0.5, "im": 0.5, "entropy": -0.3},
               "shot": {"dev": -2.0, "im": 0.1}}
     assert committee_top_picks(scores) == {"dev": "cdan", "im": "dann"}  # entropy: not every candidate has it
+
+
+# The ensemble as a method the pipeline trains and saves.
+
+from synthetic_domains import blob_data, blob_test, mlp  # noqa: E402
+
+from transferlab.errors import DataError  # noqa: E402
+from transferlab.methods import applicable_methods, get_method  # noqa: E402
+from transferlab.models import import_folder, load_model, save_model  # noqa: E402
+from transferlab.training import TrainSettings  # noqa: E402
+
+ENS_SETTINGS = TrainSettings(epochs=2, batch_size=32, lr=1e-2, seed=3)
+MEMBERS = [{"method": "dann", "settings": {"trade_off": 0.3}}, {"method": "source-only"}]
+
+
+def test_the_ensemble_method_trains_each_member_as_its_own_method_would_and_averages_them():
+    source, data, x = mlp(), blob_data(labels_per_class=0), torch.from_numpy(blob_test().x)
+    logged = []
+    res = get_method("ensemble")().fit(source, data, {"members": MEMBERS}, ENS_SETTINGS,
+                                       log=lambda e, m: logged.append(m))
+    alone = [get_method(m["method"])().fit(source, data, m.get("settings"), ENS_SETTINGS).model for m in MEMBERS]
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(x), 1) for m in alone]).mean(0)
+        torch.testing.assert_close(torch.softmax(res.model(x), 1), mean)
+    assert "dann" in res.checkpoint_criterion and "source-only" in res.checkpoint_criterion
+    assert any(k.startswith("1.dann.") for m in logged for k in m)  # each member's metrics, under its prefix
+    assert res.history and all("epoch" in h for h in res.history)
+
+
+def test_an_ensemble_saves_and_loads_as_one_model_folder_and_is_refused_as_a_source(tmp_path):
+    ens = EnsembleClassifier([mlp(seed=0), mlp(seed=1)]).eval()
+    save_model(ens, tmp_path / "m", extra={"method": "ensemble"})
+    back = load_model(tmp_path / "m")
+    x = torch.from_numpy(blob_test().x)
+    assert isinstance(back, EnsembleClassifier) and len(back.members) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), ens(x), rtol=0, atol=0)
+    assert back.classes == ens.classes == ("0", "1", "2")
+    with pytest.raises(DataError, match="ensemble of 2 networks"):
+        import_folder(tmp_path / "m")
+    meta = tmp_path / "m" / "model.json"
+    meta.write_text(meta.read_text().replace('"members": [', '"members": [{"arch": "mlp"}, '))
+    with pytest.raises(DataError, match="unreadable or corrupt"):
+        load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("members, message", [
+    ([{"method": "dann"}], "at least 2"),
+    ([{"method": "dann"}, {"method": "nope"}], "unknown method 'nope'"),
+    ([{"method": "dann", "settings": {"trade_off": -1}}, {"method": "mcc"}], "member 1 \\(dann\\)"),
+    ([{"method": "dann"}, {"method": "ensemble", "settings": {"members": MEMBERS}}], "itself an ensemble"),
+])
+def test_an_ensemble_config_names_what_is_wrong_with_its_members(members, message):
+    with pytest.raises(ConfigError, match=message):
+        get_method("ensemble").make_config({"members": members}, where="adapt.methods.ensemble")
+
+
+def test_the_ensemble_is_never_a_candidate_of_its_own():
+    assert "ensemble" not in applicable_methods(blob_data(labels_per_class=5))
+    members = [EnsembleClassifier([mlp()])]
+    with pytest.raises(ConfigError, match="same classes"):
+        EnsembleClassifier([*members, build_model(ModelSpec(arch="mlp", input_dim=6, hidden=8, num_classes=4))])

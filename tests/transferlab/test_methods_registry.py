@@ -20,7 +20,8 @@ def test_every_method_of_the_issue_is_registered_with_its_declarations():
         assert get_method(name) is cls
         assert cls.description
         assert isinstance(cls.needs_target_labels, bool) and isinstance(cls.uses_source, bool)
-        cls.Config()  # every hyperparameter has a default
+        if not cls.composite:  # the ensemble's members are its hyperparameters: it has no default set
+            cls.Config()  # every hyperparameter has a default
 
 
 def test_unknown_method_names_the_known_ones():
@@ -69,12 +70,15 @@ def test_applicable_methods_follow_the_data_each_method_needs():
     everything = applicable_methods(blob_data(labels_per_class=5, unlabelled=60))
     # blob_data has the source's classes: a method for new classes only (protonet) cannot run on it.
     # ... nor one that trains on several candidate sources (multi-source): blob_data has one.
-    assert everything == sorted(m.name for m in list_methods() if not m.new_task_only and not m.needs_several_sources)
+    # ... nor the ensemble, which is built from the finalists, never tried as a candidate.
+    assert everything == sorted(m.name for m in list_methods()
+                                if not m.new_task_only and not m.needs_several_sources and not m.composite)
     # tent adapts normalisation layers, and the mlp has none.
     assert "tent" in everything and "tent" not in applicable_methods(blob_data(labels_per_class=5), mlp())
     no_labels = applicable_methods(blob_data(labels_per_class=0, unlabelled=60))
     assert no_labels == sorted(m.name for m in list_methods()
-                               if not m.needs_target_labels and not m.new_task_only and not m.needs_several_sources)
+                               if not m.needs_target_labels and not m.new_task_only and not m.needs_several_sources
+                               and not m.composite)
     assert {"finetune", "target-only"}.isdisjoint(no_labels) and "dann" in no_labels
     no_pool = applicable_methods(blob_data(labels_per_class=5, unlabelled=0))
     assert "dann" not in no_pool and "finetune" in no_pool and "source-only" in no_pool

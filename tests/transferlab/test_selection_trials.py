@@ -370,3 +370,52 @@ def test_rounds_hand_over_the_longest_trial_first_and_the_order_changes_no_resul
     again = select_by_trials(model, data, wide, cfg, map_fn=reversed_map)
     assert [(t["trial_id"], t["scores"]) for t in again.trials] == [(t["trial_id"], t["scores"]) for t in sel.trials]
     assert again.method == sel.method
+
+
+def _scored(crafted: dict[str, dict[str, float]]):
+    """A map_fn that runs the trials, then gives each the label-free scores ``crafted`` names for its method."""
+    def map_fn(fn, jobs):
+        results = [fn(j) for j in jobs]
+        for res in results:
+            res.scores = {**res.scores, **crafted[res.method]}
+        return results
+    return map_fn
+
+
+# DEV names dann, IM and entropy name source-only: the committee disagrees.
+SPLIT = {"dann": {"dev": 0.0, "im": 0.1, "entropy": -1.0}, "source-only": {"dev": -1.0, "im": 0.5, "entropy": -0.5}}
+
+
+@pytest.mark.parametrize("ensemble", ["on-disagreement", "never"])
+def test_disagreeing_validators_choose_the_ensemble_of_the_finalists_unless_told_never(source, ensemble):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann"], budget_epochs=4,
+                          search={"dann": {"trade_off": [0.3]}}, ensemble=ensemble)
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_scored(SPLIT))
+    committee = sel.evidence["committee"]
+    assert committee["ensemble"] and committee["finalists"] == ["dann(trade_off=0.3)", "source-only"]
+    assert committee["ranker_pick"] == {"method": "dann", "settings": {"trade_off": 0.3}}  # DEV ranks by default
+    if ensemble == "never":
+        assert (sel.method, sel.settings) == ("dann", {"trade_off": 0.3})
+        assert any("select.ensemble is 'never'" in w for w in sel.warnings)
+        return
+    assert sel.method == "ensemble" and not sel.warnings
+    # The members in the committee's order, each with the settings its trial ran with.
+    assert sel.settings == {"members": [{"method": "dann", "settings": {"trade_off": 0.3}},
+                                        {"method": "source-only", "settings": {}}]}
+    assert "committee" in sel.decided_by and any(committee["reason"] in r for r in sel.reasons)
+    rows = {c["method"]: c for c in sel.candidates}
+    assert rows["ensemble"]["eligible"] and "chosen" in rows["ensemble"]["why"]
+    assert all("member of the chosen ensemble" in rows[m]["why"] for m in ("dann", "source-only"))
+    get_method("ensemble").make_config(sel.settings)  # what adapt will train is a valid ensemble
+
+
+def test_agreeing_validators_keep_the_single_winner(source):
+    model, train, val = source
+    data = AdaptationData(train, val, None, blobs("t-unl", 90, 4, 1.0))
+    agree = {"dann": {"dev": 0.0, "im": 0.6, "entropy": -0.1}, "source-only": {"dev": -1.0, "im": 0.5, "entropy": -0.5}}
+    cfg = SelectionConfig(mode="trial", candidates=["source-only", "dann"], budget_epochs=4, search={})
+    sel = select_by_trials(model, data, SETTINGS, cfg, map_fn=_scored(agree))
+    assert sel.method == "dann" and not sel.evidence["committee"]["ensemble"]
+    assert all(c["method"] != "ensemble" for c in sel.candidates)

@@ -218,8 +218,13 @@ def _plots(evaluation: dict) -> list[tuple[str, str]]:
 
 
 def _selection_lines(selection: dict) -> tuple[str, list[str], list[str]]:
+    from transferlab.selection.result import members_text
+
     settings = selection.get("settings") or {}
-    settings_text = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
+    if "members" in settings:
+        settings_text = "the mean of " + members_text(settings["members"])
+    else:
+        settings_text = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
     head = (
         f"Method `{selection.get('method')}` ({settings_text}), chosen in {selection.get('mode', '?')} mode"
         + (f", decided by {selection['decided_by']}" if selection.get("decided_by") else "")

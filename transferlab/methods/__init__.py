@@ -33,6 +33,7 @@ from transferlab.methods import (  # noqa: E402,F401  isort: skip
     tent,
     dap,
     eszsl,
+    ensemble,
 )
 
 __all__ = ["AdaptResult", "AdaptationData", "Method", "MethodConfig", "UnsupervisedConfig",

@@ -49,6 +49,8 @@ class Method(ABC):
     ``new_task_only``: the reverse, a method meant for a target of new classes.
     ``needs_several_sources``: trains on the other candidate sources too (``data.other_sources``).
     ``relative_step_cost``: a training step's time against dann's (see benchmarks/method_step_time.py).
+    ``composite``: trains other methods and combines them (the ensemble); never a candidate of its own,
+    so :func:`~transferlab.methods.registry.applicable_methods` leaves it out.
     ``supports_distributed``: trains across processes (``distributed.processes`` > 1, see
     :mod:`transferlab.training.distributed`) with the same result as one process: every loss term is
     a mean of per-sample terms, so sharding the batch and averaging the gradients changes nothing.
@@ -64,6 +66,7 @@ class Method(ABC):
     new_task_only: ClassVar[bool] = False
     needs_several_sources: ClassVar[bool] = False
     trains: ClassVar[bool] = True  # False: returns the source model as it is (costs no training)
+    composite: ClassVar[bool] = False
     supports_distributed: ClassVar[bool] = False
     # Seconds per training step relative to dann's at the same batch, as benchmarks/method_step_time.py
     # measured them (LeNet, 2 threads): the prior that submits trial mode's first round longest-first.

@@ -34,9 +34,11 @@ def list_methods() -> list[type[Method]]:
 
 def applicable_methods(data: AdaptationData, model=None) -> list[str]:
     """The names of every registered method whose data needs ``data`` meets (and, given the source
-    ``model``, that can work with it), sorted."""
+    ``model``, that can work with it), sorted; composite methods (the ensemble) are not candidates."""
     names = []
     for cls in list_methods():
+        if cls.composite:
+            continue
         try:
             cls.check_data(data)
             if model is not None:

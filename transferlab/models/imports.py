@@ -138,8 +138,12 @@ def import_folder(path: str | Path) -> Classifier:
     if not path.is_dir():
         raise DataError(f"{path} is a file: give the folder that holds model.safetensors and model.json")
     try:
-        return load_model(path)
+        model = load_model(path)
     except DataError:
         raise  # load_model's own errors already name the folder in one line
     except Exception as exc:  # noqa: BLE001 - e.g. safetensors' SafetensorError for a damaged weights file
         raise DataError(f"the model in {path} is unreadable or corrupt ({type(exc).__name__})") from None
+    if not isinstance(model, Classifier):  # layer transfer, MMD per block etc. need one network's blocks
+        raise DataError(f"the model in {path} is an ensemble of {len(model.members)} networks; a source model "
+                        "must be one network: export one member, or pretrain anew")
+    return model

@@ -81,6 +81,12 @@ class SelectionConfig(BaseModel):
     validator: Literal["im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im", "mean-rank"] = Field(
         "dev", description="label-free score that ranks trials when the target has no labels"
     )
+    # The EnsV committee (transferlab/ensemble.py: DEV, IM, entropy) reads the final round of
+    # label-free trials; when its validators name different finalists, no single pick is trustworthy.
+    ensemble: Literal["on-disagreement", "never"] = Field(
+        "on-disagreement", description="label-free trial mode: choose the ensemble of the finalists (mean of "
+                                       "their predicted probabilities) when the validator committee disagrees, "
+                                       "or never (keep the ranker's winner and only warn)")
     # NLL by default: with 34 to 100 held-out labels, accuracy moves in steps of 1-3 points and
     # cannot separate arms a few points apart, while the NLL uses every prediction's confidence.
     # On the selection benchmark's 8 labelled pairs it cut the mean regret from 2.35 to 0.36

@@ -10,6 +10,21 @@ RULE_SCORE = ("rule preference: 1 = chosen, 0.9, 0.8, ... = the fallbacks in ord
               "preferred, 0 = not eligible; a ranking by the selection rules, not a measurement")
 
 
+def method_label(method: str, settings: dict[str, Any]) -> str:
+    """``dann(trade_off=0.3)``: a method with the settings chosen for it; an ensemble as its members'
+    labels joined by ``+`` (``ensemble(mcc + shot)``)."""
+    if isinstance(settings.get("members"), list):
+        return f"{method}({members_text(settings['members'])})"
+    if not settings:
+        return method
+    return method + "(" + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) + ")"
+
+
+def members_text(members: list[dict[str, Any]]) -> str:
+    """An ensemble's members (``{"method", "settings"}`` each) as ``mcc + dann(trade_off=0.3)``."""
+    return " + ".join(method_label(m["method"], m.get("settings") or {}) for m in members)
+
+
 @dataclass
 class Selection:
     """A chosen method with its evidence; ``to_dict()`` is what ``reports/selection.json`` holds.

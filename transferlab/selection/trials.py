@@ -48,10 +48,11 @@ from transferlab import progress
 from transferlab.ensemble import COMMITTEE, CommitteeChoice, committee_choice, committee_top_picks
 from transferlab.errors import ConfigError, MethodRequirementError
 from transferlab.methods import AdaptationData, applicable_methods, get_method
+from transferlab.methods.ensemble import Ensemble
 from transferlab.selection.config import SelectionConfig
 from transferlab.selection.halving import halving_rounds, round_fidelity
 from transferlab.selection.trial_order import longest_first, map_in_order, measured_cost, prior_cost
-from transferlab.selection.result import Selection
+from transferlab.selection.result import Selection, method_label
 from transferlab.data.labels import DOMAIN_ADAPTATION, TASK_TRANSFER
 from transferlab.selection.candidates import UNSUPERVISED, ineligibility
 from transferlab.selection.rules import LAYER_TRANSFER_K, select_by_rules
@@ -70,9 +71,7 @@ class Arm:
 
     @property
     def label(self) -> str:
-        if not self.settings:
-            return self.method
-        return self.method + "(" + ", ".join(f"{k}={v}" for k, v in sorted(self.settings.items())) + ")"
+        return method_label(self.method, self.settings)
 
 
 @dataclass
@@ -495,16 +494,25 @@ def select_by_trials(
         f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
     warnings = []
-    if committee is not None and committee.ensemble:
-        warnings.append("Weak evidence: " + committee.reason + ". The pipeline cannot yet train and save an ensemble "
-                        f"(issue 23), so '{arms[winner].label}' is kept; the selection benchmark's study measures "
-                        "what the ensemble would have gained.")
+    method, chosen_settings = arms[winner].method, dict(arms[winner].settings)
+    if committee is not None and committee.ensemble and config.ensemble == "on-disagreement":
+        method, chosen_settings = Ensemble.name, {"members": _members(committee, arms)}
+        reasons.append("Weak evidence: " + committee.reason + f", rather than '{arms[winner].label}' alone "
+                       "(select.ensemble: on-disagreement). Each member is trained in full; the ensemble costs "
+                       "the sum of their trainings.")
+        decided_by = f"the validator committee ({', '.join(v.upper() for v in COMMITTEE)}), which disagreed"
+        _mark_members(candidates, committee, arms)
+        candidates.append({"method": Ensemble.name, "settings": chosen_settings, "score": None, "eligible": True,
+                           "why": "chosen: the mean of the finalists' predicted probabilities"})
+    elif committee is not None and committee.ensemble:
+        warnings.append("Weak evidence: " + committee.reason + f"; select.ensemble is 'never', so '{arms[winner].label}' "
+                        "is kept.")
     elif committee is not None:
         reasons.append("In the final round " + committee.reason + ".")
     return Selection(
-        method=arms[winner].method,
+        method=method,
         warnings=warnings,
-        settings=dict(arms[winner].settings),
+        settings=chosen_settings,
         candidates=candidates,
         reasons=reasons,
         mode="trial",
@@ -512,7 +520,10 @@ def select_by_trials(
         evidence={"scoring": plan.kind, "validator": config.validator if plan.kind == "validators" else None,
                   "labels_per_class": labels_per_class, "schedule": schedule,
                   **({"committee": {"ensemble": committee.ensemble, "finalists": list(committee.finalists),
-                                    "reason": committee.reason}} if committee is not None else {})},
+                                    "reason": committee.reason,
+                                    "ranker_pick": {"method": arms[winner].method,
+                                                    "settings": dict(arms[winner].settings)}}}
+                     if committee is not None else {})},
         trials=[t.to_dict() for t in all_results],
         cost=cost,
         score_meaning=trial_score_meaning(plan, config, data.has_source_data),
@@ -538,6 +549,18 @@ def _committee_note(results: list[TrialResult], arms: list[Arm]) -> CommitteeCho
     ok = {arm.label: res.scores for res, arm in zip(results, arms) if res.status == "ok"}
     picks = committee_top_picks(ok)
     return committee_choice(picks) if len(ok) >= 2 and picks else None
+
+
+def _members(committee: CommitteeChoice, arms: list[Arm]) -> list[dict[str, Any]]:
+    """The ensemble's members, the committee's finalists in its order, as the ensemble method's config takes them."""
+    by_label = {arm.label: arm for arm in arms}
+    return [{"method": by_label[f].method, "settings": dict(by_label[f].settings)} for f in committee.finalists]
+
+
+def _mark_members(candidates: list[dict], committee: CommitteeChoice, arms: list[Arm]) -> None:
+    for arm, row in zip(arms, candidates):
+        if arm.label in committee.finalists:
+            row["why"] += "; a member of the chosen ensemble"
 
 
 def _untrained_by_accuracy(order: list[int], results: list[TrialResult], arms: list[Arm]) -> tuple[list[int], str]:
