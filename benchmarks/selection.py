@@ -113,7 +113,7 @@ def load_pair(pair: Pair, scale: Scale = SMALL):
 
 def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu", seed: int = 0,
              scale: Scale = SMALL, validator: str = DEFAULT_VALIDATOR, oracle_runs: int = ORACLE_RUNS,
-             model_spec: ModelSpec | None = None) -> dict:
+             model_spec: ModelSpec | None = None, oracle: str = "rule") -> dict:
     """One pair at one label budget; ``seed`` draws the source validation split, the labelled target
     samples, the initial weights and every training and selection seed (the test split is fixed).
 
@@ -136,6 +136,8 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
                                config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
     rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
     eligible = [c["method"] for c in rule.candidates if c["eligible"]]
+    if oracle == "sweep":  # every method that can run here, whether or not any selection would try it
+        eligible = applicable_methods(data, model)
     t0 = time.perf_counter()
     chosen = select_by_trials(model, data, adapt,
                               SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION, seed=seed,
@@ -154,7 +156,8 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     first, sweep_s, validators = {}, 0.0, {}
     # The budget is a share of the brute-force sweep, every method that can run here trained once; the
     # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
-    for method in dict.fromkeys([*eligible, *applicable_methods(data, model)]):
+    swept = list(dict.fromkeys([*eligible, *applicable_methods(data, model)]))
+    for method in swept:
         t0 = time.perf_counter()
         fitted = get_method(method)().fit(model, data, None, adapt)
         sweep_s += time.perf_counter() - t0
@@ -182,25 +185,25 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         return statistics.mean(float((p.argmax(1) == splits.test.y).mean()) for p in probs)
 
     chosen_runs = arm_runs(chosen.method, chosen.settings)
-    oracle = {method: acc(r) for method, r in runs.items()}
+    oracle_acc = {method: acc(r) for method, r in runs.items()}
     chosen_acc = acc(chosen_runs)
     committee = chosen.evidence.get("committee") or {}
     pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
     ranker_acc = chosen_acc if pick is None or chosen.method != "ensemble" else acc(arm_runs(pick["method"], pick["settings"]))
-    best = max(oracle, key=oracle.get)
-    best_acc = max(oracle[best], chosen_acc, ranker_acc)
+    best = max(oracle_acc, key=oracle_acc.get)
+    best_acc = max(oracle_acc[best], chosen_acc, ranker_acc)
     first_acc = {m: acc([p]) for m, p in first.items()}
     best_first = max(first_acc, key=first_acc.get)
     chosen_first = acc(chosen_runs[:1])
     return {
         "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
-        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle.get(rule.method),
+        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method),
         "chosen": method_label(chosen.method, chosen.settings),
         "chosen_acc": chosen_acc, "committee_split": bool(committee.get("ensemble")), "ranker_acc": ranker_acc, "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
-        "source_only_acc": oracle["source-only"], "regret": best_acc - chosen_acc,
+        "source_only_acc": oracle_acc["source-only"], "regret": best_acc - chosen_acc,
         "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
         "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
-        "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible),
+        "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible), "n_swept": len(swept),
         "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, first_acc),
     }
 
@@ -221,6 +224,16 @@ def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, flo
             for key, vals in ranked.items()}
 
 
+def _counts_text(rows: list[dict], key: str) -> str:
+    """How many methods each row's ``key`` count holds, per label budget (they differ by pair: tent
+    needs normalisation layers)."""
+    def span(k: int) -> str:
+        counts = sorted({r[key] for r in rows if r["labels"] == k})
+        return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return ", ".join(f"{span(k)} methods " + ("without labels" if k == 0 else f"with {k} labels per class")
+                     for k in sorted({r["labels"] for r in rows}))
+
+
 def _runs_text(runs: int) -> str:
     return "once" if runs == 1 else f"{runs} times (training seeds seed, seed + 1000, ...; the data split fixed)"
 
@@ -230,14 +243,14 @@ _LOADED: dict[tuple[str, str], tuple] = {}  # per process, the latest (pair, sca
 
 def _run_job(job: tuple) -> dict:
     """One scenario, in this process or a worker (each process loads a pair once, so a job is cheap to send)."""
-    name, pair, k, device, seed, scale_name, validator, oracle_runs, threads = job
+    name, pair, k, device, seed, scale_name, validator, oracle_runs, threads, oracle = job
     torch.set_num_threads(threads)
     scale = SCALES[scale_name]
     if (name, scale_name) not in _LOADED:
         _LOADED.clear()  # jobs come grouped by pair: keep one pair's images, not the suite's
         _LOADED[(name, scale_name)] = load_pair(pair, scale)
     return scenario(name, *_LOADED[(name, scale_name)], k, device, seed, scale, validator, oracle_runs,
-                    pair.model_spec())
+                    pair.model_spec(), oracle)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the label-free validator that ranks trials without target labels")
     parser.add_argument("--oracle-runs", type=int, default=ORACLE_RUNS,
                         help="training seeds per oracle candidate and for the chosen arm (accuracy = their mean)")
+    parser.add_argument("--oracle", choices=["rule", "sweep"], default="rule",
+                        help="what regret is measured against: rule mode's candidate table (as in the first "
+                             "sections) or the sweep, every method that can run on the pair")
     parser.add_argument("--jobs", type=int, default=1,
                         help="scenarios run at once, each in its own process with --threads torch threads")
     args = parser.parse_args(argv)
@@ -289,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--oracle-runs, --jobs and --threads must be at least 1")
     torch.set_num_threads(args.threads)
 
-    jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads)
+    jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads,
+             args.oracle)
             for name, seed in scenarios for k in args.budgets]
     # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
     with (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1
@@ -322,18 +339,21 @@ def main(argv: list[str] | None = None) -> int:
              + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
              + ("" if args.threads == 2 else f" --threads {args.threads}")
              + ("" if args.oracle_runs == ORACLE_RUNS else f" --oracle-runs {args.oracle_runs}")
+             + ("" if args.oracle == "rule" else f" --oracle {args.oracle}")
              + ("" if args.jobs == 1 else f" --jobs {args.jobs}")
              + " --out benchmarks/RESULTS.md`. "
              + scale.describe() + " Trial budget = "
              f"{BUDGET_FRACTION:.0%} of a brute-force sweep, every method that can run on the pair trained once in full "
-             "(`select.budget_fraction`; 14 methods with labels, 5 without; survivors of a round are trained further, "
+             "(`select.budget_fraction`; " + _counts_text(rows, "n_swept") + "; survivors of a round are trained further, "
              "not restarted; a trial may train a fraction of an epoch, so the budget holds). Cost (epochs) = epochs "
              "the trials trained / epochs of that sweep; cost (time) = selection wall time / wall time of that sweep"
              + (", which at these tiny schedules is dominated by per-trial fixed costs (model copies, label-free "
                 "scoring)" if scale is SMALL else "")
              + (f", with {args.jobs} scenarios running at once" if args.jobs > 1 else "")
-             + ". The oracle is the best of rule mode's candidate table (10 methods with labels, 5 without), each "
-             f"trained in full {_runs_text(args.oracle_runs)}. "
+             + (". The oracle is the best of rule mode's candidate table" if args.oracle == "rule"
+                else ". The oracle is the best of the sweep, every method that can run on the pair")
+             + f" ({_counts_text(rows, 'n_candidates')})"
+             + f", each trained in full {_runs_text(args.oracle_runs)}. "
              + ("Every accuracy (the chosen arm's too) is the mean of those runs, and regret is the best candidate's "
                 "mean minus the chosen arm's: over training seeds alone a single run's standard deviation is 0.6-4.2 points, so the "
                 "best of single runs is partly the luckiest draw. Single-run regret is the same comparison with "
