@@ -29,6 +29,8 @@ def test_no_hops_for_a_new_task_a_method_that_needs_labels_or_no_source_data():
     assert not labelled["use"] and "'finetune' does not adapt to unlabelled data" in labelled["reason"]
     st = transitive_choice(_report(), "finetune", SelectionConfig(transitive={"hop_method": "self-training"}))
     assert st["use"] and st["hop_method"] == "self-training"
+    ensemble = transitive_choice(_report(), "ensemble", SelectionConfig())  # one network per hop, not several
+    assert not ensemble["use"] and "'ensemble' combines several finished models" in ensemble["reason"]
     skipped = transitive_choice(_report(transitive={"skipped": "there is no source data"}), "shot", SelectionConfig())
     assert not skipped["use"] and "no source data" in skipped["reason"]
 

@@ -110,3 +110,13 @@ def test_the_ensemble_is_never_a_candidate_of_its_own():
     members = [EnsembleClassifier([mlp()])]
     with pytest.raises(ConfigError, match="same classes"):
         EnsembleClassifier([*members, build_model(ModelSpec(arch="mlp", input_dim=6, hidden=8, num_classes=4))])
+
+
+def test_an_ensemble_trains_across_processes_only_if_every_member_does():
+    ens = get_method("ensemble")
+    able = [m.name for m in (get_method(n) for n in ("dann", "finetune", "mcc", "adamatch")) if m.supports_distributed]
+    unable = [n for n in ("dann", "finetune", "mcc", "adamatch", "shot") if not get_method(n).supports_distributed]
+    assert able and unable
+    assert ens.distributed_problem({"members": [{"method": able[0]}, {"method": "source-only"}]}) is None
+    problem = ens.distributed_problem({"members": [{"method": able[0]}, {"method": unable[0]}]})
+    assert problem.startswith(f"ensemble member '{unable[0]}': method '{unable[0]}' does not train across processes")

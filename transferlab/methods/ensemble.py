@@ -74,6 +74,15 @@ class Ensemble(Method):
     composite = True
     Config = EnsembleConfig
 
+    @classmethod
+    def distributed_problem(cls, config: EnsembleConfig | dict | None = None) -> str | None:
+        """Trains across processes when every member does (each member's fit shards its own batches)."""
+        if config is None:
+            return None
+        members = cls.make_config(config).members
+        return next((f"ensemble member '{m.method}': {problem}" for m in members
+                     if (problem := get_method(m.method).distributed_problem(m.settings))), None)
+
     def train(self, source_model, data: AdaptationData, config: EnsembleConfig, settings,
               log: LogFn | None) -> AdaptResult:
         prefixes = [f"{i}.{m.method}." for i, m in enumerate(config.members, start=1)]

@@ -83,6 +83,11 @@ class SelectionConfig(BaseModel):
     )
     # The EnsV committee (transferlab/ensemble.py: DEV, IM, entropy) reads the final round of
     # label-free trials; when its validators name different finalists, no single pick is trustworthy.
+    # Chosen on the validator study's tuning suite (committee 4.94 points of mean regret against DEV's
+    # 6.49, finished models), confirmed on its held-out suite (6.66 vs 7.74). In trial mode, against
+    # the whole sweep (benchmarks/RESULTS.md, selection-tiny-tuning / -held-out-sweep): 4.07 points
+    # with the ensemble vs 4.67 with the ranker's pick of the same trials on the tuning suite, 4.29 vs
+    # 5.29 on the held-out suite (2.06 vs 3.07 against rule mode's table, selection-tiny-held-out).
     ensemble: Literal["on-disagreement", "never"] = Field(
         "on-disagreement", description="label-free trial mode: choose the ensemble of the finalists (mean of "
                                        "their predicted probabilities) when the validator committee disagrees, "

@@ -157,6 +157,12 @@ def can_hop(method: str) -> bool:
     return cls.uses_unlabelled_target and not cls.needs_target_labels
 
 
+def _composite(method: str) -> bool:
+    from transferlab.methods import get_method
+
+    return get_method(method).composite
+
+
 def decide_transitive(chain: dict, *, road: str, chosen_method: str, p_value: float | None, alpha: float,
                       config: TransitiveConfig) -> tuple[ChainDecision, str]:
     """(the decision, the hop method) for the similarity report's chain section ``chain`` (distances
@@ -170,6 +176,10 @@ def decide_transitive(chain: dict, *, road: str, chosen_method: str, p_value: fl
     if road != DOMAIN_ADAPTATION:
         return ChainDecision(False, [], "adapt directly: the target is a new task (other classes), and hops "
                                         "through unlabelled pools need the source's classes"), hop
+    if hop != SELF_TRAINING and _composite(hop):
+        return ChainDecision(False, [], f"adapt directly: '{hop}' combines several finished models, while each hop "
+                                        "adapts one network from the last (set select.transitive.hop_method to "
+                                        "'self-training' or a label-free method)"), hop
     if not can_hop(hop):
         return ChainDecision(False, [], f"adapt directly: the chosen method '{hop}' does not adapt to unlabelled "
                                         "data, so it cannot make a hop into an unlabelled pool (set "
