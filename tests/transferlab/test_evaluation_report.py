@@ -146,3 +146,12 @@ def test_the_candidate_score_column_says_what_the_score_is(tmp_path):
     assert "| method | trial score | eligible | why |" in md
     assert "Trial score: minus the mean negative log-likelihood" in md
     assert "Trial score: minus the mean" in render_evaluation_html(ev, trial, {})
+
+
+def test_an_ensembles_members_head_the_page_whether_trials_chose_it_or_params_forced_it():
+    members = [{"method": "dann", "settings": {"trade_off": 0.3}}, {"method": "mcc", "settings": {}}]
+    chosen = render_evaluation_markdown({"models": {}}, {"method": "ensemble", "settings": {"members": members}}, {})
+    forced = render_evaluation_markdown({"models": {}}, {"method": "ensemble", "settings": {},
+                                                         "method_params": {"members": members}}, {})
+    for md in (chosen, forced):
+        assert "Method `ensemble` (the mean of dann(trade_off=0.3) + mcc)" in md

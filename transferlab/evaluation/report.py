@@ -221,8 +221,10 @@ def _selection_lines(selection: dict) -> tuple[str, list[str], list[str]]:
     from transferlab.selection.result import members_text
 
     settings = selection.get("settings") or {}
-    if "members" in settings:
-        settings_text = "the mean of " + members_text(settings["members"])
+    # A forced ensemble has no chosen settings: its members are params (method_params, as adapt reads them).
+    members = settings.get("members") or (selection.get("method_params") or {}).get("members")
+    if members:
+        settings_text = "the mean of " + members_text(members)
     else:
         settings_text = ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults"
     head = (
