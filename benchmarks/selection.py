@@ -41,13 +41,14 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
 from benchmarks.selection_study import study_markdown, study_scenario  # noqa: E402
 from benchmarks.selection_suites import SUITES, Pair, held_out_pairs, load, tuning_pairs  # noqa: E402
+from tasks.evaluate import predict_proba  # noqa: E402
 from transferlab.data import split_source, split_target  # noqa: E402
 from transferlab.methods import AdaptationData, applicable_methods, get_method  # noqa: E402
 from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
 from transferlab.selection.result import method_label  # noqa: E402
 from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
-from transferlab.training import TrainSettings, predict_logits, train_classifier  # noqa: E402
+from transferlab.training import TrainSettings, train_classifier  # noqa: E402
 from transferlab.validators import VALIDATORS as SINGLE_VALIDATORS, label_free_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -150,7 +151,7 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         runs = [] if first is None else [first]
         for j in range(len(runs), oracle_runs if cls.trains else 1):  # a method that trains nothing cannot vary
             settings = adapt.model_copy(update={"seed": seed + 1000 * j})
-            runs.append(test_proba(cls().fit(model, data, config, settings).model, splits.test))
+            runs.append(predict_proba(cls().fit(model, data, config, settings).model, splits.test))
         return runs
 
     first, sweep_s, validators = {}, 0.0, {}
@@ -163,7 +164,7 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         sweep_s += time.perf_counter() - t0
         if method not in eligible:
             continue
-        first[method] = test_proba(fitted.model, splits.test)
+        first[method] = predict_proba(fitted.model, splits.test)
         if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
             validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
     runs = {method: repeats(method, None, probs) for method, probs in first.items()}
@@ -171,11 +172,11 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     def arm_runs(method: str, settings: dict) -> list[np.ndarray]:
         """An arm's runs: the oracle's own when it has default settings, else trained here; an ensemble's
         are the mean of its members' probabilities, run by run (members trained with the same seeds)."""
-        if method == "ensemble":
+        cls = get_method(method)
+        if cls.composite:  # the ensemble's formula (transferlab.ensemble) on its members' stored outputs
             members = [arm_runs(m["method"], m["settings"]) for m in settings["members"]]
             n = max(len(r) for r in members)  # an untrained member's one run stands for every seed
             return [np.mean([r[min(j, len(r) - 1)] for r in members], axis=0) for j in range(n)]
-        cls = get_method(method)
         config = cls.make_config(settings)
         if method in runs and config == cls.make_config(None):  # dann(trade_off=1.0) is dann's own
             return runs[method]
@@ -189,7 +190,8 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     chosen_acc = acc(chosen_runs)
     committee = chosen.evidence.get("committee") or {}
     pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
-    ranker_acc = chosen_acc if pick is None or chosen.method != "ensemble" else acc(arm_runs(pick["method"], pick["settings"]))
+    composite = get_method(chosen.method).composite
+    ranker_acc = acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else chosen_acc
     best = max(oracle_acc, key=oracle_acc.get)
     best_acc = max(oracle_acc[best], chosen_acc, ranker_acc)
     first_acc = {m: acc([p]) for m, p in first.items()}
@@ -199,17 +201,14 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
         "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method),
         "chosen": method_label(chosen.method, chosen.settings),
-        "chosen_acc": chosen_acc, "committee_split": bool(committee.get("ensemble")), "ranker_acc": ranker_acc, "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
+        "chosen_acc": chosen_acc, "committee_split": bool(committee.get("ensemble")), "ranker_acc": ranker_acc,
+        "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
         "source_only_acc": oracle_acc["source-only"], "regret": best_acc - chosen_acc,
         "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
         "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
         "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible), "n_swept": len(swept),
         "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, first_acc),
     }
-
-
-def test_proba(model: torch.nn.Module, test) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(predict_logits(model, test.x)), 1).numpy()
 
 
 def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, float]) -> dict[str, float]:

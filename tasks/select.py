@@ -106,11 +106,12 @@ def chosen_source_entry(report: dict) -> dict | None:
 def method_params(params: PipelineParams, method: str, settings: dict) -> dict:
     """What adapt trains ``method`` with: params.yaml's adapt.methods entry, overridden by what selection
     chose; an ensemble's members likewise, each from its own method's entry."""
-    if get_method(method).composite and "members" in settings:
-        return {**params.adapt.methods.get(method, {}), "members": [
-            {"method": m["method"], "settings": {**params.adapt.methods.get(m["method"], {}), **m["settings"]}}
-            for m in settings["members"]]}
-    return {**params.adapt.methods.get(method, {}), **settings}
+    merged = {**params.adapt.methods.get(method, {}), **settings}
+    if get_method(method).composite:  # chosen by trials (settings) or forced (params.yaml): the same merge
+        merged["members"] = [
+            {"method": m["method"], "settings": method_params(params, m["method"], m.get("settings") or {})}
+            for m in merged.get("members", [])]
+    return merged
 
 
 def run(params: PipelineParams, root: Path = Path("."), map_fn: MapFn | None = None,

@@ -42,18 +42,18 @@ class EnsembleClassifier(nn.Module):
         if len(names) > 1 or len({s.num_classes for s in specs}) > 1:
             raise ConfigError("an ensemble's members must predict the same classes in the same order")
         self.members = nn.ModuleList(members)
+        # The member that speaks for all (an index: a module attribute would be registered twice).
+        self._lead = next((i for i, m in enumerate(members) if getattr(m, "spec", None) and m.spec.classes), 0)
 
     @property
     def spec(self):
-        """A member's :class:`~transferlab.models.ModelSpec`, the first that names its classes (else the
-        first): what every member reads (its input form) and predicts is the ensemble's too."""
-        specs = [m.spec for m in self.members]
-        return next((s for s in specs if s.classes is not None), specs[0])
+        """The lead member's :class:`~transferlab.models.ModelSpec`, the first that names its classes (else
+        the first): what every member reads (its input form) and predicts is the ensemble's too."""
+        return self.members[self._lead].spec
 
     @property
     def classes(self) -> tuple[str, ...]:
-        names = self.spec.classes
-        return tuple(names) if names is not None else tuple(str(i) for i in range(self.spec.num_classes))
+        return self.members[self._lead].classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = torch.stack([torch.softmax(m(x), dim=1) for m in self.members]).mean(dim=0)

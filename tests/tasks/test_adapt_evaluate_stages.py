@@ -238,3 +238,13 @@ def test_an_ensemble_chosen_by_select_is_trained_saved_registered_and_evaluated(
     assert evaluate._score_registered("transferlab-adapted", test)("1") == pytest.approx(saved_acc, abs=0)
     page = (project / "reports" / "evaluation" / "evaluation.md").read_text()
     assert "the mean of dann(trade_off=0.3) + finetune" in page
+
+
+def test_a_forced_ensembles_members_take_their_params_as_a_chosen_ones_do():
+    members = [{"method": "dann", "settings": {"trade_off": 0.3}}, {"method": "mcc"}]
+    params = parse_params({"select": {"force_method": "ensemble"},
+                           "adapt": {"methods": {"ensemble": {"members": members},
+                                                 "mcc": {"checkpoint": "information-maximisation"}}}})
+    forced = select.method_params(params, "ensemble", {})
+    assert forced["members"] == [{"method": "dann", "settings": {"trade_off": 0.3}},
+                                 {"method": "mcc", "settings": {"checkpoint": "information-maximisation"}}]
