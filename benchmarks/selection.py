@@ -38,6 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.oracle_cache import OracleCache  # noqa: E402
 from benchmarks.results import add_device_argument, device_flag, device_section, machine, write_section  # noqa: E402
 from benchmarks.selection_study import study_markdown, study_scenario  # noqa: E402
 from benchmarks.selection_suites import SUITES, Pair, held_out_pairs, load, tuning_pairs  # noqa: E402
@@ -47,6 +48,7 @@ from transferlab.methods import AdaptationData, applicable_methods, get_method  
 from transferlab.models import ModelSpec, build_model  # noqa: E402
 from transferlab.selection import SelectionConfig, mean_rank_scores, select_by_rules, select_by_trials  # noqa: E402
 from transferlab.selection.result import method_label  # noqa: E402
+from transferlab.selection.trials import default_candidates  # noqa: E402
 from transferlab.similarity import SimilarityConfig, similarity_report  # noqa: E402
 from transferlab.training import TrainSettings, train_classifier  # noqa: E402
 from transferlab.validators import VALIDATORS as SINGLE_VALIDATORS, label_free_scores  # noqa: E402
@@ -114,7 +116,8 @@ def load_pair(pair: Pair, scale: Scale = SMALL):
 
 def scenario(name: str, source, target, labels_per_class: int, device: str = "cpu", seed: int = 0,
              scale: Scale = SMALL, validator: str = DEFAULT_VALIDATOR, oracle_runs: int = ORACLE_RUNS,
-             model_spec: ModelSpec | None = None, oracle: str = "rule") -> dict:
+             model_spec: ModelSpec | None = None, oracle: str = "rule", also: tuple[str, ...] = (),
+             cache_dir: Path | None = None) -> dict:
     """One pair at one label budget; ``seed`` draws the source validation split, the labelled target
     samples, the initial weights and every training and selection seed (the test split is fixed).
 
@@ -124,8 +127,14 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     (8 methods, 4 seeds each, mnist→usps without labels and invert+noise with 10), so the best of
     several single runs is partly the luckiest draw, and a regret measured against it charges the
     selection for noise no choice could avoid. The first run of each is the one the brute-force
-    sweep times, and its numbers are kept as the single-run regret."""
+    sweep times, and its numbers are kept as the single-run regret.
+
+    ``also``: further validators whose own trials run on the same scenario and are scored against the
+    same oracle runs (paired: only the ranking differs), under the row's ``"also"``. ``cache_dir``: keep
+    the full runs there and reuse them (:mod:`benchmarks.oracle_cache`)."""
     pretrain, adapt = (s.model_copy(update={"device": device, "seed": seed}) for s in (scale.pretrain, scale.adapt))
+    cache = OracleCache(cache_dir, {"pair": name, "labels": labels_per_class, "seed": seed, "scale": scale.name,
+                                    "device": device, "spec": repr(model_spec)})
     started = time.perf_counter()
     train, val = split_source(source, 0.1, seed)
     splits = split_target(target, labels_per_class, 0.3, seed)
@@ -139,19 +148,48 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     eligible = [c["method"] for c in rule.candidates if c["eligible"]]
     if oracle == "sweep":  # every method that can run here, whether or not any selection would try it
         eligible = applicable_methods(data, model)
-    t0 = time.perf_counter()
-    chosen = select_by_trials(model, data, adapt,
-                              SelectionConfig(mode="trial", budget_fraction=BUDGET_FRACTION, seed=seed,
-                                              validator=validator), report=report)
-    select_s = time.perf_counter() - t0
+    runnable = applicable_methods(data, model)
+    sweep_epochs = sum(get_method(m).trains for m in runnable) * adapt.epochs
+
+    def select(variant: str):
+        """Trial mode ranked by a validator, "VALIDATOR" or "VALIDATOR:+M1,M2" (rule mode's shortlist plus
+        methods trials do not try by default, as select.candidates would list them)."""
+        v, _, extra = variant.partition(":+")
+        budget = {"budget_fraction": BUDGET_FRACTION}
+        if extra:  # the same budget: a share of the whole sweep, not of the listed candidates' sweep
+            shortlist = default_candidates(report, labels_per_class, 10, SelectionConfig(), True)[0]
+            budget = {"candidates": [m for m in dict.fromkeys([*shortlist, *extra.split(",")]) if m in runnable],
+                      "budget_epochs": BUDGET_FRACTION * sweep_epochs}
+        t0 = time.perf_counter()
+        picked = select_by_trials(model, data, adapt, SelectionConfig(mode="trial", seed=seed, validator=v, **budget),
+                                  report=report)
+        if extra:
+            picked.cost["fraction_of_full_sweep"] = picked.cost["cost_epochs"] / sweep_epochs
+            picked.cost["fraction_with_final_training"] = (
+                (picked.cost["cost_epochs"] + picked.cost["final_training_epochs"]) / sweep_epochs)
+        return picked, time.perf_counter() - t0
+
+    chosen, select_s = select(validator)
+    others = {v: select(v) for v in also if v != validator}
+
+    def full_run(method: str, config, run_seed: int, score: bool = False) -> tuple[np.ndarray, float, dict | None]:
+        """One full run's test-split probabilities, fit time and (``score``) label-free validator scores."""
+        def fit():
+            t0 = time.perf_counter()
+            fitted = get_method(method)().fit(model, data, config, adapt.model_copy(update={"seed": run_seed}))
+            seconds = time.perf_counter() - t0
+            scores = None
+            if score:  # how each label-free validator would rank the full runs (study only)
+                scores = {k: float(v) for k, v in label_free_scores(fitted.model, train.x, val.x, val.y,
+                                                                    splits.unlabelled.x, seed=seed).items()}
+            return predict_proba(fitted.model, splits.test), seconds, scores
+        return cache.get(method, config, run_seed, fit)
 
     def repeats(method: str, config, first: np.ndarray | None = None) -> list[np.ndarray]:
         """Test-split probabilities of ``oracle_runs`` runs (training seeds seed, seed + 1000, ...)."""
-        cls = get_method(method)
         runs = [] if first is None else [first]
-        for j in range(len(runs), oracle_runs if cls.trains else 1):  # a method that trains nothing cannot vary
-            settings = adapt.model_copy(update={"seed": seed + 1000 * j})
-            runs.append(predict_proba(cls().fit(model, data, config, settings).model, splits.test))
+        for j in range(len(runs), oracle_runs if get_method(method).trains else 1):  # untrained: cannot vary
+            runs.append(full_run(method, config, seed + 1000 * j)[0])
         return runs
 
     first, sweep_s, validators = {}, 0.0, {}
@@ -159,14 +197,14 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
     swept = list(dict.fromkeys([*eligible, *applicable_methods(data, model)]))
     for method in swept:
-        t0 = time.perf_counter()
-        fitted = get_method(method)().fit(model, data, None, adapt)
-        sweep_s += time.perf_counter() - t0
-        if method not in eligible:
-            continue
-        first[method] = predict_proba(fitted.model, splits.test)
-        if not labels_per_class:  # how each label-free validator would rank the full runs (study only)
-            validators[method] = label_free_scores(fitted.model, train.x, val.x, val.y, splits.unlabelled.x, seed=seed)
+        probs, seconds, scores = full_run(method, None, seed, score=method in eligible and not labels_per_class)
+        sweep_s += seconds
+        if method in eligible:
+            first[method] = probs
+        if scores is not None:
+            validators[method] = scores
+    if len(validators) < len(first):  # scores cached by other validator code: no study for this scenario
+        validators = {}
     runs = {method: repeats(method, None, probs) for method, probs in first.items()}
 
     def arm_runs(method: str, settings: dict) -> list[np.ndarray]:
@@ -185,15 +223,22 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     def acc(probs: list[np.ndarray]) -> float:
         return statistics.mean(float((p.argmax(1) == splits.test.y).mean()) for p in probs)
 
-    chosen_runs = arm_runs(chosen.method, chosen.settings)
+    def outcome(picked) -> tuple[list[np.ndarray], float, float, bool]:
+        """(the chosen arm's runs, their accuracy, what select.ensemble: never would have scored, whether
+        the committee disagreed)."""
+        picked_runs = arm_runs(picked.method, picked.settings)
+        committee = picked.evidence.get("committee") or {}
+        pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
+        composite = get_method(picked.method).composite
+        ranker = acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else acc(picked_runs)
+        return picked_runs, acc(picked_runs), ranker, bool(committee.get("ensemble"))
+
+    chosen_runs, chosen_acc, ranker_acc, split = outcome(chosen)
+    other = {v: (picked, outcome(picked), s) for v, (picked, s) in others.items()}
     oracle_acc = {method: acc(r) for method, r in runs.items()}
-    chosen_acc = acc(chosen_runs)
-    committee = chosen.evidence.get("committee") or {}
-    pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
-    composite = get_method(chosen.method).composite
-    ranker_acc = acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else chosen_acc
     best = max(oracle_acc, key=oracle_acc.get)
-    best_acc = max(oracle_acc[best], chosen_acc, ranker_acc)
+    # An arm outside the oracle's table (an ensemble, dann at another trade-off) may beat all of it.
+    best_acc = max(oracle_acc[best], chosen_acc, ranker_acc, *(max(o[1], o[2]) for _, o, _ in other.values()))
     first_acc = {m: acc([p]) for m, p in first.items()}
     best_first = max(first_acc, key=first_acc.get)
     chosen_first = acc(chosen_runs[:1])
@@ -201,13 +246,19 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
         "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method),
         "chosen": method_label(chosen.method, chosen.settings),
-        "chosen_acc": chosen_acc, "committee_split": bool(committee.get("ensemble")), "ranker_acc": ranker_acc,
+        "chosen_acc": chosen_acc, "committee_split": split, "ranker_acc": ranker_acc,
         "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
         "source_only_acc": oracle_acc["source-only"], "regret": best_acc - chosen_acc,
         "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
         "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
+        "final_fraction": chosen.cost["fraction_with_final_training"],
         "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible), "n_swept": len(swept),
-        "seconds": time.perf_counter() - started, "validator_regret": validator_regrets(validators, first_acc),
+        "seconds": time.perf_counter() - started, "cached_runs": cache.hits,
+        "validator_regret": validator_regrets(validators, first_acc),
+        "also": {v: {"chosen": method_label(p.method, p.settings), "chosen_acc": o[1], "ranker_acc": o[2],
+                     "committee_split": o[3], "regret": best_acc - o[1], "cost_fraction": p.cost["fraction_of_full_sweep"],
+                     "final_fraction": p.cost["fraction_with_final_training"],
+                     "time_fraction": s / sweep_s if sweep_s else 0.0} for v, (p, o, s) in other.items()},
     }
 
 
@@ -242,14 +293,23 @@ _LOADED: dict[tuple[str, str], tuple] = {}  # per process, the latest (pair, sca
 
 def _run_job(job: tuple) -> dict:
     """One scenario, in this process or a worker (each process loads a pair once, so a job is cheap to send)."""
-    name, pair, k, device, seed, scale_name, validator, oracle_runs, threads, oracle = job
+    name, pair, k, device, seed, scale_name, validator, oracle_runs, threads, oracle, also, cache_dir = job
     torch.set_num_threads(threads)
     scale = SCALES[scale_name]
     if (name, scale_name) not in _LOADED:
         _LOADED.clear()  # jobs come grouped by pair: keep one pair's images, not the suite's
         _LOADED[(name, scale_name)] = load_pair(pair, scale)
     return scenario(name, *_LOADED[(name, scale_name)], k, device, seed, scale, validator, oracle_runs,
-                    pair.model_spec(), oracle)
+                    pair.model_spec(), oracle, also, cache_dir)
+
+
+def _variant(text: str) -> str:
+    v, _, extra = text.partition(":+")
+    if v not in VALIDATORS:
+        raise argparse.ArgumentTypeError(f"unknown validator {v!r} (one of {', '.join(VALIDATORS)})")
+    for m in filter(None, extra.split(",")):
+        get_method(m)  # a ConfigError names the unknown method
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,11 +340,18 @@ def main(argv: list[str] | None = None) -> int:
                              "digits.py --standard schedules")
     parser.add_argument("--validator", choices=VALIDATORS, default=DEFAULT_VALIDATOR,
                         help="the label-free validator that ranks trials without target labels")
+    parser.add_argument("--also-validators", nargs="+", type=_variant, default=[], metavar="VALIDATOR[:+M1,M2]",
+                        help="validators whose own trials also run on every scenario, scored against the same "
+                             "oracle runs: a paired comparison in one more table; ':+mcc,shot' adds methods to "
+                             "the trials' candidates (same budget)")
     parser.add_argument("--oracle-runs", type=int, default=ORACLE_RUNS,
                         help="training seeds per oracle candidate and for the chosen arm (accuracy = their mean)")
     parser.add_argument("--oracle", choices=["rule", "sweep"], default="rule",
                         help="what regret is measured against: rule mode's candidate table (as in the first "
                              "sections) or the sweep, every method that can run on the pair")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep every full run's test probabilities here and reuse them in later runs "
+                             "(benchmarks/oracle_cache.py): comparing rankers then costs only the trials")
     parser.add_argument("--jobs", type=int, default=1,
                         help="scenarios run at once, each in its own process with --threads torch threads")
     args = parser.parse_args(argv)
@@ -305,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads,
-             args.oracle)
+             args.oracle, tuple(args.also_validators), args.cache)
             for name, seed in scenarios for k in args.budgets]
     # spawn, not fork: a forked child inherits torch's thread pool in an undefined state.
     with (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) if args.jobs > 1
@@ -317,7 +384,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * r['chosen_acc']:5.1f} "
                   f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
                   f"(single run {100 * r['single_run_regret']:4.1f}) "
-                  f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)", file=sys.stderr, flush=True)
+                  f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)"
+                  + "".join(f" | {v} {x['chosen']} regret {100 * x['regret']:4.1f}" for v, x in r["also"].items()),
+                  file=sys.stderr, flush=True)
 
     seeded = len(args.seeds) > 1  # one seed keeps the table as it always was: no seed column
     repeated = args.oracle_runs > 1  # one run: single-run regret is the regret, no column of its own
@@ -336,10 +405,12 @@ def main(argv: list[str] | None = None) -> int:
              + ("" if args.budgets == [0, 10] else " --budgets " + " ".join(map(str, args.budgets)))
              + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
              + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
+             + (" --also-validators " + " ".join(args.also_validators) if args.also_validators else "")
              + ("" if args.threads == 2 else f" --threads {args.threads}")
              + ("" if args.oracle_runs == ORACLE_RUNS else f" --oracle-runs {args.oracle_runs}")
              + ("" if args.oracle == "rule" else f" --oracle {args.oracle}")
              + ("" if args.jobs == 1 else f" --jobs {args.jobs}")
+             + (" --cache DIR" if args.cache else "")
              + " --out benchmarks/RESULTS.md`. "
              + scale.describe() + " Trial budget = "
              f"{BUDGET_FRACTION:.0%} of a brute-force sweep, every method that can run on the pair trained once in full "
@@ -358,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
                 "best of single runs is partly the luckiest draw. Single-run regret is the same comparison with "
                 "only the first run of each (the one the sweep's wall time is measured on). "
                 if repeated else "")
-             + "Accuracies on the target test split, which only this audit reads.", "",
+             + "Accuracies on the target test split, which only this audit reads."
+             + (f" {sum(r['cached_runs'] for r in rows)} full runs came from `--cache` (code unchanged since they "
+                "ran; cost (time) uses the fit times of the run that stored them)."
+                if any(r["cached_runs"] for r in rows) else ""), "",
              header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
@@ -383,10 +457,12 @@ def main(argv: list[str] | None = None) -> int:
               f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
               f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}; in wall time {100 * max_time:.0f} %: "
               f"{'met' if max_time <= GOALS['cost_fraction'] else 'NOT met'}). "
+              f"Selecting and then training the choice (an ensemble: each member) costs "
+              f"{_share_text([r['final_fraction'] for r in rows])} of the sweep in epochs. "
               f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points."
               + (f" Single-run regret: mean {statistics.mean(100 * r['single_run_regret'] for r in rows):.2f} "
                  "points." if repeated else ""), "",
-              ensemble_text(rows),
+              ensemble_text(rows), *validators_text(rows, args.validator),
               "Trial mode's mean regret by label budget: " + "; ".join(
                   f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
                   for k in args.budgets) + "."
@@ -412,6 +488,38 @@ def main(argv: list[str] | None = None) -> int:
                 + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
         write_section(args.out, device_section(name, args.device), md)
     return 0
+
+
+def _share_text(fractions: list[float]) -> str:
+    return f"{100 * statistics.mean(fractions):.0f} % on average (at most {100 * max(fractions):.0f} %)"
+
+
+def validators_text(rows: list[dict], validator: str) -> list[str]:
+    """Lines comparing the trial ranker ``validator`` with the ``--also-validators`` on the same scenarios
+    and oracle runs (each ranked its own trials); none without them."""
+    others = sorted({v for r in rows for v in r.get("also", {})})
+    if not others:
+        return []
+    header = ("| trials ranked by | mean regret (points) | with select.ensemble: never | worst loss to source-only "
+              "| committee disagreed | largest cost (time) | with the choice's training (epochs) |")
+    lines = ["", f"The same scenarios with the trials ranked by other validators (paired: the same pretrained models, "
+             "trial budget and oracle runs; only the ranking differs). Regret against the best arm any of them "
+             "evaluated.", "", header, "|" + "---|" * (header.count("|") - 1)]
+    for v in [validator, *others]:
+        res = [r if v == validator else r["also"][v] for r in rows]
+        lines.append(
+            f"| {v}{' (the table above)' if v == validator else ''} "
+            f"| {statistics.mean(100 * x['regret'] for x in res):.2f} "
+            f"| {statistics.mean(100 * (r['best_acc'] - x['ranker_acc']) for r, x in zip(rows, res)):.2f} "
+            f"| {max(100 * (r['source_only_acc'] - x['chosen_acc']) for r, x in zip(rows, res)):+.1f} "
+            f"| {sum(x['committee_split'] for x in res)}/{len(res)} "
+            f"| {max(100 * x['time_fraction'] for x in res):.0f} % "
+            f"| {_share_text([x['final_fraction'] for x in res])} |")
+    lines += ["", "Per scenario, regret (points) of each: " + "; ".join(
+        f"{r['pair']} s{r['seed']} k={r['labels']}: {100 * r['regret']:.1f} ({r['chosen']})" + "".join(
+            f", {v} {100 * r['also'][v]['regret']:.1f} ({r['also'][v]['chosen']})" for v in others)
+        for r in rows) + ".", ""]
+    return lines
 
 
 def ensemble_text(rows: list[dict]) -> str:

@@ -144,12 +144,12 @@ def test_other_sources_must_share_the_source_classes(several):
 
 
 def test_trial_mode_tries_multi_source_only_with_several_sources(several):
-    from transferlab.selection.trials import _default_candidates
+    from transferlab.selection.trials import default_candidates
 
     config = SelectionConfig(mode="trial")
     report = {"mmd": {"p_value": 0.001, "normalised": 0.5}, "a_distance": 1.5}
-    assert "multi-source" in _default_candidates(report, 0, 3, config, True, sources=3)[0]
-    assert "multi-source" not in _default_candidates(report, 0, 3, config, True, sources=1)[0]
+    assert "multi-source" in default_candidates(report, 0, 3, config, True, sources=3)[0]
+    assert "multi-source" not in default_candidates(report, 0, 3, config, True, sources=1)[0]
 
 
 def test_other_sources_are_read_only_by_a_method_that_uses_them(several):

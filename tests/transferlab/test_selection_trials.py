@@ -409,6 +409,24 @@ def test_disagreeing_validators_choose_the_ensemble_of_the_finalists_unless_told
     assert rows["ensemble"]["eligible"] and "chosen" in rows["ensemble"]["why"]
     assert all("member of the chosen ensemble" in rows[m]["why"] for m in ("dann", "source-only"))
     get_method("ensemble").make_config(sel.settings)  # what adapt will train is a valid ensemble
+    # adapt then trains dann in full; the source-only member trains nothing.
+    cost = sel.cost
+    assert cost["final_training_epochs"] == SETTINGS.epochs
+    assert cost["fraction_with_final_training"] == pytest.approx(
+        (cost["cost_epochs"] + SETTINGS.epochs) / cost["full_sweep_epochs"])
+    assert any(f"{100 * cost['fraction_with_final_training']:.0f}% of the full sweep" in r for r in sel.reasons)
+
+
+def test_the_cost_with_final_training_counts_every_trained_member():
+    from transferlab.selection.trials import _count_final_training
+
+    cost = {"cost_epochs": 2.0, "full_sweep_epochs": 40}
+    members = [{"method": "dann", "settings": {}}, {"method": "mcc", "settings": {}},
+               {"method": "source-only", "settings": {}}]
+    _count_final_training(cost, "ensemble", {"members": members}, 4)
+    assert cost["final_training_epochs"] == 8 and cost["fraction_with_final_training"] == pytest.approx(10 / 40)
+    _count_final_training(cost, "dann", {"trade_off": 0.3}, 4)
+    assert cost["final_training_epochs"] == 4 and cost["fraction_with_final_training"] == pytest.approx(6 / 40)
 
 
 def test_agreeing_validators_keep_the_single_winner(source):

@@ -236,7 +236,7 @@ def build_arms(
     return arms
 
 
-def _default_candidates(
+def default_candidates(
     report: dict | None, labels_per_class: int, n_classes: int, config: SelectionConfig, has_unlabelled: bool,
     sources: int = 1,
 ) -> tuple[list[str], dict[str, dict[str, Any]], dict[str, dict[str, list]], list[str]]:
@@ -348,7 +348,7 @@ def select_by_trials(
                                  "trial can be scored on held-out labels.")
         return selection
     has_unlabelled = data.target_unlabelled is not None and len(data.target_unlabelled) > 0
-    methods, rule_settings, derived_search, reasons = _default_candidates(
+    methods, rule_settings, derived_search, reasons = default_candidates(
         report, labels_per_class, n_classes, config, has_unlabelled, 1 + len(data.other_sources))
     registered = []
     for name in methods:
@@ -504,6 +504,10 @@ def select_by_trials(
         _mark_members(candidates, committee, arms)
         candidates.append({"method": Ensemble.name, "settings": chosen_settings, "score": None, "eligible": True,
                            "why": "chosen: the mean of the finalists' predicted probabilities"})
+    _count_final_training(cost, method, chosen_settings, settings.epochs)
+    if committee is not None and committee.ensemble and config.ensemble == "on-disagreement":
+        reasons.append(f"With adapt's training of the chosen ensemble ({cost['final_training_epochs']:.3g} epochs) "
+                       f"the choice costs {100 * cost['fraction_with_final_training']:.0f}% of the full sweep.")
     elif committee is not None and committee.ensemble:
         warnings.append("Weak evidence: " + committee.reason + f"; select.ensemble is 'never', so '{arms[winner].label}' "
                         "is kept.")
@@ -665,6 +669,16 @@ def ranking_validator(config: SelectionConfig, source_data: bool) -> str:
     ones that weigh labelled source data (DEV, reverse validation, SRC+IM) cannot be computed and IM
     ranks instead, the better of IM and SND in the selection benchmark's first validator study."""
     return config.validator if source_data or config.validator not in NEEDS_SOURCE else "im"
+
+
+def _count_final_training(cost: dict, method: str, settings: dict, epochs: int) -> None:
+    """Add what adapt then trains in full for the chosen method (an ensemble: each member) to ``cost``:
+    selecting and then training the choice, against the sweep that trains every method once."""
+    members = settings["members"] if get_method(method).composite else [{"method": method}]
+    final = sum(get_method(m["method"]).trains for m in members) * epochs
+    full = cost["full_sweep_epochs"]
+    cost["final_training_epochs"] = float(final)
+    cost["fraction_with_final_training"] = float((cost["cost_epochs"] + final) / full) if full else 0.0
 
 
 def _cost(results: list[TrialResult], full: int) -> dict:
