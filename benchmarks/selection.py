@@ -54,7 +54,10 @@ from transferlab.training import TrainSettings, train_classifier  # noqa: E402
 from transferlab.validators import VALIDATORS as SINGLE_VALIDATORS, label_free_scores  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-GOALS = {"mean_regret_points": 1.0, "max_loss_to_source_only_points": 2.0, "cost_fraction": 0.25}
+# Issue 23's goals on the held-out suite: mean regret ≤ 1.5 points without target labels and ≤ 1.0 with
+# them, never more than 1 point below source-only, trials ≤ 25 % of the sweep's wall time (standard scale).
+GOALS = {"mean_regret_points": {"without": 1.5, "with": 1.0}, "max_loss_to_source_only_points": 1.0,
+         "cost_fraction": 0.25}
 
 
 @dataclass(frozen=True)
@@ -384,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * r['chosen_acc']:5.1f} "
                   f"best {r['best']:14s} {100 * r['best_acc']:5.1f} regret {100 * r['regret']:4.1f} "
                   f"(single run {100 * r['single_run_regret']:4.1f}) "
-                  f"cost {100 * r['cost_fraction']:3.0f}% ({r['seconds']:.0f}s)"
+                  f"cost {100 * r['cost_fraction']:3.0f}% (time {100 * r['time_fraction']:3.0f}%) ({r['seconds']:.0f}s)"
                   + "".join(f" | {v} {x['chosen']} regret {100 * x['regret']:4.1f}" for v, x in r["also"].items()),
                   file=sys.stderr, flush=True)
 
@@ -430,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                 "only the first run of each (the one the sweep's wall time is measured on). "
                 if repeated else "")
              + "Accuracies on the target test split, which only this audit reads."
-             + (f" {sum(r['cached_runs'] for r in rows)} full runs came from `--cache` (code unchanged since they "
-                "ran; cost (time) uses the fit times of the run that stored them)."
+             + (f" {sum(r['cached_runs'] for r in rows)} full runs were read from `--cache` instead of trained (stored "
+                "earlier in this run, or by an earlier one with the same training code; cost (time) uses the fit "
+                "times of the run that stored them)."
                 if any(r["cached_runs"] for r in rows) else ""), "",
              header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
@@ -450,9 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     max_time = max(r["time_fraction"] for r in rows)
     rule_regrets = [100 * (r["best_acc"] - r["rule_acc"]) for r in rows if r["rule_acc"] is not None]
     lines += ["",
-              f"Trial mode: mean regret {statistics.mean(regrets):.2f} points (goal ≤ {GOALS['mean_regret_points']:.0f}: "
-              f"{'met' if statistics.mean(regrets) <= GOALS['mean_regret_points'] else 'NOT met'}); worst loss to "
-              f"source-only {worst_loss:.1f} points (goal ≤ {GOALS['max_loss_to_source_only_points']:.0f}: "
+              f"Trial mode: mean regret {statistics.mean(regrets):.2f} points ({regret_goal_text(rows)}); worst loss "
+              f"to source-only {worst_loss:.1f} points (goal ≤ {GOALS['max_loss_to_source_only_points']:.0f}: "
               f"{'met' if worst_loss <= GOALS['max_loss_to_source_only_points'] else 'NOT met'}); largest selection "
               f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
               f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}; in wall time {100 * max_time:.0f} %: "
@@ -488,6 +491,16 @@ def main(argv: list[str] | None = None) -> int:
                 + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
         write_section(args.out, device_section(name, args.device), md)
     return 0
+
+
+def regret_goal_text(rows: list[dict]) -> str:
+    """Mean regret against its goal, per kind of label budget (the goals differ with and without labels)."""
+    parts = []
+    for kind, rows_ in (("without", [r for r in rows if not r["labels"]]), ("with", [r for r in rows if r["labels"]])):
+        if rows_:
+            mean, goal = statistics.mean(100 * r["regret"] for r in rows_), GOALS["mean_regret_points"][kind]
+            parts.append(f"{kind} target labels {mean:.2f}, goal ≤ {goal}: {'met' if mean <= goal else 'NOT met'}")
+    return "; ".join(parts)
 
 
 def _share_text(fractions: list[float]) -> str:

@@ -51,3 +51,12 @@ def test_a_variant_names_a_known_validator_and_known_methods():
         _variant("nope")
     with pytest.raises(ConfigError):
         _variant("dev:+no-such-method")
+
+
+def test_regret_goals_differ_with_and_without_labels():
+    from benchmarks.selection import regret_goal_text
+
+    rows = [_row(0, False, 0.79, 0.79), _row(0, False, 0.77, 0.77), _row(10, False, 0.785, 0.785)]
+    assert regret_goal_text(rows) == ("without target labels 2.00, goal ≤ 1.5: NOT met; "
+                                      "with target labels 1.50, goal ≤ 1.0: NOT met")
+    assert regret_goal_text(rows[:1]) == "without target labels 1.00, goal ≤ 1.5: met"

@@ -76,8 +76,12 @@ class SelectionConfig(BaseModel):
     # benchmarks/RESULTS.md (sections selection-study-tuning / -held-out) and in params.yaml's comment.
     # Reverse validation ranked fully trained candidates best on both suites (Spearman 0.40 tuning,
     # 0.46 held-out; DEV 0.13 and -0.01), but at a tiny scale with one training seed and on finished
-    # models, not on the short trials this setting ranks: DEV stays the default until the trial-mode
-    # benchmark (`selection.py --suite ... --validator reverse`) confirms it on both suites.
+    # models, not on the short trials this setting ranks. Ranking the trials themselves (selection.py
+    # --also-validators, tuning suite, section selection-tiny-tuning-rankers), it did not help: mean
+    # regret 5.96 points against DEV's 5.81 (IM 5.11, entropy 5.16, SRC+IM 5.22, all within one oracle
+    # run's noise of each other), so DEV stays. The largest gain there came from the trials' candidates
+    # (DEV with mcc, shot and adamatch added: 3.09), which the held-out suite did not confirm (4.02 vs
+    # 4.32, but 1.8 points below source-only on mnist→invert; section selection-tiny-held-out-rankers).
     validator: Literal["im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im", "mean-rank"] = Field(
         "dev", description="label-free score that ranks trials when the target has no labels"
     )
