@@ -81,7 +81,8 @@ class SelectionConfig(BaseModel):
     # regret 5.96 points against DEV's 5.81 (IM 5.11, entropy 5.16, SRC+IM 5.22, all within one oracle
     # run's noise of each other), so DEV stays. The largest gain there came from the trials' candidates
     # (DEV with mcc, shot and adamatch added: 3.09), which the held-out suite did not confirm (4.02 vs
-    # 4.32, but 1.8 points below source-only on mnist→invert; section selection-tiny-held-out-rankers).
+    # 4.32, but 1.8 points below source-only on mnist→invert; section selection-tiny-held-out-rankers),
+    # nor did IM, the runner-up (4.40 vs 4.32 held-out, 1.1 points below source-only).
     validator: Literal["im", "snd", "dev", "entropy", "mixval", "reverse", "srcacc_im", "mean-rank"] = Field(
         "dev", description="label-free score that ranks trials when the target has no labels"
     )
