@@ -17,6 +17,7 @@ from typing import Iterator
 
 import yaml
 
+from flows import interrupts  # noqa: E402
 from transferlab.errors import TransferlabError
 
 DEFAULT_ENV = {
@@ -183,6 +184,7 @@ def _pipeline_watched(server, project: Path, overrides: dict) -> dict:
         with watch:
             return transfer_pipeline(project_dir=str(project), overrides=overrides)
     except KeyboardInterrupt:
+        interrupts.caught()
         if getattr(watch, "exit_code", None) is not None:
             raise TransferlabError(watch.message()) from None
         prefect_runs.mark_interrupted()
@@ -346,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
+        interrupts.caught()
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - every failure ends in one line; a bug's traceback goes to a file
@@ -363,6 +366,7 @@ def entry() -> None:
     1 s for torch alone, 5 s after a pipeline run on 2 cores)."""
     import atexit
 
+    interrupts.install()
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
