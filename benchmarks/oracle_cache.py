@@ -11,6 +11,7 @@ own code is unchanged; fit times are those of the run that filled the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -32,6 +33,7 @@ def _digest(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+@functools.cache  # once per process: every scenario of a run reads the same files
 def training_code_hash() -> str:
     """A hash of the code a full run executes: transferlab minus the ranking code, and the stage's predict_proba."""
     files = [p for p in (ROOT / "transferlab").rglob("*.py")
@@ -39,6 +41,7 @@ def training_code_hash() -> str:
     return _digest([*files, ROOT / "tasks" / "evaluate.py"])
 
 
+@functools.cache
 def validators_code_hash() -> str:
     return _digest([ROOT / p for p in _VALIDATORS])
 

@@ -148,28 +148,24 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     report = similarity_report(model, train, splits.unlabelled, labelled,
                                config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
     rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
+    runnable = applicable_methods(data, model)
     eligible = [c["method"] for c in rule.candidates if c["eligible"]]
     if oracle == "sweep":  # every method that can run here, whether or not any selection would try it
-        eligible = applicable_methods(data, model)
-    runnable = applicable_methods(data, model)
+        eligible = runnable
     sweep_epochs = sum(get_method(m).trains for m in runnable) * adapt.epochs
 
     def select(variant: str):
         """Trial mode ranked by a validator, "VALIDATOR" or "VALIDATOR:+M1,M2" (rule mode's shortlist plus
         methods trials do not try by default, as select.candidates would list them)."""
-        v, _, extra = variant.partition(":+")
+        v, extra = parse_variant(variant)
         budget = {"budget_fraction": BUDGET_FRACTION}
         if extra:  # the same budget: a share of the whole sweep, not of the listed candidates' sweep
             shortlist = default_candidates(report, labels_per_class, 10, SelectionConfig(), True)[0]
-            budget = {"candidates": [m for m in dict.fromkeys([*shortlist, *extra.split(",")]) if m in runnable],
+            budget = {"candidates": [m for m in dict.fromkeys([*shortlist, *extra]) if m in runnable],
                       "budget_epochs": BUDGET_FRACTION * sweep_epochs}
         t0 = time.perf_counter()
         picked = select_by_trials(model, data, adapt, SelectionConfig(mode="trial", seed=seed, validator=v, **budget),
                                   report=report)
-        if extra:
-            picked.cost["fraction_of_full_sweep"] = picked.cost["cost_epochs"] / sweep_epochs
-            picked.cost["fraction_with_final_training"] = (
-                (picked.cost["cost_epochs"] + picked.cost["final_training_epochs"]) / sweep_epochs)
         return picked, time.perf_counter() - t0
 
     chosen, select_s = select(validator)
@@ -198,7 +194,7 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     first, sweep_s, validators = {}, 0.0, {}
     # The budget is a share of the brute-force sweep, every method that can run here trained once; the
     # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
-    swept = list(dict.fromkeys([*eligible, *applicable_methods(data, model)]))
+    swept = list(dict.fromkeys([*eligible, *runnable]))
     for method in swept:
         probs, seconds, scores = full_run(method, None, seed, score=method in eligible and not labels_per_class)
         sweep_s += seconds
@@ -209,9 +205,10 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     if len(validators) < len(first):  # scores cached by other validator code: no study for this scenario
         validators = {}
     runs = {method: repeats(method, None, probs) for method, probs in first.items()}
+    other_arms: dict[str, list[np.ndarray]] = {}  # arms with their own settings, trained once for every variant
 
     def arm_runs(method: str, settings: dict) -> list[np.ndarray]:
-        """An arm's runs: the oracle's own when it has default settings, else trained here; an ensemble's
+        """An arm's runs: the oracle's own when it has default settings, else trained here once; an ensemble's
         are the mean of its members' probabilities, run by run (members trained with the same seeds)."""
         cls = get_method(method)
         if cls.composite:  # the ensemble's formula (transferlab.ensemble) on its members' stored outputs
@@ -221,47 +218,50 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
         config = cls.make_config(settings)
         if method in runs and config == cls.make_config(None):  # dann(trade_off=1.0) is dann's own
             return runs[method]
-        return repeats(method, config)
+        label = method_label(method, settings)
+        if label not in other_arms:
+            other_arms[label] = repeats(method, config)
+        return other_arms[label]
 
     def acc(probs: list[np.ndarray]) -> float:
         return statistics.mean(float((p.argmax(1) == splits.test.y).mean()) for p in probs)
 
-    def outcome(picked) -> tuple[list[np.ndarray], float, float, bool]:
-        """(the chosen arm's runs, their accuracy, what select.ensemble: never would have scored, whether
-        the committee disagreed)."""
-        picked_runs = arm_runs(picked.method, picked.settings)
+    def outcome(picked, select_s: float) -> dict:
+        """A selection's chosen arm, its accuracy, what select.ensemble: never would have scored, whether
+        the committee disagreed, and its costs as shares of the whole sweep (of every variant alike: one
+        that lists its candidates counts only theirs in its own cost)."""
         committee = picked.evidence.get("committee") or {}
         pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
+        chosen_acc = acc(arm_runs(picked.method, picked.settings))
         composite = get_method(picked.method).composite
-        ranker = acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else acc(picked_runs)
-        return picked_runs, acc(picked_runs), ranker, bool(committee.get("ensemble"))
+        spent = picked.cost["cost_epochs"]
+        return {"chosen": method_label(picked.method, picked.settings), "chosen_acc": chosen_acc,
+                "ranker_acc": acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else chosen_acc,
+                "committee_split": bool(committee.get("ensemble")), "cost_fraction": spent / sweep_epochs,
+                "final_fraction": (spent + picked.cost["final_training_epochs"]) / sweep_epochs,
+                "time_fraction": select_s / sweep_s if sweep_s else 0.0}
 
-    chosen_runs, chosen_acc, ranker_acc, split = outcome(chosen)
-    other = {v: (picked, outcome(picked), s) for v, (picked, s) in others.items()}
+    chosen_runs = arm_runs(chosen.method, chosen.settings)
+    mine = outcome(chosen, select_s)
+    other = {v: outcome(picked, s) for v, (picked, s) in others.items()}
     oracle_acc = {method: acc(r) for method, r in runs.items()}
     best = max(oracle_acc, key=oracle_acc.get)
     # An arm outside the oracle's table (an ensemble, dann at another trade-off) may beat all of it.
-    best_acc = max(oracle_acc[best], chosen_acc, ranker_acc, *(max(o[1], o[2]) for _, o, _ in other.values()))
+    best_acc = max(oracle_acc[best], *(max(o["chosen_acc"], o["ranker_acc"]) for o in [mine, *other.values()]))
+    for o in [mine, *other.values()]:
+        o["regret"] = best_acc - o["chosen_acc"]
     first_acc = {m: acc([p]) for m, p in first.items()}
     best_first = max(first_acc, key=first_acc.get)
     chosen_first = acc(chosen_runs[:1])
     return {
         "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
-        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method),
-        "chosen": method_label(chosen.method, chosen.settings),
-        "chosen_acc": chosen_acc, "committee_split": split, "ranker_acc": ranker_acc,
+        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method), **mine,
         "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
-        "source_only_acc": oracle_acc["source-only"], "regret": best_acc - chosen_acc,
+        "source_only_acc": oracle_acc["source-only"],
         "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
-        "cost_fraction": chosen.cost["fraction_of_full_sweep"], "select_s": select_s, "sweep_s": sweep_s,
-        "final_fraction": chosen.cost["fraction_with_final_training"],
-        "time_fraction": select_s / sweep_s if sweep_s else 0.0, "n_candidates": len(eligible), "n_swept": len(swept),
+        "select_s": select_s, "sweep_s": sweep_s, "n_candidates": len(eligible), "n_swept": len(swept),
         "seconds": time.perf_counter() - started, "cached_runs": cache.hits,
-        "validator_regret": validator_regrets(validators, first_acc),
-        "also": {v: {"chosen": method_label(p.method, p.settings), "chosen_acc": o[1], "ranker_acc": o[2],
-                     "committee_split": o[3], "regret": best_acc - o[1], "cost_fraction": p.cost["fraction_of_full_sweep"],
-                     "final_fraction": p.cost["fraction_with_final_training"],
-                     "time_fraction": s / sweep_s if sweep_s else 0.0} for v, (p, o, s) in other.items()},
+        "validator_regret": validator_regrets(validators, first_acc), "also": other,
     }
 
 
@@ -306,11 +306,17 @@ def _run_job(job: tuple) -> dict:
                     pair.model_spec(), oracle, also, cache_dir)
 
 
-def _variant(text: str) -> str:
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """"VALIDATOR" or "VALIDATOR:+M1,M2" -> (the validator, the methods added to the trials' candidates)."""
     v, _, extra = text.partition(":+")
+    return v, [m for m in extra.split(",") if m]
+
+
+def _variant(text: str) -> str:
+    v, extra = parse_variant(text)
     if v not in VALIDATORS:
         raise argparse.ArgumentTypeError(f"unknown validator {v!r} (one of {', '.join(VALIDATORS)})")
-    for m in filter(None, extra.split(",")):
+    for m in extra:
         get_method(m)  # a ConfigError names the unknown method
     return text
 

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import yaml
 
-from flows import interrupts  # noqa: E402
+from flows import interrupts
 from transferlab.errors import TransferlabError
 
 DEFAULT_ENV = {

@@ -494,20 +494,19 @@ def select_by_trials(
         f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
     warnings = []
-    method, chosen_settings = arms[winner].method, dict(arms[winner].settings)
-    if committee is not None and committee.ensemble and config.ensemble == "on-disagreement":
-        method, chosen_settings = Ensemble.name, {"members": _members(committee, arms)}
+    ensemble = committee is not None and committee.ensemble and config.ensemble == "on-disagreement"
+    method, chosen_settings = ((Ensemble.name, {"members": _members(committee, arms)}) if ensemble
+                               else (arms[winner].method, dict(arms[winner].settings)))
+    _count_final_training(cost, method, chosen_settings, settings.epochs)
+    if ensemble:
         reasons.append("Weak evidence: " + committee.reason + f", rather than '{arms[winner].label}' alone "
-                       "(select.ensemble: on-disagreement). Each member is trained in full; the ensemble costs "
-                       "the sum of their trainings.")
+                       "(select.ensemble: on-disagreement). Each member is trained in full: with their trainings "
+                       f"({cost['final_training_epochs']:.3g} epochs) the choice costs "
+                       f"{100 * cost['fraction_with_final_training']:.0f}% of the full sweep.")
         decided_by = f"the validator committee ({', '.join(v.upper() for v in COMMITTEE)}), which disagreed"
         _mark_members(candidates, committee, arms)
         candidates.append({"method": Ensemble.name, "settings": chosen_settings, "score": None, "eligible": True,
                            "why": "chosen: the mean of the finalists' predicted probabilities"})
-    _count_final_training(cost, method, chosen_settings, settings.epochs)
-    if committee is not None and committee.ensemble and config.ensemble == "on-disagreement":
-        reasons.append(f"With adapt's training of the chosen ensemble ({cost['final_training_epochs']:.3g} epochs) "
-                       f"the choice costs {100 * cost['fraction_with_final_training']:.0f}% of the full sweep.")
     elif committee is not None and committee.ensemble:
         warnings.append("Weak evidence: " + committee.reason + f"; select.ensemble is 'never', so '{arms[winner].label}' "
                         "is kept.")
