@@ -82,17 +82,22 @@ def cmd_repair(args) -> int:
 _SERVER: list = []  # the LocalServer this command started, if any
 
 
-def _stop_temporary_server(grace_s: float = 1.0) -> None:
+def _stop_temporary_server(grace_s: float = 1.0) -> bool:
     """Deliver Prefect's queued logs and events, as its own exit hooks would, then stop the server
-    this command started."""
+    this command started. False when that server had died: nothing can be delivered, and Prefect's
+    services would retry against it (5 s here, measured up to 80 s under load)."""
     if not _SERVER:
-        return
-    # A private API: if it moves, a lost last log line must not fail the run.
-    with contextlib.suppress(Exception):
-        from prefect._internal.concurrency.services import QueueService
+        return True
+    server = _SERVER.pop()
+    alive = server.process is None or server.process.poll() is None
+    if alive:
+        # A private API: if it moves, a lost last log line must not fail the run.
+        with contextlib.suppress(Exception):
+            from prefect._internal.concurrency.services import QueueService
 
-        QueueService.drain_all(timeout=5.0)
-    _SERVER.pop().stop(grace_s)
+            QueueService.drain_all(timeout=5.0)
+    server.stop(grace_s)
+    return alive
 
 
 @contextlib.contextmanager
@@ -370,11 +375,13 @@ def entry() -> None:
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    _stop_temporary_server()
+    server_alive = _stop_temporary_server()
     # What the interpreter does at exit before tearing down, in its order: thread-exit hooks
-    # (Prefect drains its log and event queues there) and joining threads, then atexit hooks.
-    threading._shutdown()
-    atexit._run_exitfuncs()
+    # (Prefect drains its log and event queues there, pointless once its server died) and joining
+    # threads, then atexit hooks.
+    if server_alive:
+        threading._shutdown()
+        atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
