@@ -69,6 +69,7 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {"ema": 0.99}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {"ema": 0.999}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {}),
+    ("weak-aug scale 0.3", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {"ema": 0.99}),
 ]
 
 
