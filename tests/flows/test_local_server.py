@@ -86,3 +86,37 @@ def test_the_private_server_gets_no_view_at_link(monkeypatch):
     monkeypatch.delenv("PREFECT_UI_URL", raising=False)
     with cli._prefect_api(_FakeServer()):
         assert url_for("flow-run", obj_id="abc") is None  # what flow_engine checks before printing it
+
+
+class _Server:
+    """What cli._stop_temporary_server needs of a LocalServer: its process and stop()."""
+
+    def __init__(self, process) -> None:
+        self.process, self.stopped = process, False
+
+    def stop(self, grace_s: float) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.stopped = True
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_exit_delivers_prefects_queues_only_to_a_live_server(monkeypatch, dead):
+    import subprocess
+    import sys
+
+    from prefect._internal.concurrency.services import QueueService
+
+    from flows import cli
+
+    drained = []
+    monkeypatch.setattr(QueueService, "drain_all", classmethod(lambda cls, timeout=None: drained.append(timeout)))
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    if dead:
+        process.kill()
+        process.wait()
+    server = _Server(process)
+    monkeypatch.setattr(cli, "_SERVER", [server])
+    # A dead server's queues would be retried against for seconds (once 80 s): skip them and the exit hooks.
+    assert cli._stop_temporary_server() is (not dead)
+    assert drained == ([] if dead else [5.0]) and server.stopped and cli._SERVER == []
