@@ -244,6 +244,9 @@ def test_survivors_are_continued_not_restarted(source):
     assert winner[-1]["epochs_trained"] < winner[-1]["epochs"]
     assert sel.cost["cost_epochs"] <= 6 + 1e-9
     assert all(j.schedule_epochs == first[0].schedule_epochs for jobs in jobs_seen for j in jobs)
+    # Each candidate says where it fell: one arm of three in the first round, one in the final.
+    whys = sorted(c["why"].split(" (")[0] for c in sel.candidates)
+    assert whys == ["eliminated in round 1", "eliminated in round 2", "winner after round 2"]
 
 
 def _crafted_map(crafted):

@@ -336,20 +336,52 @@ def select_by_trials(
     makes the rule shortlist the candidates. ``data.target_labelled`` is the only labelled target
     data any trial sees; the target test split is not an argument and cannot be reached.
     """
-    map_fn = map_fn or _serial_map
-    n_classes = data.n_target_classes
     labels_per_class = _labels_per_class(data.target_labelled)
     if data.road == TASK_TRANSFER and labels_per_class < 2 and report is not None:
-        # One label per new class leaves nothing to hold out, and no label-free validator knows
-        # what a new head's classes mean: the rules decide.
-        selection = select_by_rules(report, labels_per_class, n_classes, config)
-        selection.mode, selection.decided_by = "trial", "rules (one label per new class is too few to score trials)"
-        selection.reasons.append("Trial mode fell back to the rules: with one label per class of a new task no "
-                                 "trial can be scored on held-out labels.")
-        return selection
+        return _rules_instead(report, labels_per_class, data.n_target_classes, config)
+    registered, arms, reasons = _candidate_arms(report, labels_per_class, data, config)
+    # The brute-force sweep trains every method that can run here once, in full (source-only
+    # trains nothing, so it costs nothing there): the alternative to selecting, whose best
+    # method a selection's regret is measured against.
+    swept = registered if config.candidates is not None else applicable_methods(data, source_model)
+    full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
+    budget = config.budget_epochs
+    if config.budget_fraction is not None:
+        budget = config.budget_fraction * full_sweep_epochs
+    plan = plan_scoring(data.target_labelled, config)
+    reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
+    halving = _SuccessiveHalving(arms, plan, budget, source_model, data, settings, config)
+    reasons += halving.run(map_fn or _serial_map, on_trial)
+    reasons.append(
+        f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {budget:.3g} epochs"
+        + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "")
+        + f" ({full_sweep_epochs} epochs: "
+        + ("the candidates" if config.candidates is not None
+           else f"the {sum(get_method(m).trains for m in swept)} training methods that can run here")
+        + " trained in full)): "
+        + "; ".join(f"round {r + 1}: {n} trials {'to' if r == 0 else 'continued to'} {e:.3g} epochs"
+                    for r, (n, e) in enumerate(halving.schedule))
+        + "."
+    )
+    return _selection(halving, full_sweep_epochs, labels_per_class, reasons, data.has_source_data)
+
+
+def _rules_instead(report: dict, labels_per_class: int, n_classes: int, config: SelectionConfig) -> Selection:
+    # One label per new class leaves nothing to hold out, and no label-free validator knows
+    # what a new head's classes mean: the rules decide.
+    selection = select_by_rules(report, labels_per_class, n_classes, config)
+    selection.mode, selection.decided_by = "trial", "rules (one label per new class is too few to score trials)"
+    selection.reasons.append("Trial mode fell back to the rules: with one label per class of a new task no "
+                             "trial can be scored on held-out labels.")
+    return selection
+
+
+def _candidate_arms(report: dict | None, labels_per_class: int, data: AdaptationData,
+                    config: SelectionConfig) -> tuple[list[str], list[Arm], list[str]]:
+    """(the registered candidate methods, their arms, the reasons so far)."""
     has_unlabelled = data.target_unlabelled is not None and len(data.target_unlabelled) > 0
     methods, rule_settings, derived_search, reasons = default_candidates(
-        report, labels_per_class, n_classes, config, has_unlabelled, 1 + len(data.other_sources))
+        report, labels_per_class, data.n_target_classes, config, has_unlabelled, 1 + len(data.other_sources))
     registered = []
     for name in methods:
         try:
@@ -364,154 +396,135 @@ def select_by_trials(
     # A grid given in config.search wins over one derived from the rule's evidence.
     arms = build_arms(registered, config.model_copy(update={"search": {**derived_search, **config.search}}),
                       rule_settings)
-    # The brute-force sweep trains every method that can run here once, in full (source-only
-    # trains nothing, so it costs nothing there): the alternative to selecting, whose best
-    # method a selection's regret is measured against.
-    swept = registered if config.candidates is not None else applicable_methods(data, source_model)
-    full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
-    budget = config.budget_epochs
-    if config.budget_fraction is not None:
-        budget = config.budget_fraction * full_sweep_epochs
-    plan = plan_scoring(data.target_labelled, config)
-    reasons.append(f"Trials are ranked by {plan.description}; no trial sees the target test split.")
-    rounds = halving_rounds(len(arms), config.eta)
-    final_folds = len(plan.folds) if plan.kind == "cv" else 1
-    if plan.kind == "cv" and rounds > 1:
-        reasons.append("Pruning rounds score on the first fold only; the final round cross-validates on all "
-                       f"{len(plan.folds)} folds, so K-fold cost is paid only by the finalists.")
+    return registered, arms, reasons
 
-    def round_plan(r: int) -> ScoringPlan:
-        return plan if plan.kind != "cv" or r == rounds - 1 else replace(plan, folds=plan.folds[:1])
 
-    def folds_of(arm: Arm, r: int) -> int:
+class _SuccessiveHalving:
+    """The rounds of trial mode (module doc): who is trained to which fidelity, what each arm's latest
+    trial scored, where the others were eliminated, and the last survivor."""
+
+    def __init__(self, arms: list[Arm], plan: ScoringPlan, budget: float, source_model: torch.nn.Module,
+                 data: AdaptationData, settings: TrainSettings, config: SelectionConfig) -> None:
+        self.arms, self.plan, self.budget = arms, plan, budget
+        self.source_model, self.data, self.settings, self.config = source_model, data, settings, config
+        self.rounds = halving_rounds(len(arms), config.eta)
+        self.schedule: list[tuple[int, float]] = []
+        self.committee: CommitteeChoice | None = None
+        self.survivors = list(range(len(arms)))
+        self.results: list[TrialResult] = []
+        self.latest: dict[int, TrialResult] = {}
+        self.eliminated_in: dict[int, int] = {}
+        self.states: dict[int, dict[int, RunState]] = {}  # per surviving arm and fold, the run to continue
+        self.horizon: float | None = None
+
+    @property
+    def winner(self) -> int:
+        return self.survivors[0]
+
+    def run(self, map_fn: MapFn, on_trial: Callable[[dict[str, Any]], None] | None) -> list[str]:
+        """Every round; returns the reasons it has to give."""
+        notes = []
+        if self.plan.kind == "cv" and self.rounds > 1:
+            notes.append("Pruning rounds score on the first fold only; the final round cross-validates on all "
+                         f"{len(self.plan.folds)} folds, so K-fold cost is paid only by the finalists.")
+        for r in range(self.rounds):
+            results = self._train_round(r, map_fn, on_trial)
+            notes += self._prune(r, results)
+        self.states.clear()
+        return notes
+
+    def _round_plan(self, r: int) -> ScoringPlan:
+        plan = self.plan
+        return plan if plan.kind != "cv" or r == self.rounds - 1 else replace(plan, folds=plan.folds[:1])
+
+    def _folds_of(self, arm: Arm, r: int) -> int:
         cls = get_method(arm.method)
         if not cls.trains:
             return 0  # the source model as it is: scored, never trained, so it takes no share of the budget
-        return len(round_plan(r).folds) if plan.kind == "cv" and cls.needs_target_labels else 1
+        return len(self._round_plan(r).folds) if self.plan.kind == "cv" and cls.needs_target_labels else 1
 
-    schedule: list[tuple[int, float]] = []
-    committee: CommitteeChoice | None = None
-    survivors = list(range(len(arms)))
-    all_results: list[TrialResult] = []
-    latest: dict[int, TrialResult] = {}
-    eliminated_in: dict[int, int] = {}
-    states: dict[int, dict[int, RunState]] = {}  # per surviving arm and fold, the run to continue
-
-    def trained(i: int, fold: int) -> float:
+    def _trained(self, i: int, fold: int) -> float:
         """Epochs the arm's run for ``fold`` has trained (whole steps; an early-stopped one is done)."""
-        state = states.get(i, {}).get(fold)
+        state = self.states.get(i, {}).get(fold)
         if state is None:
             return 0.0
-        return float(settings.epochs) if state.stopped_early else state.step / state.steps_per_epoch
+        return float(self.settings.epochs) if state.stopped_early else state.step / state.steps_per_epoch
 
-    horizon = None
-    for r in range(rounds):
-        spent = sum(t.epochs_trained for t in all_results)
-        done = [[trained(i, f) for f in range(folds_of(arms[i], r))] for i in survivors]
-        fidelity = round_fidelity(budget - spent, done, rounds - r, config.eta, final_folds, settings.epochs)
-        if horizon is None:  # every trial's schedules run over the final round's planned fidelity
-            horizon = min(float(settings.epochs), fidelity * config.eta ** (rounds - 1))
-        schedule.append((len(survivors), fidelity))
+    def _train_round(self, r: int, map_fn: MapFn, on_trial) -> list[TrialResult]:
+        arms, settings, config, survivors = self.arms, self.settings, self.config, self.survivors
+        final_folds = len(self.plan.folds) if self.plan.kind == "cv" else 1
+        spent = sum(t.epochs_trained for t in self.results)
+        done = [[self._trained(i, f) for f in range(self._folds_of(arms[i], r))] for i in survivors]
+        fidelity = round_fidelity(self.budget - spent, done, self.rounds - r, config.eta, final_folds, settings.epochs)
+        if self.horizon is None:  # every trial's schedules run over the final round's planned fidelity
+            self.horizon = min(float(settings.epochs), fidelity * config.eta ** (self.rounds - 1))
+        self.schedule.append((len(survivors), fidelity))
         to_train = [sum(max(0.0, fidelity - t) for t in folds) for folds in done]
         order = longest_first([
-            prior_cost(arms[i].method, data, settings, e) if r == 0
-            else measured_cost(latest[i].runtime_s, latest[i].epochs_trained, e)
+            prior_cost(arms[i].method, self.data, settings, e) if r == 0
+            else measured_cost(self.latest[i].runtime_s, self.latest[i].epochs_trained, e)
             for i, e in zip(survivors, to_train)])
         submitted_as = {k: n for n, k in enumerate(order, start=1)}
         jobs = [
-            TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, fidelity, source_model, data,
-                     settings, round_plan(r), config, schedule_epochs=horizon, resume=states.get(i, {}),
-                     position=f"{submitted_as[k]}/{len(survivors)}")
+            TrialJob(f"r{r + 1}-{i:02d}-{arms[i].label}", arms[i], r + 1, fidelity, self.source_model, self.data,
+                     settings, self._round_plan(r), config, schedule_epochs=self.horizon,
+                     resume=self.states.get(i, {}), position=f"{submitted_as[k]}/{len(survivors)}")
             for k, i in enumerate(survivors)
         ]
-        progress.note("round %d of %d: %d trials to %.3g epochs each", r + 1, rounds, len(jobs), fidelity)
+        progress.note("round %d of %d: %d trials to %.3g epochs each", r + 1, self.rounds, len(jobs), fidelity)
         results = map_in_order(map_fn, run_trial, jobs, order)
         if len(results) != len(jobs):
             raise ConfigError(f"map_fn returned {len(results)} results for {len(jobs)} trials")
-        _rank_round(results, plan, config)
+        _rank_round(results, self.plan, config)
         for i, res in zip(survivors, results):
-            all_results.append(res)
-            latest[i] = res
-            states[i] = {**states.get(i, {}), **res.states}
+            self.results.append(res)
+            self.latest[i] = res
+            self.states[i] = {**self.states.get(i, {}), **res.states}
             res.states = {}  # held once, in ``states``, and only while the arm survives
             if on_trial is not None:
                 on_trial(res.to_dict())
+        return results
+
+    def _prune(self, r: int, results: list[TrialResult]) -> list[str]:
+        """Keep the round's best ⌈|S| / η⌉ (the last round: one); returns the reasons it gives."""
+        notes, last, survivors = [], r == self.rounds - 1, self.survivors
         # Best first; equal scores go to the other labelled number (see _tie_break), then, sorted()
         # being stable, to the candidates' order of preference.
         order = sorted(range(len(survivors)),
-                       key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], config)))
-        if r == rounds - 1 and not plan.uses_labels:
-            committee = _committee_note(results, [arms[i] for i in survivors])
-        if r == rounds - 1 and plan.uses_labels and config.labelled_score == "nll":
-            order, why = _untrained_by_accuracy(order, results, [arms[i] for i in survivors])
-            if why:
-                reasons.append(why)
-        keep = 1 if r == rounds - 1 else max(1, math.ceil(len(survivors) / config.eta))
+                       key=lambda j: (-_sortable(results[j].score), _tie_break(results[j], self.config)))
+        finalists = [self.arms[i] for i in survivors]
+        if last and not self.plan.uses_labels:
+            self.committee = _committee_note(results, finalists)
+        if last and self.plan.uses_labels and self.config.labelled_score == "nll":
+            order, why = _untrained_by_accuracy(order, results, finalists)
+            notes += [why] if why else []
+        keep = 1 if last else max(1, math.ceil(len(survivors) / self.config.eta))
         for j in order[keep:]:
-            eliminated_in[survivors[j]] = r + 1
-            states.pop(survivors[j], None)  # a pruned trial is never continued: free its saved run
-        survivors = [survivors[j] for j in order[:keep]]
-    states.clear()
+            self.eliminated_in[survivors[j]] = r + 1
+            self.states.pop(survivors[j], None)  # a pruned trial is never continued: free its saved run
+        self.survivors = [survivors[j] for j in order[:keep]]
+        return notes
 
-    reasons.append(
-        f"Successive halving over {len(arms)} trials (eta = {config.eta}, budget {budget:.3g} epochs"
-        + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "")
-        + f" ({full_sweep_epochs} epochs: "
-        + ("the candidates" if config.candidates is not None
-           else f"the {sum(get_method(m).trains for m in swept)} training methods that can run here")
-        + " trained in full)): "
-        + "; ".join(f"round {r + 1}: {n} trials {'to' if r == 0 else 'continued to'} {e:.3g} epochs"
-                    for r, (n, e) in enumerate(schedule))
-        + "."
-    )
-    winner = survivors[0]
-    win_res = latest[winner]
+
+def _selection(halving: _SuccessiveHalving, full_sweep_epochs: int, labels_per_class: int,
+               reasons: list[str], source_data: bool) -> Selection:
+    arms, winner, plan, config = halving.arms, halving.winner, halving.plan, halving.config
+    win_res = halving.latest[winner]
     if win_res.status != "ok":
         raise ConfigError("every trial in trial-mode selection failed or refused its data; see the trial errors")
     decided_by = plan.description
     if plan.kind == "validators":
         decided_by += " (winner's " + ", ".join(f"{k.upper()} {win_res.scores[k]:.3f}"
                                                  for k in ("im", "snd", "dev") if k in win_res.scores) + ")"
-    reasons.append(
-        f"'{arms[winner].label}' scored best in the final round ({_score_text(win_res)})."
-    )
-    candidates = []
-    for i, arm in enumerate(arms):
-        res = latest[i]
-        if i == winner:
-            why = f"winner after round {res.round}"
-        elif res.status != "ok":
-            why = f"{res.status}: {res.error}"
-        else:
-            why = f"eliminated in round {eliminated_in.get(i, res.round)} ({_score_text(res)})"
-        candidates.append({
-            "method": arm.method, "settings": dict(arm.settings), "score": res.score,
-            "eligible": res.status == "ok", "why": why,
-        })
-    cost = _cost(all_results, full_sweep_epochs)
+    reasons.append(f"'{arms[winner].label}' scored best in the final round ({_score_text(win_res)}).")
+    candidates = _candidate_rows(halving)
+    cost = _cost(halving.results, full_sweep_epochs)
     reasons.append(
         f"Selection cost {cost['cost_epochs']:.3g} training epochs, {100 * cost['fraction_of_full_sweep']:.0f}% of "
         f"the full sweep ({cost['full_sweep_epochs']} epochs)."
     )
-    warnings = []
-    ensemble = committee is not None and committee.ensemble and config.ensemble == "on-disagreement"
-    method, chosen_settings = ((Ensemble.name, {"members": _members(committee, arms)}) if ensemble
-                               else (arms[winner].method, dict(arms[winner].settings)))
-    _count_final_training(cost, method, chosen_settings, settings.epochs)
-    if ensemble:
-        reasons.append("Weak evidence: " + committee.reason + f", rather than '{arms[winner].label}' alone "
-                       "(select.ensemble: on-disagreement). Each member is trained in full: with their trainings "
-                       f"({cost['final_training_epochs']:.3g} epochs) the choice costs "
-                       f"{100 * cost['fraction_with_final_training']:.0f}% of the full sweep.")
-        decided_by = f"the validator committee ({', '.join(v.upper() for v in COMMITTEE)}), which disagreed"
-        _mark_members(candidates, committee, arms)
-        candidates.append({"method": Ensemble.name, "settings": chosen_settings, "score": None, "eligible": True,
-                           "why": "chosen: the mean of the finalists' predicted probabilities"})
-    elif committee is not None and committee.ensemble:
-        warnings.append("Weak evidence: " + committee.reason + f"; select.ensemble is 'never', so '{arms[winner].label}' "
-                        "is kept.")
-    elif committee is not None:
-        reasons.append("In the final round " + committee.reason + ".")
+    method, chosen_settings, warnings, ensemble_by = _choice(halving, cost, candidates, reasons)
+    committee = halving.committee
     return Selection(
         method=method,
         warnings=warnings,
@@ -519,18 +532,61 @@ def select_by_trials(
         candidates=candidates,
         reasons=reasons,
         mode="trial",
-        decided_by=decided_by,
+        decided_by=ensemble_by or decided_by,
         evidence={"scoring": plan.kind, "validator": config.validator if plan.kind == "validators" else None,
-                  "labels_per_class": labels_per_class, "schedule": schedule,
+                  "labels_per_class": labels_per_class, "schedule": halving.schedule,
                   **({"committee": {"ensemble": committee.ensemble, "finalists": list(committee.finalists),
                                     "reason": committee.reason,
                                     "ranker_pick": {"method": arms[winner].method,
                                                     "settings": dict(arms[winner].settings)}}}
                      if committee is not None else {})},
-        trials=[t.to_dict() for t in all_results],
+        trials=[t.to_dict() for t in halving.results],
         cost=cost,
-        score_meaning=trial_score_meaning(plan, config, data.has_source_data),
+        score_meaning=trial_score_meaning(plan, config, source_data),
     )
+
+
+def _candidate_rows(halving: _SuccessiveHalving) -> list[dict[str, Any]]:
+    rows = []
+    for i, arm in enumerate(halving.arms):
+        res = halving.latest[i]
+        if i == halving.winner:
+            why = f"winner after round {res.round}"
+        elif res.status != "ok":
+            why = f"{res.status}: {res.error}"
+        else:
+            why = f"eliminated in round {halving.eliminated_in.get(i, res.round)} ({_score_text(res)})"
+        rows.append({"method": arm.method, "settings": dict(arm.settings), "score": res.score,
+                     "eligible": res.status == "ok", "why": why})
+    return rows
+
+
+def _choice(halving: _SuccessiveHalving, cost: dict, candidates: list[dict],
+            reasons: list[str]) -> tuple[str, dict, list[str], str | None]:
+    """(method, settings, warnings, what decided when not the ranker): the ranker's pick, or the
+    finalists' ensemble when the committee disagreed and ``select.ensemble`` allows it. Counts the
+    final training into ``cost`` and says the choice in ``reasons``."""
+    committee, arms, winner = halving.committee, halving.arms, halving.winner
+    ensemble = committee is not None and committee.ensemble and halving.config.ensemble == "on-disagreement"
+    method, chosen_settings = ((Ensemble.name, {"members": _members(committee, arms)}) if ensemble
+                               else (arms[winner].method, dict(arms[winner].settings)))
+    _count_final_training(cost, method, chosen_settings, halving.settings.epochs)
+    if ensemble:
+        reasons.append("Weak evidence: " + committee.reason + f", rather than '{arms[winner].label}' alone "
+                       "(select.ensemble: on-disagreement). Each member is trained in full: with their trainings "
+                       f"({cost['final_training_epochs']:.3g} epochs) the choice costs "
+                       f"{100 * cost['fraction_with_final_training']:.0f}% of the full sweep.")
+        _mark_members(candidates, committee, arms)
+        candidates.append({"method": Ensemble.name, "settings": chosen_settings, "score": None, "eligible": True,
+                           "why": "chosen: the mean of the finalists' predicted probabilities"})
+        return method, chosen_settings, [], (f"the validator committee ({', '.join(v.upper() for v in COMMITTEE)}),"
+                                             " which disagreed")
+    if committee is not None and committee.ensemble:
+        return method, chosen_settings, ["Weak evidence: " + committee.reason + f"; select.ensemble is 'never', so "
+                                         f"'{arms[winner].label}' is kept."], None
+    if committee is not None:
+        reasons.append("In the final round " + committee.reason + ".")
+    return method, chosen_settings, [], None
 
 
 # The validators every label-free trial reports (:func:`_measured_text`); mean-rank ranks by them.
