@@ -99,115 +99,181 @@ def run_training(
     model.to(device)
     for m in aux_modules:
         m.to(device)
-    groups = [g for g in groups if g["params"]]
-    if not groups:
-        raise ValueError("run_training was given no trainable parameters")
-    optimiser = torch.optim.Adam([
-        {"params": g["params"], "lr": settings.lr * g.get("lr_mult", 1.0),
-         "weight_decay": settings.weight_decay if g.get("weight_decay") is None else g["weight_decay"]}
-        for g in groups
-    ])
-    base_lrs = [group["lr"] for group in optimiser.param_groups]
+    optimiser = _adam(groups, settings)
+    base_lrs = [group["lr"] for group in optimiser.param_groups]  # before a saved run's decayed ones load
     step_fn, log = _across_ranks(model, aux_modules, step_fn, streams, settings.seed, device, log)
-    planned = settings.epochs * steps_per_epoch
-    stop = planned
-    if settings.epoch_limit is not None:
-        # Rounded down, so that a budget split into fractional epochs is never overspent.
-        stop = max(1, min(planned, math.floor(settings.epoch_limit * steps_per_epoch + 1e-9)))
-    # The lr and warm-up schedules run over ``horizon`` steps: the whole (possibly limited) run,
-    # or ``schedule_epochs`` when a trial is a stretch of a longer run it may later continue.
-    horizon = stop
-    if settings.schedule_epochs is not None:
-        horizon = max(1, min(planned, math.floor(settings.schedule_epochs * steps_per_epoch + 1e-9)))
+    stop, horizon = _step_window(settings, steps_per_epoch)
     continuation = current_continuation()
     run = continuation.state if continuation is not None else None
     if run is not None:
-        if (run.steps_per_epoch, run.horizon) != (steps_per_epoch, horizon):
-            raise ValueError(f"cannot continue a run of {run.steps_per_epoch} steps per epoch over a "
-                             f"{run.horizon}-step schedule as one of {steps_per_epoch} over {horizon}")
-        model.load_state_dict(run.model)
-        for m, saved in zip(aux_modules, run.aux):
-            m.load_state_dict(saved)
-        optimiser.load_state_dict(run.optimiser)
-        for name, stream in streams.items():
-            stream.restore(run.streams[name])
-        torch.set_rng_state(run.torch_rng)
-        step, history = run.step, list(run.history)
-        best_score, best_epoch, best_state = run.best_score, run.best_epoch, run.best_state
-        since_best, stopped = run.since_best, run.stopped_early
-    else:
-        step, history = 0, []
-        best_score, best_epoch, best_state = float("-inf"), 0, None
-        since_best, stopped = 0, False
+        _resume(run, model, aux_modules, optimiser, streams, steps_per_epoch, horizon)
+    at = _Checkpoints.of(run)
+    loop = _Epochs(model, aux_modules, optimiser, base_lrs, step_fn, streams, settings, steps_per_epoch, stop,
+                   horizon, device, after_step)
     main = distributed.is_main()
-    bar = tqdm(total=stop, initial=step, desc=description, disable=not (main and on_terminal()), leave=False)
+    bar = tqdm(total=stop, initial=at.step, desc=description, disable=not (main and on_terminal()), leave=False)
     # Always reported, rate-limited: the bar is for the terminal only, the lines for the logs.
-    lines = Progress(description, stop, initial=step) if main else _Silent()
+    lines = Progress(description, stop, initial=at.step) if main else _Silent()
     try:
         # One record per epoch; a run limited to a fraction of an epoch, or continued from one,
         # records the part of the epoch it trained (``epoch_fraction``).
-        while step < stop and not stopped:
+        while at.step < stop and not at.stopped:
             started = time.perf_counter()
-            epoch = step // steps_per_epoch + 1
-            chunk = min(epoch * steps_per_epoch, stop) - step
-            train_mode(model)
-            for m in aux_modules:
-                train_mode(m)
-            sums: dict[str, float] = {}
-            for _ in range(chunk):
-                batches = {name: s.next(device) for name, s in streams.items()}
-                progress = min(step / horizon, 1.0)
-                if settings.lr_schedule == "annealed":
-                    decay = annealed_lr_factor(progress)
-                    for group, base in zip(optimiser.param_groups, base_lrs):
-                        group["lr"] = base * decay
-                losses = step_fn(TrainingStep(step, epoch, progress, batches, device))
-                optimiser.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                optimiser.step()
-                if after_step is not None:
-                    after_step()
-                for k, v in losses.items():
-                    # Summed on the device: a float() per step would wait for the GPU every step.
-                    sums[k] = sums.get(k, 0.0) + v.detach().double()
-                step += 1
-                bar.update(1)
+            epoch, sums, chunk = loop.train_epoch(at.step, bar)
+            at.step += chunk
             score = distributed.from_main(float(scorer.score(model, device)) if main else 0.0)
             sums = distributed.mean_over_ranks(sums)
             record = {"epoch": epoch, **{k: float(v) / chunk for k, v in sums.items()},
                       "checkpoint_score": score, "epoch_seconds": time.perf_counter() - started,
                       "lr": optimiser.param_groups[0]["lr"], "epoch_fraction": chunk / steps_per_epoch}
-            history.append(record)
+            at.history.append(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", score=f"{score:.3f}")
-            _report_epoch(lines, record, step, stop, steps_per_epoch, scorer.name)
+            _report_epoch(lines, record, at.step, stop, steps_per_epoch, scorer.name)
             if log is not None:
                 log(epoch, {k: float(v) for k, v in record.items() if k != "epoch"})
-            if scorer.keep == "last" or score > best_score:
-                best_score, best_epoch, since_best = score, epoch, 0
-                best_state = _on_cpu(model.state_dict())
-            else:
-                since_best += 1
-                stopped = since_best >= settings.patience
-                if stopped:
-                    lines.update(step, f"stopped early after epoch {epoch}",
-                                 f"no better checkpoint score for {since_best} epochs (best at epoch {best_epoch})",
-                                 force=True)
+            at.judge(model, epoch, score, scorer.keep == "last", settings.patience, lines)
     finally:
         bar.close()
     if continuation is not None:
-        continuation.state = RunState(
-            steps_per_epoch=steps_per_epoch, horizon=horizon, step=step,
-            model=_on_cpu(model.state_dict()), aux=[_on_cpu(m.state_dict()) for m in aux_modules],
-            optimiser=_on_cpu(optimiser.state_dict()),
-            streams={name: s.state() for name, s in streams.items()}, torch_rng=torch.get_rng_state(),
-            history=list(history), best_score=best_score, best_epoch=best_epoch, best_state=best_state,
-            since_best=since_best, stopped_early=stopped)
-    model.load_state_dict(best_state)
+        continuation.state = at.saved(model, aux_modules, optimiser, streams, steps_per_epoch, horizon)
+    model.load_state_dict(at.best_state)
     model.to("cpu").eval()
     for m in aux_modules:
         m.to("cpu")
-    return AdaptResult(model=model, history=history, checkpoint_criterion=scorer.name,
-                       best_epoch=best_epoch, best_score=best_score)
+    return AdaptResult(model=model, history=at.history, checkpoint_criterion=scorer.name,
+                       best_epoch=at.best_epoch, best_score=at.best_score)
+
+
+def _adam(groups: list[dict], settings: TrainSettings) -> torch.optim.Adam:
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ValueError("run_training was given no trainable parameters")
+    return torch.optim.Adam([
+        {"params": g["params"], "lr": settings.lr * g.get("lr_mult", 1.0),
+         "weight_decay": settings.weight_decay if g.get("weight_decay") is None else g["weight_decay"]}
+        for g in groups
+    ])
+
+
+def _step_window(settings: TrainSettings, steps_per_epoch: int) -> tuple[int, int]:
+    """(the step the run stops at, the steps its lr and warm-up schedules run over)."""
+    planned = settings.epochs * steps_per_epoch
+    stop = planned
+    if settings.epoch_limit is not None:
+        # Rounded down, so that a budget split into fractional epochs is never overspent.
+        stop = max(1, min(planned, math.floor(settings.epoch_limit * steps_per_epoch + 1e-9)))
+    # The schedules run over the whole (possibly limited) run, or over ``schedule_epochs`` when a
+    # trial is a stretch of a longer run it may later continue.
+    horizon = stop
+    if settings.schedule_epochs is not None:
+        horizon = max(1, min(planned, math.floor(settings.schedule_epochs * steps_per_epoch + 1e-9)))
+    return stop, horizon
+
+
+def _resume(run: RunState, model: nn.Module, aux_modules: list[nn.Module], optimiser: torch.optim.Optimizer,
+            streams: dict[str, BatchStream], steps_per_epoch: int, horizon: int) -> None:
+    """Put the model, its helpers, the optimiser, the streams and torch's generator where ``run`` left them."""
+    if (run.steps_per_epoch, run.horizon) != (steps_per_epoch, horizon):
+        raise ValueError(f"cannot continue a run of {run.steps_per_epoch} steps per epoch over a "
+                         f"{run.horizon}-step schedule as one of {steps_per_epoch} over {horizon}")
+    model.load_state_dict(run.model)
+    for m, saved in zip(aux_modules, run.aux):
+        m.load_state_dict(saved)
+    optimiser.load_state_dict(run.optimiser)
+    for name, stream in streams.items():
+        stream.restore(run.streams[name])
+    torch.set_rng_state(run.torch_rng)
+
+
+@dataclass
+class _Checkpoints:
+    """Where the run is (its step and history) and the checkpoint it keeps, with early stopping."""
+
+    step: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_score: float = float("-inf")
+    best_epoch: int = 0
+    best_state: dict | None = None
+    since_best: int = 0
+    stopped: bool = False
+
+    @classmethod
+    def of(cls, run: RunState | None) -> "_Checkpoints":
+        if run is None:
+            return cls()
+        return cls(run.step, list(run.history), run.best_score, run.best_epoch, run.best_state, run.since_best,
+                   run.stopped_early)
+
+    def judge(self, model: nn.Module, epoch: int, score: float, keep_last: bool, patience: int, lines) -> None:
+        if keep_last or score > self.best_score:
+            self.best_score, self.best_epoch, self.since_best = score, epoch, 0
+            self.best_state = _on_cpu(model.state_dict())
+            return
+        self.since_best += 1
+        self.stopped = self.since_best >= patience
+        if self.stopped:
+            lines.update(self.step, f"stopped early after epoch {epoch}",
+                         f"no better checkpoint score for {self.since_best} epochs (best at epoch {self.best_epoch})",
+                         force=True)
+
+    def saved(self, model, aux_modules, optimiser, streams, steps_per_epoch: int, horizon: int) -> RunState:
+        return RunState(
+            steps_per_epoch=steps_per_epoch, horizon=horizon, step=self.step,
+            model=_on_cpu(model.state_dict()), aux=[_on_cpu(m.state_dict()) for m in aux_modules],
+            optimiser=_on_cpu(optimiser.state_dict()),
+            streams={name: s.state() for name, s in streams.items()}, torch_rng=torch.get_rng_state(),
+            history=list(self.history), best_score=self.best_score, best_epoch=self.best_epoch,
+            best_state=self.best_state, since_best=self.since_best, stopped_early=self.stopped)
+
+
+@dataclass
+class _Epochs:
+    """Trains one epoch (or the part of it up to the stop) at a time."""
+
+    model: nn.Module
+    aux_modules: list[nn.Module]
+    optimiser: torch.optim.Optimizer
+    base_lrs: list[float]
+    step_fn: StepFn
+    streams: dict[str, BatchStream]
+    settings: TrainSettings
+    steps_per_epoch: int
+    stop: int
+    horizon: int
+    device: torch.device
+    after_step: Callable[[], None] | None
+
+    def train_epoch(self, step: int, bar) -> tuple[int, dict[str, torch.Tensor], int]:
+        """(the epoch, its losses summed over its steps, how many steps it trained)."""
+        epoch = step // self.steps_per_epoch + 1
+        chunk = min(epoch * self.steps_per_epoch, self.stop) - step
+        train_mode(self.model)
+        for m in self.aux_modules:
+            train_mode(m)
+        sums: dict[str, float] = {}
+        for _ in range(chunk):
+            losses = self._step(step, epoch)
+            for k, v in losses.items():
+                # Summed on the device: a float() per step would wait for the GPU every step.
+                sums[k] = sums.get(k, 0.0) + v.detach().double()
+            step += 1
+            bar.update(1)
+        return epoch, sums, chunk
+
+    def _step(self, step: int, epoch: int) -> dict[str, torch.Tensor]:
+        batches = {name: s.next(self.device) for name, s in self.streams.items()}
+        progress = min(step / self.horizon, 1.0)
+        if self.settings.lr_schedule == "annealed":
+            decay = annealed_lr_factor(progress)
+            for group, base in zip(self.optimiser.param_groups, self.base_lrs):
+                group["lr"] = base * decay
+        losses = self.step_fn(TrainingStep(step, epoch, progress, batches, self.device))
+        self.optimiser.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimiser.step()
+        if self.after_step is not None:
+            self.after_step()
+        return losses
 
 
 def _across_ranks(model, aux_modules, step_fn, streams, seed, device, log):
