@@ -135,134 +135,159 @@ def scenario(name: str, source, target, labels_per_class: int, device: str = "cp
     ``also``: further validators whose own trials run on the same scenario and are scored against the
     same oracle runs (paired: only the ranking differs), under the row's ``"also"``. ``cache_dir``: keep
     the full runs there and reuse them (:mod:`benchmarks.oracle_cache`)."""
-    pretrain, adapt = (s.model_copy(update={"device": device, "seed": seed}) for s in (scale.pretrain, scale.adapt))
-    cache = OracleCache(cache_dir, {"pair": name, "labels": labels_per_class, "seed": seed, "scale": scale.name,
-                                    "device": device, "spec": repr(model_spec)})
-    started = time.perf_counter()
-    train, val = split_source(source, 0.1, seed)
-    splits = split_target(target, labels_per_class, 0.3, seed)
-    labelled = splits.labelled if labels_per_class else None
-    data = AdaptationData(train, val, labelled, splits.unlabelled)
-    spec = model_spec or ModelSpec(arch="lenet", image_size=28, num_classes=10)
-    model = train_classifier(build_model(spec, seed=seed), train, val, pretrain).model
-    report = similarity_report(model, train, splits.unlabelled, labelled,
-                               config=SimilarityConfig(permutations=100, max_samples=500, layer_max_samples=300))
-    rule = select_by_rules(report, labels_per_class, 10, SelectionConfig())
-    runnable = applicable_methods(data, model)
-    eligible = [c["method"] for c in rule.candidates if c["eligible"]]
-    if oracle == "sweep":  # every method that can run here, whether or not any selection would try it
-        eligible = runnable
-    sweep_epochs = sum(get_method(m).trains for m in runnable) * adapt.epochs
+    return _Scenario(name, source, target, labels_per_class, device, seed, scale, oracle_runs, model_spec, oracle,
+                     cache_dir).row(validator, also)
 
-    def select(variant: str):
+
+class _Scenario:
+    """One pair at one label budget (:func:`scenario`): the pretrained model and its similarity report,
+    the selections, the oracle's full runs, and the row that compares them."""
+
+    def __init__(self, name: str, source, target, labels_per_class: int, device: str, seed: int, scale: Scale,
+                 oracle_runs: int, model_spec: ModelSpec | None, oracle: str, cache_dir: Path | None) -> None:
+        self.name, self.labels_per_class, self.seed, self.oracle_runs = name, labels_per_class, seed, oracle_runs
+        self.started = time.perf_counter()
+        pretrain, self.adapt = (s.model_copy(update={"device": device, "seed": seed})
+                                for s in (scale.pretrain, scale.adapt))
+        self.cache = OracleCache(cache_dir, {"pair": name, "labels": labels_per_class, "seed": seed,
+                                             "scale": scale.name, "device": device, "spec": repr(model_spec)})
+        self.train, self.val = split_source(source, 0.1, seed)
+        self.splits = split_target(target, labels_per_class, 0.3, seed)
+        labelled = self.splits.labelled if labels_per_class else None
+        self.data = AdaptationData(self.train, self.val, labelled, self.splits.unlabelled)
+        spec = model_spec or ModelSpec(arch="lenet", image_size=28, num_classes=10)
+        self.model = train_classifier(build_model(spec, seed=seed), self.train, self.val, pretrain).model
+        self.report = similarity_report(self.model, self.train, self.splits.unlabelled, labelled,
+                                        config=SimilarityConfig(permutations=100, max_samples=500,
+                                                                layer_max_samples=300))
+        self.rule = select_by_rules(self.report, labels_per_class, 10, SelectionConfig())
+        self.runnable = applicable_methods(self.data, self.model)
+        self.eligible = [c["method"] for c in self.rule.candidates if c["eligible"]]
+        if oracle == "sweep":  # every method that can run here, whether or not any selection would try it
+            self.eligible = self.runnable
+        self.sweep_epochs = sum(get_method(m).trains for m in self.runnable) * self.adapt.epochs
+        # Arms with their own settings, trained once for every variant.
+        self.other_arms: dict[str, list[np.ndarray]] = {}
+
+    def select(self, variant: str):
         """Trial mode ranked by a validator, "VALIDATOR" or "VALIDATOR:+M1,M2" (rule mode's shortlist plus
         methods trials do not try by default, as select.candidates would list them)."""
         v, extra = parse_variant(variant)
         budget = {"budget_fraction": BUDGET_FRACTION}
         if extra:  # the same budget: a share of the whole sweep, not of the listed candidates' sweep
-            shortlist = default_candidates(report, labels_per_class, 10, SelectionConfig(), True)[0]
-            budget = {"candidates": [m for m in dict.fromkeys([*shortlist, *extra]) if m in runnable],
-                      "budget_epochs": BUDGET_FRACTION * sweep_epochs}
+            shortlist = default_candidates(self.report, self.labels_per_class, 10, SelectionConfig(), True)[0]
+            budget = {"candidates": [m for m in dict.fromkeys([*shortlist, *extra]) if m in self.runnable],
+                      "budget_epochs": BUDGET_FRACTION * self.sweep_epochs}
         t0 = time.perf_counter()
-        picked = select_by_trials(model, data, adapt, SelectionConfig(mode="trial", seed=seed, validator=v, **budget),
-                                  report=report)
+        picked = select_by_trials(self.model, self.data, self.adapt,
+                                  SelectionConfig(mode="trial", seed=self.seed, validator=v, **budget),
+                                  report=self.report)
         return picked, time.perf_counter() - t0
 
-    chosen, select_s = select(validator)
-    others = {v: select(v) for v in also if v != validator}
-
-    def full_run(method: str, config, run_seed: int, score: bool = False) -> tuple[np.ndarray, float, dict | None]:
+    def full_run(self, method: str, config, run_seed: int,
+                 score: bool = False) -> tuple[np.ndarray, float, dict | None]:
         """One full run's test-split probabilities, fit time and (``score``) label-free validator scores."""
         def fit():
             t0 = time.perf_counter()
-            fitted = get_method(method)().fit(model, data, config, adapt.model_copy(update={"seed": run_seed}))
+            fitted = get_method(method)().fit(self.model, self.data, config,
+                                              self.adapt.model_copy(update={"seed": run_seed}))
             seconds = time.perf_counter() - t0
             scores = None
             if score:  # how each label-free validator would rank the full runs (study only)
-                scores = {k: float(v) for k, v in label_free_scores(fitted.model, train.x, val.x, val.y,
-                                                                    splits.unlabelled.x, seed=seed).items()}
-            return predict_proba(fitted.model, splits.test), seconds, scores
-        return cache.get(method, config, run_seed, fit)
+                scores = {k: float(v) for k, v in label_free_scores(
+                    fitted.model, self.train.x, self.val.x, self.val.y, self.splits.unlabelled.x,
+                    seed=self.seed).items()}
+            return predict_proba(fitted.model, self.splits.test), seconds, scores
+        return self.cache.get(method, config, run_seed, fit)
 
-    def repeats(method: str, config, first: np.ndarray | None = None) -> list[np.ndarray]:
+    def repeats(self, method: str, config, first: np.ndarray | None = None) -> list[np.ndarray]:
         """Test-split probabilities of ``oracle_runs`` runs (training seeds seed, seed + 1000, ...)."""
         runs = [] if first is None else [first]
-        for j in range(len(runs), oracle_runs if get_method(method).trains else 1):  # untrained: cannot vary
-            runs.append(full_run(method, config, seed + 1000 * j)[0])
+        for j in range(len(runs), self.oracle_runs if get_method(method).trains else 1):  # untrained: cannot vary
+            runs.append(self.full_run(method, config, self.seed + 1000 * j)[0])
         return runs
 
-    first, sweep_s, validators = {}, 0.0, {}
-    # The budget is a share of the brute-force sweep, every method that can run here trained once; the
-    # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
-    swept = list(dict.fromkeys([*eligible, *runnable]))
-    for method in swept:
-        probs, seconds, scores = full_run(method, None, seed, score=method in eligible and not labels_per_class)
-        sweep_s += seconds
-        if method in eligible:
-            first[method] = probs
-        if scores is not None:
-            validators[method] = scores
-    if len(validators) < len(first):  # scores cached by other validator code: no study for this scenario
-        validators = {}
-    runs = {method: repeats(method, None, probs) for method, probs in first.items()}
-    other_arms: dict[str, list[np.ndarray]] = {}  # arms with their own settings, trained once for every variant
+    def sweep(self) -> None:
+        """Every method once in full (the sweep, timed), then the oracle candidates' further runs."""
+        self.first, self.sweep_s, self.validators = {}, 0.0, {}
+        # The budget is a share of the brute-force sweep, every method that can run here trained once; the
+        # ones outside the oracle's candidate table are trained too, for that sweep's wall time only.
+        self.swept = list(dict.fromkeys([*self.eligible, *self.runnable]))
+        for method in self.swept:
+            probs, seconds, scores = self.full_run(method, None, self.seed,
+                                                   score=method in self.eligible and not self.labels_per_class)
+            self.sweep_s += seconds
+            if method in self.eligible:
+                self.first[method] = probs
+            if scores is not None:
+                self.validators[method] = scores
+        if len(self.validators) < len(self.first):  # scores cached by other validator code: no study for this scenario
+            self.validators = {}
+        self.runs = {method: self.repeats(method, None, probs) for method, probs in self.first.items()}
 
-    def arm_runs(method: str, settings: dict) -> list[np.ndarray]:
+    def arm_runs(self, method: str, settings: dict) -> list[np.ndarray]:
         """An arm's runs: the oracle's own when it has default settings, else trained here once; an ensemble's
         are the mean of its members' probabilities, run by run (members trained with the same seeds)."""
         cls = get_method(method)
         if cls.composite:  # the ensemble's formula (transferlab.ensemble) on its members' stored outputs
-            members = [arm_runs(m["method"], m["settings"]) for m in settings["members"]]
+            members = [self.arm_runs(m["method"], m["settings"]) for m in settings["members"]]
             n = max(len(r) for r in members)  # an untrained member's one run stands for every seed
             return [np.mean([r[min(j, len(r) - 1)] for r in members], axis=0) for j in range(n)]
         config = cls.make_config(settings)
-        if method in runs and config == cls.make_config(None):  # dann(trade_off=1.0) is dann's own
-            return runs[method]
+        if method in self.runs and config == cls.make_config(None):  # dann(trade_off=1.0) is dann's own
+            return self.runs[method]
         label = method_label(method, settings)
-        if label not in other_arms:
-            other_arms[label] = repeats(method, config)
-        return other_arms[label]
+        if label not in self.other_arms:
+            self.other_arms[label] = self.repeats(method, config)
+        return self.other_arms[label]
 
-    def acc(probs: list[np.ndarray]) -> float:
-        return statistics.mean(float((p.argmax(1) == splits.test.y).mean()) for p in probs)
+    def acc(self, probs: list[np.ndarray]) -> float:
+        return statistics.mean(float((p.argmax(1) == self.splits.test.y).mean()) for p in probs)
 
-    def outcome(picked, select_s: float) -> dict:
+    def outcome(self, picked, select_s: float) -> dict:
         """A selection's chosen arm, its accuracy, what select.ensemble: never would have scored, whether
         the committee disagreed, and its costs as shares of the whole sweep (of every variant alike: one
         that lists its candidates counts only theirs in its own cost)."""
         committee = picked.evidence.get("committee") or {}
         pick = committee.get("ranker_pick")  # what select.ensemble: never keeps
-        chosen_acc = acc(arm_runs(picked.method, picked.settings))
+        chosen_acc = self.acc(self.arm_runs(picked.method, picked.settings))
         composite = get_method(picked.method).composite
         spent = picked.cost["cost_epochs"]
         return {"chosen": method_label(picked.method, picked.settings), "chosen_acc": chosen_acc,
-                "ranker_acc": acc(arm_runs(pick["method"], pick["settings"])) if pick and composite else chosen_acc,
-                "committee_split": bool(committee.get("ensemble")), "cost_fraction": spent / sweep_epochs,
-                "final_fraction": (spent + picked.cost["final_training_epochs"]) / sweep_epochs,
-                "time_fraction": select_s / sweep_s if sweep_s else 0.0}
+                "ranker_acc": (self.acc(self.arm_runs(pick["method"], pick["settings"])) if pick and composite
+                               else chosen_acc),
+                "committee_split": bool(committee.get("ensemble")), "cost_fraction": spent / self.sweep_epochs,
+                "final_fraction": (spent + picked.cost["final_training_epochs"]) / self.sweep_epochs,
+                "time_fraction": select_s / self.sweep_s if self.sweep_s else 0.0}
 
-    chosen_runs = arm_runs(chosen.method, chosen.settings)
-    mine = outcome(chosen, select_s)
-    other = {v: outcome(picked, s) for v, (picked, s) in others.items()}
-    oracle_acc = {method: acc(r) for method, r in runs.items()}
-    best = max(oracle_acc, key=oracle_acc.get)
-    # An arm outside the oracle's table (an ensemble, dann at another trade-off) may beat all of it.
-    best_acc = max(oracle_acc[best], *(max(o["chosen_acc"], o["ranker_acc"]) for o in [mine, *other.values()]))
-    for o in [mine, *other.values()]:
-        o["regret"] = best_acc - o["chosen_acc"]
-    first_acc = {m: acc([p]) for m, p in first.items()}
-    best_first = max(first_acc, key=first_acc.get)
-    chosen_first = acc(chosen_runs[:1])
-    return {
-        "pair": name, "labels": labels_per_class, "seed": seed, "mmd_normalised": report["mmd"]["normalised"],
-        "p_value": report["mmd"]["p_value"], "rule": rule.method, "rule_acc": oracle_acc.get(rule.method), **mine,
-        "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
-        "source_only_acc": oracle_acc["source-only"],
-        "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
-        "select_s": select_s, "sweep_s": sweep_s, "n_candidates": len(eligible), "n_swept": len(swept),
-        "seconds": time.perf_counter() - started, "cached_runs": cache.hits,
-        "validator_regret": validator_regrets(validators, first_acc), "also": other,
-    }
+    def row(self, validator: str, also: tuple[str, ...]) -> dict:
+        chosen, select_s = self.select(validator)
+        others = {v: self.select(v) for v in also if v != validator}
+        self.sweep()
+        chosen_runs = self.arm_runs(chosen.method, chosen.settings)
+        mine = self.outcome(chosen, select_s)
+        other = {v: self.outcome(picked, s) for v, (picked, s) in others.items()}
+        oracle_acc = {method: self.acc(r) for method, r in self.runs.items()}
+        best = max(oracle_acc, key=oracle_acc.get)
+        # An arm outside the oracle's table (an ensemble, dann at another trade-off) may beat all of it.
+        best_acc = max(oracle_acc[best], *(max(o["chosen_acc"], o["ranker_acc"]) for o in [mine, *other.values()]))
+        for o in [mine, *other.values()]:
+            o["regret"] = best_acc - o["chosen_acc"]
+        first_acc = {m: self.acc([p]) for m, p in self.first.items()}
+        best_first = max(first_acc, key=first_acc.get)
+        chosen_first = self.acc(chosen_runs[:1])
+        report = self.report
+        return {
+            "pair": self.name, "labels": self.labels_per_class, "seed": self.seed,
+            "mmd_normalised": report["mmd"]["normalised"], "p_value": report["mmd"]["p_value"],
+            "rule": self.rule.method, "rule_acc": oracle_acc.get(self.rule.method), **mine,
+            "decided_by": chosen.decided_by.split(" (")[0], "best": best, "best_acc": best_acc,
+            "source_only_acc": oracle_acc["source-only"],
+            "single_run_regret": max(first_acc[best_first], chosen_first) - chosen_first,
+            "select_s": select_s, "sweep_s": self.sweep_s, "n_candidates": len(self.eligible),
+            "n_swept": len(self.swept), "seconds": time.perf_counter() - self.started, "cached_runs": self.cache.hits,
+            "validator_regret": validator_regrets(self.validators, first_acc), "also": other,
+        }
 
 
 def validator_regrets(scores: dict[str, dict[str, float]], oracle: dict[str, float]) -> dict[str, float]:
@@ -321,7 +346,7 @@ def _variant(text: str) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", choices=list(PAIRS), help="default: every pair the scale runs")
     parser.add_argument("--budgets", nargs="+", type=int, default=[0, 10], help="target labels per class")
@@ -363,6 +388,11 @@ def main(argv: list[str] | None = None) -> int:
                              "(benchmarks/oracle_cache.py): comparing rankers then costs only the trials")
     parser.add_argument("--jobs", type=int, default=1,
                         help="scenarios run at once, each in its own process with --threads torch threads")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     scale = SCALES[args.scale]
     pairs = make_pairs(args.data)
@@ -379,7 +409,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.oracle_runs < 1 or args.jobs < 1 or args.threads < 1:
         parser.error("--oracle-runs, --jobs and --threads must be at least 1")
     torch.set_num_threads(args.threads)
+    rows = _run_scenarios(args, scale, pairs, scenarios)
+    md = _section(args, scale, default_pairs, rows)
+    print(md)
+    if args.out:
+        name = ("selection" + ("" if scale is SMALL else f"-{scale.name}") + (f"-{args.suite}" if args.suite else "")
+                + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
+        write_section(args.out, device_section(name, args.device), md)
+    return 0
 
+
+def _run_scenarios(args, scale: Scale, pairs: dict[str, Pair], scenarios: list[tuple[str, int]]) -> list[dict]:
+    """Every (pair, seed) scenario at every label budget, a row each, in that order; one line each as it ends."""
     jobs = [(name, pairs[name], k, args.device, seed, scale.name, args.validator, args.oracle_runs, args.threads,
              args.oracle, tuple(args.also_validators), args.cache)
             for name, seed in scenarios for k in args.budgets]
@@ -396,107 +437,119 @@ def main(argv: list[str] | None = None) -> int:
                   f"cost {100 * r['cost_fraction']:3.0f}% (time {100 * r['time_fraction']:3.0f}%) ({r['seconds']:.0f}s)"
                   + "".join(f" | {v} {x['chosen']} regret {100 * x['regret']:4.1f}" for v, x in r["also"].items()),
                   file=sys.stderr, flush=True)
+    return rows
 
+
+def _section(args, scale: Scale, default_pairs: list[str], rows: list[dict]) -> str:
     seeded = len(args.seeds) > 1  # one seed keeps the table as it always was: no seed column
     repeated = args.oracle_runs > 1  # one run: single-run regret is the regret, no column of its own
-
-    def seed_cell(r: dict) -> str:
-        return f"{r['seed']} | " if seeded else ""
-
     header = ("| pair | labels / class | " + ("seed | " if seeded else "") + "normalised MMD (p) | "
               "rule mode picks (acc) | trial mode picks | acc | best candidate (oracle) | acc | regret (points) | "
               + ("single-run regret | " if repeated else "") + "vs source-only | cost (epochs) | cost (time) |")
     lines = [f"## Method selection (`benchmarks/selection.py`, {len(rows)} scenarios)", "",
-             f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
-             + device_flag(args.device) + ("" if scale is SMALL else f" --scale {scale.name}")
-             + (f" --suite {args.suite}" if args.suite else "")
-             + ("" if args.suite or args.pairs == default_pairs else " --pairs " + " ".join(f"'{p}'" for p in args.pairs))
-             + ("" if args.budgets == [0, 10] else " --budgets " + " ".join(map(str, args.budgets)))
-             + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
-             + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
-             + (" --also-validators " + " ".join(args.also_validators) if args.also_validators else "")
-             + ("" if args.threads == 2 else f" --threads {args.threads}")
-             + ("" if args.oracle_runs == ORACLE_RUNS else f" --oracle-runs {args.oracle_runs}")
-             + ("" if args.oracle == "rule" else f" --oracle {args.oracle}")
-             + ("" if args.jobs == 1 else f" --jobs {args.jobs}")
-             + (" --cache DIR" if args.cache else "")
-             + " --out benchmarks/RESULTS.md`. "
-             + scale.describe() + " Trial budget = "
-             f"{BUDGET_FRACTION:.0%} of a brute-force sweep, every method that can run on the pair trained once in full "
-             "(`select.budget_fraction`; " + _counts_text(rows, "n_swept") + "; survivors of a round are trained further, "
-             "not restarted; a trial may train a fraction of an epoch, so the budget holds). Cost (epochs) = epochs "
-             "the trials trained / epochs of that sweep; cost (time) = selection wall time / wall time of that sweep"
-             + (", which at these tiny schedules is dominated by per-trial fixed costs (model copies, label-free "
-                "scoring)" if scale is SMALL else "")
-             + (f", with {args.jobs} scenarios running at once" if args.jobs > 1 else "")
-             + (". The oracle is the best of rule mode's candidate table" if args.oracle == "rule"
-                else ". The oracle is the best of the sweep, every method that can run on the pair")
-             + f" ({_counts_text(rows, 'n_candidates')})"
-             + f", each trained in full {_runs_text(args.oracle_runs)}. "
-             + ("Every accuracy (the chosen arm's too) is the mean of those runs, and regret is the best candidate's "
-                "mean minus the chosen arm's: over training seeds alone a single run's standard deviation is 0.6-4.2 points, so the "
-                "best of single runs is partly the luckiest draw. Single-run regret is the same comparison with "
-                "only the first run of each (the one the sweep's wall time is measured on). "
-                if repeated else "")
-             + "Accuracies on the target test split, which only this audit reads."
-             + (f" {sum(r['cached_runs'] for r in rows)} full runs were read from `--cache` instead of trained (stored "
-                "earlier in this run, or by an earlier one with the same training code; cost (time) uses the fit "
-                "times of the run that stored them)."
-                if any(r["cached_runs"] for r in rows) else ""), "",
+             _how_measured(args, scale, default_pairs, rows, seeded, repeated), "",
              header, "|" + "---|" * (header.count("|") - 1)]
     for r in rows:
         vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
         rule_acc = "-" if r["rule_acc"] is None else f"{100 * r['rule_acc']:.1f}"
         lines.append(
-            f"| {r['pair']} | {r['labels']} | {seed_cell(r)}{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
+            f"| {r['pair']} | {r['labels']} | {r['seed'] if seeded else ''}{' | ' if seeded else ''}"
+            f"{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
             f"| {r['rule']} ({rule_acc}) "
             f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
             f"| {100 * r['regret']:.1f} | " + (f"{100 * r['single_run_regret']:.1f} | " if repeated else "")
             + f"{vs:+.1f} "
             f"| {100 * r['cost_fraction']:.0f} % | {100 * r['time_fraction']:.0f} % |")
+    lines += ["", _summary(args, rows, seeded, repeated), ""]
+    lines += _study_lines(args, rows, seeded)
+    return "\n".join(lines)
+
+
+def _how_measured(args, scale: Scale, default_pairs: list[str], rows: list[dict], seeded: bool,
+                  repeated: bool) -> str:
+    """The machine, the command that reproduces the section, and what its numbers mean."""
+    return (f"Machine: {machine()}. Command: `.venv/bin/python benchmarks/selection.py"
+            + device_flag(args.device) + ("" if scale is SMALL else f" --scale {scale.name}")
+            + (f" --suite {args.suite}" if args.suite else "")
+            + ("" if args.suite or args.pairs == default_pairs else " --pairs " + " ".join(f"'{p}'" for p in args.pairs))
+            + ("" if args.budgets == [0, 10] else " --budgets " + " ".join(map(str, args.budgets)))
+            + (f" --seeds {' '.join(map(str, args.seeds))}" if seeded else "")
+            + ("" if args.validator == DEFAULT_VALIDATOR else f" --validator {args.validator}")
+            + (" --also-validators " + " ".join(args.also_validators) if args.also_validators else "")
+            + ("" if args.threads == 2 else f" --threads {args.threads}")
+            + ("" if args.oracle_runs == ORACLE_RUNS else f" --oracle-runs {args.oracle_runs}")
+            + ("" if args.oracle == "rule" else f" --oracle {args.oracle}")
+            + ("" if args.jobs == 1 else f" --jobs {args.jobs}")
+            + (" --cache DIR" if args.cache else "")
+            + " --out benchmarks/RESULTS.md`. "
+            + scale.describe() + " Trial budget = "
+            f"{BUDGET_FRACTION:.0%} of a brute-force sweep, every method that can run on the pair trained once in full "
+            "(`select.budget_fraction`; " + _counts_text(rows, "n_swept") + "; survivors of a round are trained further, "
+            "not restarted; a trial may train a fraction of an epoch, so the budget holds). Cost (epochs) = epochs "
+            "the trials trained / epochs of that sweep; cost (time) = selection wall time / wall time of that sweep"
+            + (", which at these tiny schedules is dominated by per-trial fixed costs (model copies, label-free "
+               "scoring)" if scale is SMALL else "")
+            + (f", with {args.jobs} scenarios running at once" if args.jobs > 1 else "")
+            + (". The oracle is the best of rule mode's candidate table" if args.oracle == "rule"
+               else ". The oracle is the best of the sweep, every method that can run on the pair")
+            + f" ({_counts_text(rows, 'n_candidates')})"
+            + f", each trained in full {_runs_text(args.oracle_runs)}. "
+            + ("Every accuracy (the chosen arm's too) is the mean of those runs, and regret is the best candidate's "
+               "mean minus the chosen arm's: over training seeds alone a single run's standard deviation is 0.6-4.2 "
+               "points, so the best of single runs is partly the luckiest draw. Single-run regret is the same "
+               "comparison with only the first run of each (the one the sweep's wall time is measured on). "
+               if repeated else "")
+            + "Accuracies on the target test split, which only this audit reads."
+            + (f" {sum(r['cached_runs'] for r in rows)} full runs were read from `--cache` instead of trained (stored "
+               "earlier in this run, or by an earlier one with the same training code; cost (time) uses the fit "
+               "times of the run that stored them)."
+               if any(r["cached_runs"] for r in rows) else ""))
+
+
+def _summary(args, rows: list[dict], seeded: bool, repeated: bool) -> str:
+    """Trial mode against the goals and rule mode, the paired validators' table, and the regret by budget and seed."""
     regrets = [100 * r["regret"] for r in rows]
     worst_loss = max(100 * (r["source_only_acc"] - r["chosen_acc"]) for r in rows)
     max_cost = max(r["cost_fraction"] for r in rows)
     max_time = max(r["time_fraction"] for r in rows)
     rule_regrets = [100 * (r["best_acc"] - r["rule_acc"]) for r in rows if r["rule_acc"] is not None]
-    lines += ["",
-              f"Trial mode: mean regret {statistics.mean(regrets):.2f} points ({regret_goal_text(rows)}); worst loss "
-              f"to source-only {worst_loss:.1f} points (goal ≤ {GOALS['max_loss_to_source_only_points']:.0f}: "
-              f"{'met' if worst_loss <= GOALS['max_loss_to_source_only_points'] else 'NOT met'}); largest selection "
-              f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
-              f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}; in wall time {100 * max_time:.0f} %: "
-              f"{'met' if max_time <= GOALS['cost_fraction'] else 'NOT met'}). "
-              f"Selecting and then training the choice (an ensemble: each member) costs "
-              f"{_share_text([r['final_fraction'] for r in rows])} of the sweep in epochs. "
-              f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points."
-              + (f" Single-run regret: mean {statistics.mean(100 * r['single_run_regret'] for r in rows):.2f} "
-                 "points." if repeated else ""), "",
-              ensemble_text(rows), *validators_text(rows, args.validator),
-              "Trial mode's mean regret by label budget: " + "; ".join(
-                  f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
-                  for k in args.budgets) + "."
-              + ("" if not seeded else " By seed: " + "; ".join(
-                  f"seed {sd} {statistics.mean(100 * r['regret'] for r in rows if r['seed'] == sd):.2f}"
-                  for sd in args.seeds) + "."), ""]
+    lines = [f"Trial mode: mean regret {statistics.mean(regrets):.2f} points ({regret_goal_text(rows)}); worst loss "
+             f"to source-only {worst_loss:.1f} points (goal ≤ {GOALS['max_loss_to_source_only_points']:.0f}: "
+             f"{'met' if worst_loss <= GOALS['max_loss_to_source_only_points'] else 'NOT met'}); largest selection "
+             f"cost {100 * max_cost:.0f} % of the full sweep in epochs (goal ≤ {100 * GOALS['cost_fraction']:.0f} %: "
+             f"{'met' if max_cost <= GOALS['cost_fraction'] else 'NOT met'}; in wall time {100 * max_time:.0f} %: "
+             f"{'met' if max_time <= GOALS['cost_fraction'] else 'NOT met'}). "
+             f"Selecting and then training the choice (an ensemble: each member) costs "
+             f"{_share_text([r['final_fraction'] for r in rows])} of the sweep in epochs. "
+             f"Rule mode (instant): mean regret {statistics.mean(rule_regrets):.2f} points."
+             + (f" Single-run regret: mean {statistics.mean(100 * r['single_run_regret'] for r in rows):.2f} "
+                "points." if repeated else ""), "",
+             ensemble_text(rows), *validators_text(rows, args.validator),
+             "Trial mode's mean regret by label budget: " + "; ".join(
+                 f"{k} per class {statistics.mean(100 * r['regret'] for r in rows if r['labels'] == k):.2f}"
+                 for k in args.budgets) + "."
+             + ("" if not seeded else " By seed: " + "; ".join(
+                 f"seed {sd} {statistics.mean(100 * r['regret'] for r in rows if r['seed'] == sd):.2f}"
+                 for sd in args.seeds) + ".")]
+    return "\n".join(lines)
+
+
+def _study_lines(args, rows: list[dict], seeded: bool) -> list[str]:
+    """The validators' regret on the full runs, where the scenarios measured it (no target labels)."""
     studied = [r for r in rows if r["validator_regret"]]
-    if studied:
-        lines += ["Label-free validators on the full runs (no target labels): the regret, in points, had each validator "
-                  "alone picked among the fully trained eligible candidates (each candidate's first run). A study "
-                  "for choosing the default "
-                  f"validator; trial mode above ranks trials by {args.validator}.", "",
-                  "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
-        lines += [f"| {r['pair']}" + (f" (seed {r['seed']})" if seeded else "") + " | "
-                  + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |" for r in studied]
-        lines.append("| **mean** | " + " | ".join(
-            f"**{statistics.mean(r['validator_regret'][v] for r in studied):.2f}**" for v in VALIDATORS) + " |")
-        lines.append("")
-    md = "\n".join(lines)
-    print(md)
-    if args.out:
-        name = ("selection" + ("" if scale is SMALL else f"-{scale.name}") + (f"-{args.suite}" if args.suite else "")
-                + ("" if args.validator == DEFAULT_VALIDATOR else f"-{args.validator}"))
-        write_section(args.out, device_section(name, args.device), md)
-    return 0
+    if not studied:
+        return []
+    lines = ["Label-free validators on the full runs (no target labels): the regret, in points, had each validator "
+             "alone picked among the fully trained eligible candidates (each candidate's first run). A study "
+             "for choosing the default "
+             f"validator; trial mode above ranks trials by {args.validator}.", "",
+             "| pair | " + " | ".join(VALIDATORS) + " |", "|---|" + "---|" * len(VALIDATORS)]
+    lines += [f"| {r['pair']}" + (f" (seed {r['seed']})" if seeded else "") + " | "
+              + " | ".join(f"{r['validator_regret'][v]:.1f}" for v in VALIDATORS) + " |" for r in studied]
+    lines.append("| **mean** | " + " | ".join(
+        f"**{statistics.mean(r['validator_regret'][v] for r in studied):.2f}**" for v in VALIDATORS) + " |")
+    lines.append("")
+    return lines
 
 
 def regret_goal_text(rows: list[dict]) -> str:
