@@ -67,7 +67,8 @@ STANDARD_ADAPT = TrainSettings(epochs=8, batch_size=64, lr=1e-3, patience=8, max
 # mnist5k→uci-digits, 87.9 -> 89.8 from 16 to 32 on usps→uci-digits; at scale ± 0.3, 87.4 / 89.4 at
 # 32 × 250, 89.4 / 91.1 at 48 × 250 (round 3) and 93.0 / 96.1 at 64 × 250 (round 4; weight averaging
 # at α 0.99 gave +0.4 at 48, α 0.999 stopped early; at 64, α 0.99 gave −0.3 over two seeds, so the
-# trained weights stay): uda-tuning-2 and uda-tuning-5 in RESULTS.md. 64 × 250 needs both
+# trained weights stay; label smoothing 0.1 in the source recipe: same mean, +0.7 / −0.7): uda-tuning-2,
+# -5 and -6 in RESULTS.md. 64 × 250 needs both
 # cores (--threads 2) to stay within the 15 minutes a run may take.
 STANDARD_EPOCHS = {"adamatch": 64, "mean-teacher": 16}
 

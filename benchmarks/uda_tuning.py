@@ -41,7 +41,8 @@ WIDE_SCALE = AugmentSpec(scale=0.3)
 # A recipe's "arch" is the network's; the rest update the pretraining settings.
 SOURCES = {"plain": {}, "weak-aug": {"augment": "weak"}, "weak-aug ε 0.1": {"augment": "weak", "label_smoothing": 0.1},
            "weak-aug lenet-bn": {"augment": "weak", "arch": "lenet-bn"},
-           "weak-aug scale 0.3": {"augment": "weak", "augmentation": WIDE_SCALE}}
+           "weak-aug scale 0.3": {"augment": "weak", "augmentation": WIDE_SCALE},
+           "weak-aug scale 0.3 ε 0.1": {"augment": "weak", "augmentation": WIDE_SCALE, "label_smoothing": 0.1}}
 VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("plain", "source-only", {}, {}),
     ("weak-aug", "source-only", {}, {}),
@@ -70,6 +71,7 @@ VARIANTS: list[tuple[str, str, dict, dict]] = [
     ("weak-aug scale 0.3", "adamatch", {"epochs": 48, "augmentation": WIDE_SCALE}, {"ema": 0.999}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {}),
     ("weak-aug scale 0.3", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {"ema": 0.99}),
+    ("weak-aug scale 0.3 ε 0.1", "adamatch", {"epochs": 64, "augmentation": WIDE_SCALE}, {}),
 ]
 
 
