@@ -453,8 +453,8 @@ def _section(args, scale: Scale, default_pairs: list[str], rows: list[dict]) -> 
         vs = 100 * (r["chosen_acc"] - r["source_only_acc"])
         rule_acc = "-" if r["rule_acc"] is None else f"{100 * r['rule_acc']:.1f}"
         lines.append(
-            f"| {r['pair']} | {r['labels']} | {r['seed'] if seeded else ''}{' | ' if seeded else ''}"
-            f"{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
+            f"| {r['pair']} | {r['labels']} | " + (f"{r['seed']} | " if seeded else "")
+            + f"{r['mmd_normalised']:.2f} ({r['p_value']:.3g}) "
             f"| {r['rule']} ({rule_acc}) "
             f"| {r['chosen']} | {100 * r['chosen_acc']:.1f} | {r['best']} | {100 * r['best_acc']:.1f} "
             f"| {100 * r['regret']:.1f} | " + (f"{100 * r['single_run_regret']:.1f} | " if repeated else "")
@@ -574,7 +574,7 @@ def validators_text(rows: list[dict], validator: str) -> list[str]:
         return []
     header = ("| trials ranked by | mean regret (points) | with select.ensemble: never | worst loss to source-only "
               "| committee disagreed | largest cost (time) | with the choice's training (epochs) |")
-    lines = ["", f"The same scenarios with the trials ranked by other validators (paired: the same pretrained models, "
+    lines = ["", "The same scenarios with the trials ranked by other validators (paired: the same pretrained models, "
              "trial budget and oracle runs; only the ranking differs). Regret against the best arm any of them "
              "evaluated.", "", header, "|" + "---|" * (header.count("|") - 1)]
     for v in [validator, *others]:

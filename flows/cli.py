@@ -85,11 +85,11 @@ _SERVER: list = []  # the LocalServer this command started, if any
 def _stop_temporary_server(grace_s: float = 1.0) -> bool:
     """Deliver Prefect's queued logs and events, as its own exit hooks would, then stop the server
     this command started. False when that server had died: nothing can be delivered, and Prefect's
-    services would retry against it (5 s here, measured up to 80 s under load)."""
+    services would retry against it (5 s here, once 80 s under load)."""
     if not _SERVER:
         return True
     server = _SERVER.pop()
-    alive = server.process is None or server.process.poll() is None
+    alive = server.exit_code() is None
     if alive:
         # A private API: if it moves, a lost last log line must not fail the run.
         with contextlib.suppress(Exception):

@@ -87,6 +87,11 @@ class LocalServer:
             start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
         )
 
+    def exit_code(self) -> int | None:
+        """The server process's exit code once it has died; None while it runs or after :meth:`stop`."""
+        process = self.process
+        return None if process is None else process.poll()
+
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Block until the server answers /health; a clear error if it exits or never answers."""
         deadline = time.monotonic() + timeout_s
@@ -148,8 +153,7 @@ class ServerWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
-            process = self.server.process
-            if process is None or (code := process.poll()) is None:
+            if (code := self.server.exit_code()) is None:
                 continue
             self.exit_code = code
             # Everything Prefect would still say is about the server being gone, many lines a second.

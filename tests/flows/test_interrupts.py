@@ -1,6 +1,7 @@
 """A Ctrl-C that lands in a destructor is not lost (flows/interrupts.py)."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ except KeyboardInterrupt:
 def test_an_interrupt_swallowed_by_a_destructor_is_delivered_again(install):
     out = subprocess.run([sys.executable, "-c", SCRIPT.format(install=install)], cwd=ROOT, capture_output=True,
                          text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         preexec_fn=lambda: __import__("signal").signal(2, __import__("signal").SIG_DFL))
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if install:
         assert out.stdout.startswith("interrupted after 0."), out.stdout + out.stderr
         assert "Traceback" not in out.stderr and "KeyboardInterrupt" not in out.stderr  # it was not lost

@@ -89,10 +89,12 @@ def test_the_private_server_gets_no_view_at_link(monkeypatch):
 
 
 class _Server:
-    """What cli._stop_temporary_server needs of a LocalServer: its process and stop()."""
+    """What cli._stop_temporary_server needs of a LocalServer: exit_code() and stop()."""
 
     def __init__(self, process) -> None:
         self.process, self.stopped = process, False
+
+    exit_code = LocalServer.exit_code
 
     def stop(self, grace_s: float) -> None:
         self.process.kill()

@@ -344,7 +344,8 @@ def select_by_trials(
     # trains nothing, so it costs nothing there): the alternative to selecting, whose best
     # method a selection's regret is measured against.
     swept = registered if config.candidates is not None else applicable_methods(data, source_model)
-    full_sweep_epochs = sum(get_method(m).trains for m in swept) * settings.epochs
+    n_trained = sum(get_method(m).trains for m in swept)
+    full_sweep_epochs = n_trained * settings.epochs
     budget = config.budget_epochs
     if config.budget_fraction is not None:
         budget = config.budget_fraction * full_sweep_epochs
@@ -357,7 +358,7 @@ def select_by_trials(
         + (f", {config.budget_fraction:.0%} of a full sweep" if config.budget_fraction is not None else "")
         + f" ({full_sweep_epochs} epochs: "
         + ("the candidates" if config.candidates is not None
-           else f"the {sum(get_method(m).trains for m in swept)} training methods that can run here")
+           else f"the {n_trained} training methods that can run here")
         + " trained in full)): "
         + "; ".join(f"round {r + 1}: {n} trials {'to' if r == 0 else 'continued to'} {e:.3g} epochs"
                     for r, (n, e) in enumerate(halving.schedule))
